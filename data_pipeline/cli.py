@@ -1,0 +1,178 @@
+"""``fedrec data ...``: statistics, conversion to Parquet, synthetic data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_pipeline.errors import ConfigError, ReadReport
+from data_pipeline.readers import INTERACTION_FORMATS, load_interactions
+from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
+from data_pipeline.stats import criteo_stats, interaction_stats, plot_stats
+from data_pipeline.synth import DENSE_NAMES, PROFILES, SPARSE_NAMES, SynthConfig, write_synthetic
+
+FORMATS = ("movielens", "criteo", *INTERACTION_FORMATS[1:])
+
+
+def register(subparsers) -> None:
+    from fedrec.cli import HelpFormatter
+
+    data = subparsers.add_parser("data", help="dataset statistics, conversion and synthetic data", formatter_class=HelpFormatter)
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+    stats = sub.add_parser(
+        "stats", help="counts, degree distributions, cardinalities, access CDFs", formatter_class=HelpFormatter,
+        epilog="examples:\n  fedrec data stats ../shared/datasets/ml-100k --format movielens --json\n"
+        "  fedrec data stats train.tsv --format criteo --json --workload w.json\n"
+        "  fedrec data stats ratings.csv --format csv --columns item,user,rating,timestamp --header",
+    )
+    _add_input(stats)
+    stats.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    stats.add_argument("--plot", metavar="PNG", help="also draw access CDFs to this PNG")
+    stats.add_argument("--workload", metavar="JSON", help="write a sharding workload (per-table access CDFs)")
+    stats.add_argument("--dim", type=int, default=64, help="embedding dim recorded in the workload")
+    stats.set_defaults(func=cmd_stats)
+
+    convert = sub.add_parser(
+        "convert", help="convert a dataset to Parquet", formatter_class=HelpFormatter,
+        epilog="examples:\n  fedrec data convert ../shared/datasets/ml-100k --format movielens --out ml100k.parquet\n"
+        "  fedrec data convert day_0.tsv --format criteo --buckets 1000000 --out day0.parquet",
+    )
+    _add_input(convert)
+    convert.add_argument("--out", required=True, metavar="FILE.parquet")
+    convert.add_argument("--buckets", type=int, default=1 << 22, help="criteo: hash buckets per categorical feature")
+    convert.set_defaults(func=cmd_convert)
+
+    synth = sub.add_parser(
+        "synth", help="generate Criteo-like data with Zipf accesses", formatter_class=HelpFormatter,
+        epilog="example:\n  fedrec data synth --rows 2000000 --profile criteo-kaggle --zipf 1.1 --seed 0 --out synth.tsv",
+    )
+    synth.add_argument("--rows", type=int, required=True)
+    synth.add_argument("--profile", choices=sorted(PROFILES), default="criteo-kaggle")
+    synth.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of id accesses")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--max-cardinality", type=int, default=None, help="cap every table at this many rows")
+    synth.add_argument("--out", required=True, help=".tsv (Criteo text format) or .parquet (encoded ids)")
+    synth.set_defaults(func=cmd_synth)
+
+
+def _add_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="file, or folder for --format movielens")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--columns", help="csv/tsv: column names in file order (user,item,rating,timestamp; '_' drops one); "
+                   "parquet/jsonl: source names in that order, or user=reviewerID,item=asin,...")
+    p.add_argument("--header", action="store_true", default=None, help="csv/tsv: the first line is a header (default: detect)")
+    p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
+
+
+def cmd_stats(args) -> int:
+    if args.format == "criteo":
+        report = ReadReport(args.path)
+        batches = iter_criteo(args.path, CriteoOptions(transform=False, on_bad_lines=args.on_bad_lines), report)
+        st = criteo_stats(batches, DENSE_NAMES, SPARSE_NAMES)
+        out = st.to_dict()
+        if args.workload:
+            tables = []
+            for f in st.features[len(DENSE_NAMES):]:
+                counts = st.counts[f["name"]]
+                tables.append(
+                    _table(f["name"], counts, args.dim, pooling=1.0, coverage=1.0 - f["missing_fraction"])
+                )
+            _write_workload(args.workload, tables)
+    else:
+        data = load_interactions(args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines)
+        report = data.report
+        st = interaction_stats(data)
+        out = st.to_dict()
+        if args.workload:
+            user = data.column("user")
+            item = data.column("item")
+            tables = [
+                _table("user", np.bincount(user, minlength=len(data.vocabs["user"])), args.dim, 1.0, 1.0),
+                _table("item", np.bincount(item, minlength=len(data.vocabs["item"])), args.dim, 1.0, 1.0),
+            ]
+            _write_workload(args.workload, tables)
+    if report is not None and report.skipped:
+        print(f"fedrec: warning: {report.summary()}", file=sys.stderr)
+        out["skipped_rows"] = report.skipped
+    if args.plot:
+        plot_stats(st, args.plot)
+    if args.json:
+        print(json.dumps(out, default=_json_default))
+    else:
+        _print_human(out)
+    return 0
+
+
+def _table(name, counts, dim, pooling, coverage):
+    try:
+        from sharding.workload import table_from_counts
+    except ModuleNotFoundError:
+        raise ConfigError("--workload", "the sharding package is not installed in this build") from None
+    return table_from_counts(name, np.asarray(counts), dim, pooling, coverage)
+
+
+def _write_workload(path: str, tables: list) -> None:
+    from sharding.workload import Workload
+
+    Workload(tables=tables).to_json(path)
+
+
+def cmd_convert(args) -> int:
+    out = Path(args.out)
+    if args.format == "criteo":
+        report = ReadReport(args.path)
+        writer = None
+        try:
+            for batch in iter_criteo(args.path, CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines), report):
+                writer = writer or pq.ParquetWriter(out, batch.schema)
+                writer.write_table(pa.Table.from_batches([batch]))
+        finally:
+            if writer:
+                writer.close()
+    else:
+        data = load_interactions(args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines)
+        report = data.report
+        df = data.raw_interactions()
+        for col in ("user", "item"):
+            df[col] = df[col].astype(str) if df[col].map(type).nunique() > 1 else df[col].infer_objects()
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out)
+    print(report.summary() if report else f"wrote {out}", file=sys.stderr)
+    print(str(out))
+    return 0
+
+
+def cmd_synth(args) -> int:
+    cfg = SynthConfig(rows=args.rows, profile=args.profile, zipf=args.zipf, seed=args.seed, max_cardinality=args.max_cardinality)
+    path = write_synthetic(cfg, args.out, progress=sys.stderr.isatty())
+    print(str(path))
+    return 0
+
+
+def _print_human(out: dict) -> None:
+    for key, value in out.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"{key}:")
+            for v in value:
+                print("  " + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()))
+        elif isinstance(value, list) and len(value) > 8:
+            continue  # CDF points: in --json
+        else:
+            print(f"{key}: {_fmt(value)}")
+
+
+def _fmt(x) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer | np.floating):
+        return o.item()
+    raise TypeError(type(o))

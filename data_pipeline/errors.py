@@ -1,0 +1,94 @@
+"""Error types shared by every fedrec package.
+
+Errors are raised where a problem is found, carry enough context to name it (file, 1-based line,
+field, what was expected and what was found) and are turned into one clear line by the CLI
+(exit status 2). Nothing downstream should ever need to show a traceback to explain bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from os import PathLike
+
+
+class FedrecError(Exception):
+    """Base class: the CLI prints ``str(error)`` on one line and exits with status 2."""
+
+
+class DataFormatError(FedrecError):
+    """Input data that does not match its declared format."""
+
+    def __init__(
+        self,
+        path: str | PathLike | None,
+        message: str | None = None,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        expected: str | None = None,
+        found: object = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.field = field
+        self.expected = expected
+        self.found = found
+        parts = [self.path or "<input>"]
+        if line is not None:
+            parts.append(f"line {line}")
+        if field is not None:
+            parts.append(f"field '{field}'")
+        where = ", ".join(parts)
+        detail = message or ""
+        if expected is not None:
+            detail = (detail + ": " if detail else "") + f"expected {expected}"
+            if found is not None:
+                detail += f", found {_show(found)}"
+        super().__init__(f"{where}: {detail}" if detail else where)
+
+
+class DatasetNotFoundError(FedrecError):
+    """A dataset path that does not exist or lacks the files its format needs."""
+
+
+class ConfigError(FedrecError):
+    """A configuration value that is missing, unknown or out of range; names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"config field '{field}': {message}")
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """One malformed input line, kept for ``on_bad_lines='skip'`` reports."""
+
+    line: int
+    field: str | None
+    expected: str
+    found: str
+
+    def describe(self) -> str:
+        where = f"line {self.line}" + (f", field '{self.field}'" if self.field else "")
+        return f"{where}: expected {self.expected}, found {self.found!r}"
+
+
+@dataclass
+class ReadReport:
+    """What a reader did: rows kept, rows skipped (with the first few shown)."""
+
+    path: str
+    rows: int = 0
+    skipped: int = 0
+    examples: list[BadLine] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return f"{self.path}: {self.rows} rows"
+        shown = "; ".join(b.describe() for b in self.examples)
+        return f"{self.path}: {self.rows} rows kept, {self.skipped} malformed rows skipped (first: {shown})"

@@ -1,0 +1,112 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from data_pipeline.batches import gather_jagged
+from data_pipeline.errors import ConfigError
+from data_pipeline.features import interaction_examples
+from data_pipeline.partition import (
+    assign_tiers,
+    dirichlet_partition,
+    natural_partition,
+    quantity_skew_partition,
+)
+from data_pipeline.schema import OOV_INDEX, Vocabulary, build_interactions
+from data_pipeline.splits import leave_one_out_split, random_split, temporal_user_split
+from data_pipeline.stats import access_cdf, gini
+from data_pipeline.synth import SynthConfig, generate_chunks, zipf_ranks
+
+
+def _toy(n_users=5, per_user=10, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [(u, int(rng.integers(0, 30)), float(rng.integers(1, 6)), int(t)) for u in range(n_users) for t in rng.permutation(per_user)]
+    return build_interactions("toy", pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]))
+
+
+def test_vocabulary_roundtrip_and_oov():
+    v = Vocabulary.fit("item", np.array(["b", "a", "c", "a"]))
+    codes = v.encode(["a", "c", "zzz"])
+    assert codes.tolist() == [1, 3, OOV_INDEX] and len(v) == 4
+    assert v.decode(codes).tolist() == ["a", "c", None]
+
+
+def test_temporal_split_holds_out_latest_per_user():
+    data = _toy()
+    s = temporal_user_split(data, 0.2)
+    user, ts = data.column("user"), data.column("timestamp")
+    for u in np.unique(user):
+        train_ts = ts[s.train][user[s.train] == u]
+        test_ts = ts[s.test][user[s.test] == u]
+        assert len(test_ts) == 2 and train_ts.max() < test_ts.min()
+    assert len(s.train) + len(s.test) == data.num_rows
+
+
+def test_random_and_loo_splits():
+    data = _toy()
+    r = random_split(data, 0.3, seed=1)
+    assert len(r.test) == 15 and np.array_equal(np.sort(np.r_[r.train, r.test]), np.arange(50))
+    loo = leave_one_out_split(data)
+    assert len(loo.test) == 5
+    with pytest.raises(ConfigError, match="test_fraction"):
+        temporal_user_split(data, 1.5)
+
+
+def test_gini_and_cdf():
+    assert gini(np.ones(10)) == pytest.approx(0.0)
+    assert gini(np.r_[np.zeros(99), 1.0]) == pytest.approx(0.99)
+    cdf = access_cdf(np.array([1, 1, 8]))
+    assert cdf[0] == [0.0, 0.0] and cdf[-1] == [1.0, 1.0]
+    assert cdf[1] == pytest.approx([1 / 3, 0.8])
+
+
+def test_gather_jagged_matches_loop():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 4, 50)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    values = rng.integers(0, 100, offsets[-1])
+    rows = rng.integers(0, 50, 20)
+    v, o = gather_jagged(values, offsets, rows)
+    expect = np.concatenate([values[offsets[r] : offsets[r + 1]] for r in rows])
+    assert np.array_equal(v, expect) and np.array_equal(np.diff(o), lengths[rows])
+
+
+def test_examples_to_kjt_batch():
+    data = _toy()
+    ex = interaction_examples(data, features=("user", "item"), label_threshold=4)
+    b = ex.batch(np.array([0, 3, 7]))
+    assert b.dense_features.shape == (3, 1) and b.labels.shape == (3,)
+    d = b.sparse_features.to_dict()
+    assert torch.equal(d["item"].values(), torch.from_numpy(ex.values["item"][[0, 3, 7]]))
+
+
+def test_synthetic_is_deterministic_and_skewed():
+    cfg = SynthConfig(rows=20_000, max_cardinality=10_000, zipf=1.2, seed=7)
+    a = next(generate_chunks(cfg, 20_000))
+    b = next(generate_chunks(cfg, 5_000))  # other chunk size, same seed: the first chunk differs by design
+    a2 = next(generate_chunks(cfg, 20_000))
+    assert np.array_equal(a["C3"], a2["C3"]) and len(b["C3"]) == 5_000
+    ranks = zipf_ranks(np.random.default_rng(0), 100_000, 10_000, 1.2)
+    top_share = np.mean(ranks < 100)  # 1% of rows
+    assert top_share > 0.5
+    assert 0.15 < a["label"].mean() < 0.35
+
+
+def test_partitions_cover_rows_once():
+    groups = np.array([3, 1, 3, 2, 1, 1])
+    parts = natural_partition(groups)
+    assert [p.tolist() for p in parts] == [[1, 4, 5], [3], [0, 2]]
+    d = dirichlet_partition(np.arange(100) % 5, num_clients=7, alpha=0.3)
+    assert np.array_equal(np.sort(np.concatenate(d)), np.arange(100))
+    q = quantity_skew_partition(100, 10, 0.5)
+    assert np.array_equal(np.sort(np.concatenate(q)), np.arange(100)) and min(map(len, q)) >= 1
+
+
+def test_tier_assignment_random_and_correlated():
+    t = assign_tiers(10_000, [0.5, 0.3, 0.2], seed=0)
+    assert np.bincount(t, minlength=3) / 10_000 == pytest.approx([0.5, 0.3, 0.2], abs=0.02)
+    stat = np.arange(3000)
+    corr = assign_tiers(3000, [1 / 3] * 3, statistic=stat, alpha=0.5, seed=0)
+    assert np.corrcoef(stat, corr)[0, 1] > 0.5
+    with pytest.raises(ConfigError, match="sum to 1"):
+        assign_tiers(10, [0.5, 0.6])
