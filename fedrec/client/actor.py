@@ -30,22 +30,45 @@ class ClientStat:
     bytes_up: int
 
 
+DEFAULT_MODEL = "default"
+
+
 class ClientActorImpl:
+    """Hosts one persistent ``LocalTrainer`` per model key: the single global model, or each FEL
+    sub-model (sizes differ per tier), built on first use."""
+
     def __init__(self, examples: Examples, partitions: list[np.ndarray], model_cfg: ModelConfig) -> None:
-        self.trainer = LocalTrainer(examples.spec, model_cfg, examples)
+        self.examples = examples
         self.partitions = partitions
+        self.trainers: dict[str, LocalTrainer] = {DEFAULT_MODEL: LocalTrainer(examples.spec, model_cfg, examples)}
+
+    def add_model(self, key: str, model_cfg: ModelConfig) -> bool:
+        if key not in self.trainers:
+            self.trainers[key] = LocalTrainer(self.examples.spec, model_cfg, self.examples)
+        return True
 
     def train_round(
-        self, global_state: State, clients: list[int], cfg: ClientTrainConfig, seeds: list[int], crash_after: int | None = None
+        self,
+        global_state: State,
+        clients: list[int],
+        cfg: ClientTrainConfig,
+        seeds: list[int],
+        crash_after: int | None = None,
+        model_key: str = DEFAULT_MODEL,
+        weight_scale: list[float] | None = None,
     ) -> tuple[AggregatedUpdate, list[ClientStat]]:
-        self.trainer.load_global(global_state)
-        acc = UpdateAccumulator(global_state, set(self.trainer.emb))
+        """Train ``clients`` from ``global_state`` and return their pre-aggregated update. Each client
+        weighs its example count times ``weight_scale[i]`` (e.g. a staleness discount)."""
+        trainer = self.trainers[model_key]
+        trainer.load_global(global_state)
+        acc = UpdateAccumulator(global_state, set(trainer.emb))
         stats = []
         for i, (client, seed) in enumerate(zip(clients, seeds)):
             if crash_after is not None and i == crash_after:
                 os._exit(1)  # fault injection: die mid-round, as a preempted worker would
-            r = self.trainer.train(client, self.partitions[client], global_state, cfg, seed)
-            acc.add_client(r.dense_delta, r.sparse_delta, float(r.examples))
+            r = trainer.train(client, self.partitions[client], global_state, cfg, seed)
+            scale = 1.0 if weight_scale is None else float(weight_scale[i])
+            acc.add_client(r.dense_delta, r.sparse_delta, float(r.examples) * scale)
             stats.append(ClientStat(client, r.examples, r.steps, r.loss, r.bytes_up))
         return acc.result(), stats
 
