@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # family not built yet
+            if exc.name and name.startswith(exc.name):  # that family's package is not installed
                 continue
             raise
         module.register(sub)

@@ -16,6 +16,7 @@ import numpy as np
 import ray
 
 from data_pipeline.batches import Examples
+from fedrec.client.batched import BatchedTrainer
 from fedrec.client.local import ClientTrainConfig, LocalTrainer
 from fedrec.model import ModelConfig
 from fedrec.updates import AggregatedUpdate, State, UpdateAccumulator
@@ -41,6 +42,7 @@ class ClientActorImpl:
         self.examples = examples
         self.partitions = partitions
         self.trainers: dict[str, LocalTrainer] = {DEFAULT_MODEL: LocalTrainer(examples.spec, model_cfg, examples)}
+        self.batched: dict[str, BatchedTrainer] = {}
 
     def add_model(self, key: str, model_cfg: ModelConfig) -> bool:
         if key not in self.trainers:
@@ -63,13 +65,19 @@ class ClientActorImpl:
         trainer.load_global(global_state)
         acc = UpdateAccumulator(global_state, set(trainer.emb))
         stats = []
-        for i, (client, seed) in enumerate(zip(clients, seeds)):
-            if crash_after is not None and i == crash_after:
+        if cfg.batched:
+            if crash_after is not None:
                 os._exit(1)  # fault injection: die mid-round, as a preempted worker would
-            r = trainer.train(client, self.partitions[client], global_state, cfg, seed)
+            batched = self.batched.setdefault(model_key, BatchedTrainer(trainer))
+            results = batched.train_many(clients, [self.partitions[c] for c in clients], global_state, cfg, seeds)
+        else:
+            results = (trainer.train(c, self.partitions[c], global_state, cfg, s) for c, s in zip(clients, seeds))
+        for i, r in enumerate(results):
+            if crash_after is not None and i == crash_after:
+                os._exit(1)
             scale = 1.0 if weight_scale is None else float(weight_scale[i])
             acc.add_client(r.dense_delta, r.sparse_delta, float(r.examples) * scale)
-            stats.append(ClientStat(client, r.examples, r.steps, r.loss, r.bytes_up))
+            stats.append(ClientStat(r.client, r.examples, r.steps, r.loss, r.bytes_up))
         return acc.result(), stats
 
     def ping(self) -> bool:

@@ -27,6 +27,7 @@ class ClientTrainConfig:
     batch_size: int = 32
     proximal_mu: float = 0.0  # FedProx's mu; 0 is plain FedAvg local training
     sparse_updates: bool = True  # upload only touched embedding rows (else whole tables)
+    batched: bool = True  # train an actor's clients together (fedrec.client.batched); same results
 
 
 @dataclass
@@ -126,16 +127,23 @@ class LocalTrainer:
                 self.params[name][ids] = global_state[name][ids]  # restore only what changed
             for n in dense_names:
                 self.params[n].copy_(global_state[n])
-        if not cfg.sparse_updates:  # whole tables uploaded: every row counts, untouched with delta 0
-            sparse_delta = {
-                name: (torch.arange(self.params[name].shape[0]), _scatter_full(self.params[name], *sparse_delta[name]))
-                for name in self.emb
-            }
+        if not cfg.sparse_updates:
+            sparse_delta = self.full_table_deltas(sparse_delta)
         return ClientResult(
             client=client, examples=len(ex), steps=steps, loss=loss_sum / max(steps, 1),
-            bytes_up=upload_bytes(global_state, self.emb, ex, cfg.sparse_updates),
+            bytes_up=self.upload_bytes_for(ex, global_state, cfg.sparse_updates),
             dense_delta=dense_delta, sparse_delta=sparse_delta,
         )
+
+    def upload_bytes_for(self, ex: Examples, global_state: State, sparse: bool) -> int:
+        return upload_bytes(global_state, self.emb, ex, sparse)
+
+    def full_table_deltas(self, sparse_delta: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+        """Whole-table uploads (sparse updates off): every row, untouched ones with delta 0."""
+        return {
+            name: (torch.arange(self.params[name].shape[0]), _scatter_full(self.params[name], *sparse_delta[name]))
+            for name in self.emb
+        }
 
 
 def _scatter_full(like: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
