@@ -1,0 +1,164 @@
+"""The cost model every planner optimises and every plan is reported with.
+
+Per training iteration, with table-wise sharding, the GPU that owns table ``t`` looks up the ids
+of every GPU's samples (the global batch ``G * batch_size``). It reads
+
+    bytes_t = global_batch * coverage_t * pooling_factor_t * dim_t * bytes_per_value_t
+
+of embedding rows. If the ``h_t`` hottest rows of ``t`` live in HBM and the rest in host memory
+reached over UVM, a fraction ``a_t = CDF_t(h_t / rows_t)`` of those reads hit HBM (the table's
+access CDF, hottest rows first) and the rest go over UVM:
+
+    cost_t(h_t) = bytes_t * a_t / HBM_bandwidth + bytes_t * (1 - a_t) / UVM_bandwidth + fixed
+
+where ``fixed`` (``Topology.table_fixed_us``) stands for per-table kernel and bookkeeping
+overhead. A GPU's cost is the sum over its tables; a plan's objective is the maximum over GPUs
+(the slowest GPU sets the iteration time). HBM per GPU is capped at the topology's budget
+(``hbm_gb * (1 - hbm_reserved_fraction)``), host memory per GPU at ``uvm_gb``.
+
+Because the CDF is concave and piecewise linear, the HBM bytes are best spent by
+"water-filling": every CDF segment of every table saves ``bytes_t * (1/UVM - 1/HBM) * slope``
+per row fraction, so filling segments in order of saving per byte (``allocate_hot_rows``) is the
+optimal hot-row split for a fixed table-to-GPU assignment.
+
+Units: costs in milliseconds per iteration, bandwidths in GB/s (GB = 2**30 bytes), sizes in bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sharding.topology import GB, Topology
+from sharding.workload import Workload
+
+
+class CostModel:
+    """Per-table constants of the cost model, precomputed once for a workload and topology."""
+
+    def __init__(self, workload: Workload, topology: Topology) -> None:
+        self.workload = workload
+        self.topology = topology
+        tables = workload.tables
+        self.names = [t.name for t in tables]
+        self.rows = np.array([t.rows for t in tables], dtype=np.int64)
+        self.row_bytes = np.array([t.row_bytes for t in tables], dtype=np.int64)
+        self.bytes = self.rows * self.row_bytes
+        self.ms_per_hbm_byte = 1000.0 / (topology.hbm_gbps * GB)
+        self.ms_per_uvm_byte = 1000.0 / (topology.uvm_gbps * GB)
+        self.fixed_ms = topology.table_fixed_us / 1000.0
+        self.lookups = np.array([topology.global_batch * t.lookups_per_sample for t in tables])
+        self.lookup_bytes = self.lookups * self.row_bytes
+        self.cold_cost = self.lookup_bytes * self.ms_per_uvm_byte + self.fixed_ms  # all rows in UVM
+        self.gain = self.lookup_bytes * (self.ms_per_uvm_byte - self.ms_per_hbm_byte)  # saved at a = 1
+        # CDF segments of every table, for water-filling and the MILP.
+        seg_t, seg_x0, seg_dx, seg_slope = [], [], [], []
+        self.cdf = []
+        for i, t in enumerate(tables):
+            xs, ys = t.cdf_points()
+            self.cdf.append((xs, ys))
+            dx = np.diff(xs)
+            seg_t.append(np.full(len(dx), i))
+            seg_x0.append(xs[:-1])
+            seg_dx.append(dx)
+            seg_slope.append(np.diff(ys) / dx)
+        self.seg_table = np.concatenate(seg_t)
+        self.seg_x0 = np.concatenate(seg_x0)
+        self.seg_dx = np.concatenate(seg_dx)
+        self.seg_slope = np.concatenate(seg_slope)
+        self.seg_bytes = self.seg_dx * self.bytes[self.seg_table]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_byte = self.gain[self.seg_table] * self.seg_slope / np.maximum(self.bytes[self.seg_table], 1)
+        self.seg_saving_per_byte = np.nan_to_num(per_byte)
+        starts = np.r_[0, np.cumsum([len(xs) - 1 for xs, _ in self.cdf])]
+        self.seg_start, self.seg_stop = starts[:-1], starts[1:]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def access_fraction(self, i: int, hot_rows) -> float:
+        if self.rows[i] == 0:
+            return 1.0
+        xs, ys = self.cdf[i]
+        return float(np.interp(hot_rows / self.rows[i], xs, ys))
+
+    def table_cost(self, i: int, hot_rows: int) -> float:
+        return float(self.cold_cost[i] - self.gain[i] * self.access_fraction(i, hot_rows))
+
+    def table_costs(self, hot_rows: Sequence[int]) -> np.ndarray:
+        return np.array([self.table_cost(i, h) for i, h in enumerate(hot_rows)])
+
+    def gpu_costs(self, ranks: Sequence[int], hot_rows: Sequence[int]) -> np.ndarray:
+        costs = np.zeros(self.topology.gpus)
+        np.add.at(costs, np.asarray(ranks), self.table_costs(hot_rows))
+        return costs
+
+    def allocate_hot_rows(self, tables: Sequence[int], budget_bytes: float) -> np.ndarray:
+        """Optimal hot rows of ``tables`` sharing ``budget_bytes`` of HBM (water-filling)."""
+        tables = np.asarray(tables, dtype=np.int64)
+        frac, _, whole = self._water_fill(tables, budget_bytes)
+        rows = self.rows[tables]
+        # Flooring can only free bytes, so the budget holds; tables whose every segment fit are
+        # whole (float sums of segment widths may fall a hair short of 1).
+        hot = np.minimum(np.floor(frac * rows).astype(np.int64), rows)
+        hot[whole] = rows[whole]
+        return hot
+
+    def group_cost(self, tables: Sequence[int], budget_bytes: float) -> float:
+        """Cost of one GPU holding ``tables`` with its HBM water-filled (continuous hot rows)."""
+        tables = np.asarray(tables, dtype=np.int64)
+        if len(tables) == 0:
+            return 0.0
+        _, acc, _ = self._water_fill(tables, budget_bytes)
+        return float((self.cold_cost[tables] - self.gain[tables] * acc).sum())
+
+    def fluid(self, budget_bytes: float) -> tuple[np.ndarray, float]:
+        """All tables sharing ``budget_bytes`` as if they could be spread perfectly: (access
+        fraction per table, marginal saving in ms per byte of the last HBM byte spent)."""
+        _, acc, _, price = self._water_fill(np.arange(len(self)), budget_bytes, with_price=True)
+        return acc, price
+
+    def fluid_bound(self) -> float:
+        """A lower bound on the slowest GPU of any plan: all HBM shared by all tables (as if they
+        could be spread perfectly), averaged over GPUs. It is the optimum of the MILP's LP
+        relaxation, computed by water-filling instead of by an LP solver."""
+        topo = self.topology
+        acc, _ = self.fluid(topo.gpus * topo.hbm_budget_bytes)
+        return float((self.cold_cost - self.gain * acc).sum()) / topo.gpus
+
+    def single_table_costs(self) -> np.ndarray:
+        """Each table's cost alone on a GPU with the whole HBM budget; the largest is a lower bound
+        on the slowest GPU of any table-wise plan."""
+        budget = self.topology.hbm_budget_bytes
+        hot = np.minimum(self.rows, budget // np.maximum(self.row_bytes, 1))
+        return self.table_costs(hot)
+
+    def _water_fill(self, tables: np.ndarray, budget_bytes: float, with_price: bool = False):
+        """(row fraction, access fraction, whole?) per table: segments filled in order of saving
+        per byte until the budget runs out, the last one in part (and the saving per byte there)."""
+        n = len(tables)
+        if n == 0 or self.bytes[tables].sum() <= budget_bytes:
+            out = (np.ones(n), np.ones(n), np.ones(n, dtype=bool))
+            return (*out, 0.0) if with_price else out
+        counts = self.seg_stop[tables] - self.seg_start[tables]
+        offsets = np.repeat(np.cumsum(counts) - counts, counts)
+        seg = np.arange(counts.sum()) - offsets + np.repeat(self.seg_start[tables], counts)
+        local = np.repeat(np.arange(n), counts)
+        # Highest saving per byte first; among equals, a table's own segments stay in order.
+        order = np.lexsort((seg, -self.seg_saving_per_byte[seg]))
+        seg, local = seg[order], local[order]
+        cum = np.cumsum(self.seg_bytes[seg])
+        full = cum <= budget_bytes
+        part = np.zeros(len(seg))
+        part[full] = 1.0
+        k = int(full.sum())
+        price = float(self.seg_saving_per_byte[seg[k]]) if k < len(seg) else 0.0
+        if k < len(seg) and self.seg_bytes[seg[k]] > 0:  # the segment the budget runs out in
+            part[k] = (budget_bytes - (cum[k - 1] if k else 0.0)) / self.seg_bytes[seg[k]]
+        frac = np.bincount(local, weights=part * self.seg_dx[seg], minlength=n)
+        acc = np.bincount(local, weights=part * self.seg_dx[seg] * self.seg_slope[seg], minlength=n)
+        whole = np.bincount(local[full], minlength=n) == counts
+        acc[whole] = 1.0
+        out = (frac, np.minimum(acc, 1.0), whole)
+        return (*out, price) if with_price else out
