@@ -83,5 +83,11 @@ class ClientActorImpl:
     def ping(self) -> bool:
         return True
 
+    def memory_mb(self) -> float:
+        """Resident memory of this actor process (for scale benchmarks)."""
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
 
 ClientActor = ray.remote(ClientActorImpl)

@@ -121,3 +121,14 @@ def test_bad_configs_name_the_field(doc, field):
     with pytest.raises(ConfigError) as err:
         config_from_dict(doc)
     assert f"'{field}'" in str(err.value)
+
+
+def test_synthetic_federated_data_partitions_every_row_once():
+    from fedrec.synthetic import synthetic_federated_data
+
+    d = synthetic_federated_data(200, rows_per_client=5, max_cardinality=500, seed=1)
+    rows = np.concatenate(d.partitions)
+    assert len(d.partitions) == 200 and min(map(len, d.partitions)) >= 1
+    assert np.array_equal(np.sort(rows), np.arange(len(d.train)))
+    assert len(d.test) > 0 and d.train.spec.sparse_names[0] == "C1"
+    assert all(f.cardinality <= 500 for f in d.train.spec.sparse)
