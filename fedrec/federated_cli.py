@@ -10,13 +10,32 @@ from data_pipeline.errors import ConfigError
 from fedrec.config import config_from_dict, load_config
 
 
-def run_federated_from_args(args) -> int:
+def run_mode(cfg, progress: bool = True, resume: bool = False):
+    """Run ``cfg`` by its ``mode``: sync rounds, FEL ensembles, FedBuff, or the RF^2 fairness study."""
+    if resume and cfg.mode != "sync":
+        raise ConfigError("--resume", f"resuming is supported for mode sync only, not {cfg.mode!r}")
+    if cfg.mode == "fel":
+        from fedrec.ensemble import run_fel
+
+        return run_fel(cfg, progress=progress)
+    if cfg.mode == "fedbuff":
+        from fedrec.async_ import run_fedbuff
+
+        return run_fedbuff(cfg, progress=progress)
+    if cfg.mode == "fairness":
+        from fedrec.fairness import run_fairness
+
+        return run_fairness(cfg, progress=progress)
     from fedrec.server import run
 
+    return run(cfg, progress=progress, resume=resume)
+
+
+def run_federated_from_args(args) -> int:
     if not args.config:
         raise ConfigError("--config", "federated training needs --config FILE.yaml")
     cfg = load_config(args.config, rounds=args.rounds, seed=None)
-    result = run(cfg, progress=sys.stderr.isatty(), resume=args.resume)
+    result = run_mode(cfg, progress=sys.stderr.isatty(), resume=args.resume)
     if args.json:
         result.to_json(args.json)
     _print(result)
@@ -30,6 +49,8 @@ def _print(result) -> None:
         f"wall={result.wall_seconds:.1f}s sim={result.sim_seconds:,.0f}s "
         f"bytes_up={result.bytes_up:,} bytes_down={result.bytes_down:,}"
     )
+    if hasattr(result, "summary"):
+        print(result.summary())
 
 
 def run_demo() -> int:

@@ -26,15 +26,15 @@ from data_pipeline.partition import (
 )
 from data_pipeline.readers import load_interactions
 from data_pipeline.splits import split as split_rows
-from fedrec.client.actor import ClientActor
+from fedrec.client.actor import DEFAULT_MODEL, ClientActor
 from fedrec.client.clock import client_seconds
 from fedrec.client.local import embedding_param_names
 from fedrec.config import FederatedConfig, config_to_dict
 from fedrec.metrics import binary_metrics
-from fedrec.model import build_dlrm, predict
+from fedrec.model import ModelConfig, build_dlrm, predict
 from fedrec.ray_runtime import ensure_ray, ray_cpus
 from fedrec.strategies import make_strategy
-from fedrec.updates import State, UpdateAccumulator, state_nbytes
+from fedrec.updates import AggregatedUpdate, State, UpdateAccumulator, state_nbytes
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,19 @@ def load_federated_data(cfg: FederatedConfig) -> FederatedData:
 
 
 class FederatedServer:
-    def __init__(self, cfg: FederatedConfig, data: FederatedData | None = None) -> None:
+    """``clients`` restricts selection to a subset (a FEL cluster); ``model_key`` names the model the
+    actors train for this server (several servers can share one actor pool, see ``share_actors``)."""
+
+    def __init__(
+        self, cfg: FederatedConfig, data: FederatedData | None = None, clients: np.ndarray | None = None,
+        model_key: str = DEFAULT_MODEL,
+    ) -> None:
         self.cfg = cfg
         self.data = data or load_federated_data(cfg)
         n = len(self.data.partitions)
+        self.clients = np.arange(n) if clients is None else np.sort(np.asarray(clients, dtype=np.int64))
+        self.model_key = model_key
+        self._models: dict[str, ModelConfig] = {}
         sizes = np.array([len(p) for p in self.data.partitions])
         if cfg.tier_assignment == "random":
             self.tiers = assign_tiers(n, cfg.tiers.shares, cfg.seed)
@@ -139,26 +148,40 @@ class FederatedServer:
         n = len(self.data.partitions[client])
         return self.cfg.client.local_epochs * -(-n // self.cfg.client.batch_size)
 
+    def upload_bytes(self, client: int) -> int:
+        return int(self._upload[0][client] if self.cfg.client.sparse_updates else self._upload[1])
+
     def client_time(self, client: int) -> float:
         tier = self.cfg.tiers.tiers[self.tiers[client]]
-        up = self._upload[0][client] if self.cfg.client.sparse_updates else self._upload[1]
-        return client_seconds(tier, self.local_steps(client), self.model_bytes, int(up), self.cfg.clock)
+        return client_seconds(tier, self.local_steps(client), self.model_bytes, self.upload_bytes(client), self.cfg.clock)
 
     # --- actors ---
-    def start_actors(self) -> None:
+    def start_actors(self, models: dict[str, ModelConfig] | None = None) -> None:
+        """Start the pool; ``models`` are extra model keys every actor hosts (FEL sub-models)."""
         ensure_ray()
         n = self.cfg.num_actors or ray_cpus()
         self._refs = (ray.put(self.data.train), ray.put(self.data.partitions))
+        self._models = dict(models or {})
         self.actors = [self._new_actor() for _ in range(n)]
         ray.get([a.ping.remote() for a in self.actors])
 
+    def share_actors(self, owner: FederatedServer) -> None:
+        """Train on ``owner``'s pool (the same list: a replacement by either is seen by both)."""
+        self.actors, self._refs, self._models = owner.actors, owner._refs, owner._models
+
     def _new_actor(self):
-        return ClientActor.options(num_cpus=self.cfg.actor_num_cpus, num_gpus=self.cfg.actor_num_gpus).remote(
+        actor = ClientActor.options(num_cpus=self.cfg.actor_num_cpus, num_gpus=self.cfg.actor_num_gpus).remote(
             *self._refs, self.cfg.model
         )
+        for key, model_cfg in self._models.items():
+            actor.add_model.remote(key, model_cfg)  # actor calls run in order: before any training
+        return actor
 
-    def _replace_actor(self, i: int) -> None:
-        """A dead actor is replaced by a fresh one (same data refs) before the next round."""
+    def _replace_actor(self, i: int, dead=None) -> None:
+        """A dead actor is replaced by a fresh one (same data refs) before the next round; ``dead``:
+        the handle that failed, so a pool shared by several servers replaces it only once."""
+        if dead is not None and self.actors[i] is not dead:
+            return
         ray.kill(self.actors[i], no_restart=True)
         self.actors[i] = self._new_actor()
         ray.get(self.actors[i].ping.remote())
@@ -175,7 +198,7 @@ class FederatedServer:
         rng = np.random.default_rng([cfg.seed, rnd])
         want = cfg.clients_per_round
         n_select = int(np.ceil(want * (1 + cfg.over_selection)))
-        chosen, _ = self.strategy.configure_fit(rng, np.arange(len(self.data.partitions)), self.tiers, n_select, cfg.sampling)
+        chosen, _ = self.strategy.configure_fit(rng, self.clients, self.tiers, n_select, cfg.sampling)
         dropout = np.array([cfg.tiers.tiers[self.tiers[c]].dropout for c in chosen])
         alive = chosen[rng.random(len(chosen)) >= dropout]
         times = np.array([self.client_time(c) for c in alive])
@@ -195,31 +218,48 @@ class FederatedServer:
         info["sim_round_seconds"] = round_time + cfg.clock.server_seconds
         return np.sort(kept), info
 
-    def run_round(self, rnd: int) -> dict:
-        clients, info = self.select(rnd)
+    def client_seed(self, rnd: int, client: int) -> int:
+        return int(np.random.default_rng([self.cfg.seed, rnd, int(client)]).integers(2**31))
+
+    def submit(self, state, clients: np.ndarray, rnd: int) -> list:
+        """Start training ``clients`` from ``state`` (a State or its object ref), spread over the
+        actors; returns the pending calls for ``gather``. Servers sharing a pool can all submit
+        before any gathers, so their clients train at the same time."""
         cfg = self.cfg
-        start = time.perf_counter()
-        state_ref = ray.put(self.state)
+        state_ref = state if isinstance(state, ray.ObjectRef) else ray.put(state)
         n_act = len(self.actors)
-        groups = [clients[i::n_act] for i in range(n_act)]
-        seeds = {int(c): int(np.random.default_rng([cfg.seed, rnd, int(c)]).integers(2**31)) for c in clients}
-        futures = []
-        for i, (actor, group) in enumerate(zip(self.actors, groups)):
+        pending = []
+        for i, actor in enumerate(list(self.actors)):
+            group = [int(c) for c in clients[i::n_act]]
             crash = len(group) // 2 if (cfg.fault_round == rnd and i == cfg.fault_actor % n_act and len(group)) else None
-            futures.append(actor.train_round.remote(state_ref, [int(c) for c in group], cfg.client, [seeds[int(c)] for c in group], crash))
+            seeds = [self.client_seed(rnd, c) for c in group]
+            pending.append((actor.train_round.remote(state_ref, group, cfg.client, seeds, crash, self.model_key), group, i, actor))
+        return pending
+
+    def gather(self, pending: list, rnd: int) -> tuple[AggregatedUpdate, list, int]:
+        """Sum the pending calls' updates; a dead actor's clients are lost (counted) and it is replaced."""
         acc = UpdateAccumulator(self.state, set(self.emb))
         stats, failed = [], 0
-        for i, (fut, group) in enumerate(zip(futures, groups)):
+        for fut, group, i, actor in pending:
             try:
                 agg, st = ray.get(fut)
             except ray.exceptions.RayActorError:
                 failed += len(group)  # the actor died: its clients' updates are lost this round
                 log.warning("round %d: client actor %d died; continuing with the survivors, restarting it", rnd, i)
-                self._replace_actor(i)
+                self._replace_actor(i, actor)
                 continue
             acc.add_aggregate(agg)
             stats.extend(st)
-        self.state = self.strategy.aggregate_fit(self.state, acc.result())
+        return acc.result(), stats, failed
+
+    def run_round(self, rnd: int) -> dict:
+        clients, info = self.select(rnd)
+        start = time.perf_counter()
+        return self.finish_round(rnd, clients, info, self.submit(self.state, clients, rnd), start)
+
+    def finish_round(self, rnd: int, clients: np.ndarray, info: dict, pending: list, start: float) -> dict:
+        update, stats, failed = self.gather(pending, rnd)
+        self.state = self.strategy.aggregate_fit(self.state, update)
         wall = time.perf_counter() - start
         updates = len(stats)
         bytes_up = sum(s.bytes_up for s in stats)
@@ -230,7 +270,7 @@ class FederatedServer:
         self.totals["sim_seconds"] += info["sim_round_seconds"]
         self.totals["train_wall_seconds"] += wall
         row = {"round": rnd, "client_updates": updates, "failed_updates": failed, "wall_seconds": wall,
-               "sim_seconds": self.totals["sim_seconds"], "bytes_up": bytes_up,
+               "sim_seconds": self.totals["sim_seconds"], "bytes_up": bytes_up, "bytes_down": len(clients) * self.model_bytes,
                "train_loss": float(np.mean([s.loss for s in stats])) if stats else float("nan"), **info}
         return row
 
@@ -238,7 +278,10 @@ class FederatedServer:
     def evaluate(self) -> tuple[dict, dict[str, float]]:
         self.model.load_state_dict(self.state)
         probs, labels = predict(self.model, self.test_batches)
-        probs, labels = probs.numpy(), labels.numpy()
+        return self.score(labels.numpy(), probs.numpy())
+
+    def score(self, labels: np.ndarray, probs: np.ndarray) -> tuple[dict, dict[str, float]]:
+        """Test metrics of predictions ``probs`` (one per test row), overall and AUC per tier."""
         metrics = binary_metrics(labels, probs)
         per_tier = {}
         tc = self.data.test_client

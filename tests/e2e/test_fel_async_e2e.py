@@ -1,0 +1,71 @@
+"""FEL, FedBuff and the RF^2 fairness study end to end on ML-100K, through ``fedrec train --config``
+with the shipped configs shrunk to a few rounds and clients."""
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from fedrec.cli import main
+from fedrec.config import load_config
+from fedrec.fairness import run_fairness
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _shrunk(name: str, ml100k_path, tmp_path, **overrides) -> Path:
+    doc = yaml.safe_load((ROOT / "configs" / name).read_text())
+    doc["data"]["path"] = str(ml100k_path)
+    doc.update({"num_actors": 2, "eval_every": 1, **overrides})
+    out = tmp_path / name
+    out.write_text(yaml.safe_dump(doc))
+    return out
+
+
+def _train(config: Path, tmp_path) -> dict:
+    out = tmp_path / "result.json"
+    assert main(["train", "--config", str(config), "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_fel_cli(ray_local, ml100k_path, tmp_path):
+    d = _train(_shrunk("ml100k_fel.yaml", ml100k_path, tmp_path, rounds=2, clients_per_round=12), tmp_path)
+    for key in ("final_auc", "rounds", "client_updates", "wall_seconds", "client_updates_per_second", "bytes_up",
+                "bytes_down", "history", "ensemble_auc", "submodel_auc", "per_tier_auc"):
+        assert key in d
+    assert set(d["submodel_auc"]) == {"low", "mid", "high"} and d["final_auc"] == d["ensemble_auc"]
+    assert [d["submodels"][t]["embedding_dim"] for t in ("low", "mid", "high")] == [8, 16, 32]
+    assert d["rounds"] == 2 and 0 < d["client_updates"] <= 24 and 0 < d["baseline"]["client_updates"] <= 24
+    assert all(sum(s["tiers"]) == s["tiers"][i] for i, s in enumerate(d["submodels"].values()))  # a tier a cluster
+    assert d["server_rows"] > 0 and 0 < d["ensemble_auc"] < 1
+
+
+def test_fedbuff_cli(ray_local, ml100k_path, tmp_path):
+    cfg = _shrunk("ml100k_fedbuff.yaml", ml100k_path, tmp_path, rounds=6, target_auc=0.3,
+                  async_={"buffer_size": 3, "concurrency": 8})
+    d = _train(cfg, tmp_path)
+    assert d["rounds"] == 6 and d["client_updates"] == 18  # exactly K updates per server step
+    assert d["max_in_flight"] <= 8 and d["max_staleness"] >= 1
+    assert d["sim_seconds_to_target"] == d["history"][0]["sim_seconds"]  # any model beats AUC 0.3
+    assert d["bytes_up"] > 0 and d["bytes_down"] > d["bytes_up"]
+
+
+def test_fairness_study(ray_local, ml100k_path, tmp_path):
+    cfg = load_config(_shrunk("ml100k_tiers_rf2.yaml", ml100k_path, tmp_path, rounds=2, clients_per_round=10,
+                              fairness={"optimizations": ["deadline", "over_selection"]}))
+    r = run_fairness(cfg, progress=False)
+    assert set(r.runs) == {"correlated", "random"}
+    assert set(r.mdac) == set(r.mdac_random) == set(r.understatement) == {"deadline", "over_selection"}
+    for runs in r.runs.values():
+        assert runs["deadline"]["deadline"] > 0 and set(runs["deadline"]["share_too_slow"]) == {"low", "mid", "high"}
+        assert runs["deadline"]["mdac"] >= 0 and len(runs["baseline"]["per_tier_auc"]) == 3
+    assert r.final_auc == r.runs["correlated"]["baseline"]["auc"]

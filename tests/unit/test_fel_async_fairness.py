@@ -1,0 +1,232 @@
+"""FEL, FedBuff and RF^2 invariants without Ray: staleness weights, buffer semantics and
+concurrency, the server's over-arch data, disjoint clusters, MDAC, and config validation."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from data_pipeline.errors import ConfigError
+from data_pipeline.features import interaction_examples
+from data_pipeline.partition import natural_partition
+from data_pipeline.splits import split as split_rows
+from fedrec.async_ import scale_update, simulate, staleness_weight, time_to_target
+from fedrec.config import AsyncConfig, EnsembleConfig, config_from_dict
+from fedrec.ensemble import FELServer, OverArch, apportion, carve_server_rows, cluster_clients, top_features
+from fedrec.fairness import mdac, relative_change
+from fedrec.model import ModelConfig, build_dlrm, forward_logits
+from fedrec.server import FederatedData
+from fedrec.updates import UpdateAccumulator
+from tests.unit.test_data_core import _toy
+
+
+def _fed(n_users=30, per_user=12) -> FederatedData:
+    inter = _toy(n_users=n_users, per_user=per_user)
+    parts = split_rows(inter, "temporal", 0.25, 0)
+    train = interaction_examples(inter, ("item",), 4.0, parts.train)
+    test = interaction_examples(inter, ("item",), 4.0, parts.test)
+    partitions = natural_partition(train.groups)
+    users = np.array([train.groups[p[0]] for p in partitions])
+    lookup = np.full(int(users.max()) + 1, -1)
+    lookup[users] = np.arange(len(users))
+    return FederatedData(train, test, partitions, users, lookup[test.groups])
+
+
+def _fel_cfg(**ensemble):
+    tiny = [{"embedding_dim": d, "dense_arch": [4], "over_arch": [4]} for d in (2, 4, 8)]
+    return config_from_dict({"mode": "fel", "clients_per_round": 6, "rounds": 1, "data": {"features": ["item"]},
+                             "ensemble": {"submodels": tiny, "over_epochs": 2, **ensemble}})
+
+
+# --- FedBuff ---
+def test_staleness_weights():
+    poly = AsyncConfig()
+    assert staleness_weight(0, poly) == 1.0 and staleness_weight(3, poly) == pytest.approx(0.5)
+    assert staleness_weight(8, dataclasses.replace(poly, staleness_exponent=1.0)) == pytest.approx(1 / 9)
+    assert staleness_weight(100, AsyncConfig(staleness="constant")) == 1.0
+    thr = AsyncConfig(staleness="threshold", max_staleness=2)
+    assert [staleness_weight(s, thr) for s in range(5)] == [1, 1, 1, 0, 0]
+
+
+def _schedule(cfg: AsyncConfig, steps=40, n=60, seed=0, dropout=0.1):
+    rng = np.random.default_rng(seed)
+    times = rng.lognormal(0, 1, size=n)  # a heavy straggler tail
+    return simulate(times, np.full(n, dropout), np.arange(n), cfg, steps, seed)
+
+
+@pytest.mark.parametrize("cfg", [AsyncConfig(buffer_size=5, concurrency=12), AsyncConfig(buffer_size=3, concurrency=30),
+                                 AsyncConfig(buffer_size=4, concurrency=10, staleness="threshold", max_staleness=1)])
+def test_a_step_every_k_updates_and_concurrency_is_respected(cfg):
+    sched = _schedule(cfg)
+    assert len(sched.step_times) == 40 and np.all(np.diff(sched.step_times) >= 0)
+    counted = np.bincount([a.step for a in sched.arrivals if a.step >= 0], minlength=40)
+    assert counted.tolist() == [cfg.buffer_size] * 40  # exactly K updates per server step
+    for a in sched.arrivals:
+        assert a.staleness == a.during - a.pulled >= 0
+        if a.step >= 0:  # counted: lands in the step under way, with its staleness weight
+            assert a.step == a.during and a.weight == staleness_weight(a.staleness, cfg) > 0 and not a.dropped
+            assert a.end <= sched.step_times[a.step]
+            assert a.step == 0 or a.end >= sched.step_times[a.step - 1]
+    # the K-th update of each step is the one that closes it
+    closers = [max((a for a in sched.arrivals if a.step == j), key=lambda a: a.end).end for j in range(40)]
+    assert closers == sched.step_times
+    # max concurrency: at no time do more clients train than allowed
+    events = sorted([(a.start, 1) for a in sched.arrivals] + [(a.end, -1) for a in sched.arrivals])
+    assert max(np.cumsum([d for _, d in events])) <= cfg.concurrency
+    assert sched.max_in_flight == cfg.concurrency
+    if cfg.staleness == "threshold":
+        stale = [a for a in sched.arrivals if not a.dropped and a.staleness > cfg.max_staleness]
+        assert stale and all(a.step == -1 for a in stale)  # discarded, and not counted towards K
+
+
+def test_no_client_trains_twice_at_once_and_dropouts_never_count():
+    sched = _schedule(AsyncConfig(buffer_size=2, concurrency=20), n=25, dropout=0.3)
+    assert any(a.dropped for a in sched.arrivals) and all(a.step == -1 for a in sched.arrivals if a.dropped)
+    by_client = {}
+    for a in sched.arrivals:
+        by_client.setdefault(a.client, []).append((a.start, a.end))
+    for spans in by_client.values():
+        spans.sort()
+        assert all(e1 <= s2 for (_, e1), (s2, _) in zip(spans, spans[1:]))
+
+
+def test_slow_clients_are_staler():
+    times = np.r_[np.full(40, 1.0), np.full(10, 8.0)]  # 10 stragglers, 8x slower
+    sched = simulate(times, np.zeros(50), np.arange(50), AsyncConfig(buffer_size=5, concurrency=20), 30, 0)
+    fast = [a.staleness for a in sched.arrivals if a.step >= 0 and a.client < 40]
+    slow = [a.staleness for a in sched.arrivals if a.step >= 0 and a.client >= 40]
+    assert np.mean(slow) > 3 * np.mean(fast)
+
+
+def test_staleness_discount_is_absolute():
+    like = {"emb": torch.zeros(4, 2), "w": torch.zeros(2)}
+    acc = UpdateAccumulator(like, {"emb"})
+    acc.add_client({"w": torch.ones(2)}, {"emb": (torch.tensor([1]), torch.ones(1, 2))}, 3.0)
+    plain = acc.result()
+    scaled = scale_update(plain, 0.5).mean_delta(like)
+    ref = plain.mean_delta(like)
+    for k in like:
+        assert torch.allclose(scaled[k], 0.5 * ref[k])
+
+
+def test_time_to_target():
+    hist = [{"sim_seconds": 1.0, "bytes_up": 1, "bytes_down": 10, "auc": 0.55},
+            {"sim_seconds": 2.0, "bytes_up": 2, "bytes_down": 10}, {"sim_seconds": 3.0, "bytes_up": 3, "bytes_down": 10, "auc": 0.61}]
+    assert time_to_target(hist, 0.6) == (3.0, 36) and time_to_target(hist, 0.7) == (None, None)
+
+
+# --- FEL ---
+def test_server_rows_are_carved_from_training_rows_only():
+    data = _fed()
+    carved, server = carve_server_rows(data, 0.25, exclusive=True, seed=0)
+    client_rows = np.concatenate(carved.partitions)
+    assert len(server) and not np.intersect1d(server, client_rows).size
+    assert np.array_equal(np.sort(np.r_[server, client_rows]), np.sort(np.concatenate(data.partitions)))
+    assert all(len(p) >= 1 for p in carved.partitions)
+    shared, server2 = carve_server_rows(data, 0.25, exclusive=False, seed=0)
+    assert np.array_equal(server, server2) and all(np.array_equal(a, b) for a, b in zip(shared.partitions, data.partitions))
+
+
+@pytest.mark.parametrize("method", ["tier", "data", "random"])
+def test_clusters_partition_the_clients(method):
+    data = _fed()
+    tiers = np.arange(len(data.partitions)) % 3
+    clusters = cluster_clients(method, 3, tiers, data, seed=0)
+    assert clusters.shape == (len(data.partitions),) and set(clusters.tolist()) == {0, 1, 2}
+    if method == "tier":
+        assert np.array_equal(clusters, tiers)
+    if method == "random":
+        assert np.bincount(clusters).tolist() == [10, 10, 10]
+
+
+def test_fel_sub_servers_own_disjoint_clients_and_share_the_round_budget():
+    fel = FELServer(_fel_cfg(clustering="data"), _fed())
+    members = [set(s.clients.tolist()) for s in fel.subs]
+    assert sum(len(m) for m in members) == len(fel.data.partitions)  # every client in exactly one cluster
+    assert set().union(*members) == set(range(len(fel.data.partitions)))
+    assert sum(s.cfg.clients_per_round for s in fel.subs) == 6 == fel.baseline.cfg.clients_per_round
+    assert [s.cfg.model.embedding_dim for s in fel.subs] == [2, 4, 8] and fel.baseline.cfg.model.embedding_dim == 2
+    assert apportion(10, np.array([5, 3, 2])).tolist() == [5, 3, 2] and apportion(7, np.array([1, 1, 1])).sum() == 7
+
+
+def _row_keys(ex):
+    return {(int(g), int(t), int(i)) for g, t, i in zip(ex.groups, ex.timestamps, ex.values["item"])}
+
+
+def test_over_arch_is_trained_on_server_rows_only(monkeypatch):
+    import fedrec.ensemble as ens
+
+    fel = FELServer(_fel_cfg(), _fed())
+    seen = []
+    real = ens.ensemble_inputs
+    monkeypatch.setattr(ens, "ensemble_inputs", lambda models, ex, *a: seen.append(ex) or real(models, ex, *a))
+    trained = []
+    real_train = ens.train_over_arch
+    monkeypatch.setattr(ens, "train_over_arch", lambda x, y, *a: trained.append(len(y)) or real_train(x, y, *a))
+    monkeypatch.setattr(FELServer, "train_submodels", lambda self, progress: ([{"round": 1, "sim_seconds": 1.0}], 1.0))
+    result = fel.run(progress=False)
+    over_rows = _row_keys(seen[0])  # the first call builds the over-arch's training set
+    assert trained[0] == len(fel.server_rows) == len(seen[0]) == result.server_rows
+    assert over_rows == _row_keys(fel.data.train.take(fel.server_rows))
+    clients = _row_keys(fel.data.train.take(np.concatenate(fel.data.partitions)))
+    assert not over_rows & clients and not over_rows & _row_keys(fel.data.test)
+    assert set(result.submodel_auc) == {"low", "mid", "high"} and "over_arch_auc" in result.baseline
+
+
+def test_submodel_must_fit_its_tier_memory():
+    cfg = _fel_cfg()
+    big = dataclasses.replace(cfg.ensemble, submodels=(*cfg.ensemble.submodels[:2], ModelConfig(embedding_dim=4096)))
+    tiers = [dataclasses.replace(t, memory_mb=0.01) if t.name == "high" else t for t in cfg.tiers.tiers]
+    cfg = dataclasses.replace(cfg, ensemble=big, tiers=dataclasses.replace(cfg.tiers, tiers=tuple(tiers)))
+    with pytest.raises(ConfigError, match=r"ensemble.submodels\[2\]"):
+        FELServer(cfg, _fed())
+
+
+def test_over_arch_starts_as_the_logit_average_and_reads_top_layers():
+    data = _fed()
+    model = build_dlrm(data.train.spec, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(3,)), seed=0)
+    batch = data.test.batch()
+    feats = top_features(model, batch)
+    assert feats.shape == (len(data.test), 4)
+    assert torch.allclose(feats[:, -1], forward_logits(model, batch), atol=1e-6)
+    x = torch.randn(50, 7)
+    over = OverArch(x, [2, 6], (8,))
+    assert torch.allclose(over(x), x[:, [2, 6]].mean(1), atol=1e-6)
+
+
+# --- RF^2 ---
+def test_mdac():
+    base = {"low": 0.6, "mid": 0.5, "high": 0.8}
+    opt = {"low": 0.66, "mid": 0.5, "high": 0.76}
+    assert relative_change(base, opt) == pytest.approx({"low": 0.1, "mid": 0.0, "high": -0.05})
+    assert mdac(base, opt) == pytest.approx(0.15) and mdac(base, base) == 0.0
+
+
+# --- config ---
+@pytest.mark.parametrize(
+    "doc, field",
+    [
+        ({"mode": "asynchronous"}, "mode"),
+        ({"ensemble": {"clustering": "kmeans"}}, "ensemble.clustering"),
+        ({"ensemble": {"submodels": [{"embedding_dim": 8}]}}, "ensemble.submodels"),
+        ({"ensemble": {"submodels": [{"dim": 8}, {}, {}]}}, "ensemble.submodels[0].dim"),
+        ({"ensemble": {"server_fraction": 1.5}}, "ensemble.server_fraction"),
+        ({"async": {"buffer_size": 0}}, "async_.buffer_size"),
+        ({"async_": {"buffer_size": 20, "concurrency": 10}}, "async_.concurrency"),
+        ({"async_": {"staleness": "hinge"}}, "async_.staleness"),
+        ({"fairness": {"optimizations": ["deadline", "magic"]}}, "fairness.optimizations"),
+        ({"target_auc": 2}, "target_auc"),
+    ],
+)
+def test_bad_new_config_fields_are_named(doc, field):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(doc)
+    assert f"'{field}'" in str(err.value)
+
+
+def test_new_sections_parse():
+    cfg = config_from_dict({"mode": "fedbuff", "async": {"buffer_size": 4, "concurrency": 8, "staleness": "constant"},
+                            "ensemble": {"clustering": "random", "submodels": [{"embedding_dim": 8}] * 2}})
+    assert cfg.async_ == AsyncConfig(buffer_size=4, concurrency=8, staleness="constant")
+    assert isinstance(cfg.ensemble, EnsembleConfig) and cfg.ensemble.submodels[1] == ModelConfig(embedding_dim=8)
