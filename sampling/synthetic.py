@@ -49,8 +49,9 @@ def zipf_interactions(
     return build_interactions(name, pd.concat(rows, ignore_index=True))
 
 
-def ml100k_variants(data: InteractionData, seed: int = 0) -> list[InteractionData]:
-    """Subsets and resamplings of a real log with different sparsity, skew and size."""
+def ml100k_variants(data: InteractionData, seed: int = 0, max_rows: int = 30_000) -> list[InteractionData]:
+    """Subsets and resamplings of a real log with different sparsity, skew and size; each is cut to
+    about ``max_rows`` by keeping random whole users (so a corpus sweep stays affordable)."""
     rng = np.random.default_rng(seed)
     user, item = zero_based(data)
     user_deg, item_deg = degrees(data)
@@ -64,7 +65,16 @@ def ml100k_variants(data: InteractionData, seed: int = 0) -> list[InteractionDat
         "no-head": pop_rank[item] >= int(0.05 * data.num_items),  # the 5% most popular items removed
         "more-skew": rng.random(n) < (item_deg[item] / item_deg.max()) ** 0.5,
     }
-    return [_rebuild(data, f"{data.name}-{tag}", np.flatnonzero(mask)) for tag, mask in variants.items()]
+    out = []
+    for tag, mask in variants.items():
+        rows = np.flatnonzero(mask)
+        if rows.size > max_rows:
+            counts = np.bincount(user[rows], minlength=data.num_users)
+            order = rng.permutation(data.num_users)
+            keep = order[np.cumsum(counts[order]) <= max_rows]  # whole users, in random order
+            rows = rows[np.isin(user[rows], keep)]
+        out.append(_rebuild(data, f"{data.name}-{tag}", rows))
+    return out
 
 
 def _rebuild(data: InteractionData, name: str, rows: np.ndarray) -> InteractionData:
@@ -76,12 +86,12 @@ def _rebuild(data: InteractionData, name: str, rows: np.ndarray) -> InteractionD
 def genie_corpus(ml100k: InteractionData | None = None, seed: int = 0) -> list[InteractionData]:
     """The datasets Data-Genie is trained on: ML-100K, its variants, and generated Zipf logs."""
     corpus = [] if ml100k is None else [ml100k, *ml100k_variants(ml100k, seed)]
-    settings = [  # (users, items, density, zipf, taste, drift)
+    settings = [  # (users, items, density, zipf, taste, drift): 10k-25k interactions each
         (700, 900, 0.02, 0.6, 2.0, 0.2),
-        (700, 900, 0.05, 1.0, 2.0, 0.5),
-        (900, 700, 0.08, 1.2, 1.5, 0.8),
-        (500, 1200, 0.03, 1.4, 2.5, 0.3),
-        (1200, 600, 0.04, 0.8, 1.0, 0.6),
+        (600, 700, 0.05, 1.0, 2.0, 0.5),
+        (700, 500, 0.07, 1.2, 1.5, 0.8),
+        (500, 1000, 0.03, 1.4, 2.5, 0.3),
+        (1000, 500, 0.04, 0.8, 1.0, 0.6),
         (800, 800, 0.015, 1.1, 3.0, 0.9),
     ]
     for k, (u, i, d, z, t, dr) in enumerate(settings):

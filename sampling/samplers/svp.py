@@ -7,6 +7,9 @@ one never learned counts as forgotten every epoch. SVP-CF keeps the most-forgott
 interactions (mean proxy loss breaks ties) — or, at user level, the users whose interactions are
 on average most forgotten. SVP-CF-Prop first multiplies each importance by an inverse propensity
 (Jain et al., 2016), so rarely seen users and items count more.
+
+The default proxy is bias-only: on ML-100K (one seed, rates 10/20/40%) it preserved the zoo's
+ranking better than the MF proxy for both variants, and it is cheaper.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class SVPCF(Sampler):
         self,
         seed: int = 0,
         level: str = "interaction",
-        proxy: str = "mf",
+        proxy: str = "bias",
         epochs: int = 8,
         dim: int = 16,
         lr: float = 0.01,
