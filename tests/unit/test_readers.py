@@ -141,3 +141,57 @@ def test_criteo_bad_rows(tmp_path, mutate, line, found):
     with pytest.raises(DataFormatError) as err:
         read_criteo(path)
     assert f"line {line}" in str(err.value) and found in str(err.value)
+
+
+def test_movielens_1m_dat_release(tmp_path):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
+    (folder / "movies.dat").write_bytes("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)::Animation|Children's|Musical\n".encode("latin-1"))
+    data = read_movielens(folder)
+    assert data.name == "ml-1m" and (data.num_rows, data.num_users, data.num_items) == (3, 2, 2)
+    assert set(data.user_features.column_names) == {"user", "gender", "occupation", "age_bucket"}
+    genres = dict(zip(data.vocabs["item"].decode(data.item_features.column("item").to_numpy()), data.item_features.column("genres").to_pylist()))
+    assert len(genres[661]) == 3 and len(genres[1193]) == 1
+    (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3\n")
+    with pytest.raises(DataFormatError, match="ratings.dat, line 2"):
+        read_movielens(folder)
+
+
+def test_movielens_20m_csv_release(tmp_path):
+    folder = tmp_path / "ml-20m"
+    folder.mkdir()
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,3.5,1112484676\n7,2,4.0,1112484819\n")
+    (folder / "movies.csv").write_text('movieId,title,genres\n2,"Jumanji, The (1995)",Adventure|Children|Fantasy\n29,City (1995),Drama\n')
+    data = read_movielens(folder)
+    assert (data.num_rows, data.num_users, data.num_items) == (3, 2, 2)
+    assert data.column("rating").tolist() == [3.5, 3.5, 4.0]
+    assert data.item_features is not None
+
+
+def test_convert_to_parquet_keeps_original_ids(tmp_path, capsys):
+    from fedrec.cli import main
+
+    folder = _ml_folder(tmp_path, GOOD)
+    out = tmp_path / "o.parquet"
+    assert main(["data", "convert", str(folder), "--format", "movielens", "--out", str(out)]) == 0
+    df = pd.read_parquet(out)
+    assert df["item"].tolist() == [10, 11, 10] and len(df) == 3
+
+
+def test_examples_dataset_with_dataloader():
+    from torch.utils.data import DataLoader
+
+    from data_pipeline.batches import ExamplesDataset
+    from data_pipeline.features import interaction_examples
+    from tests.unit.test_data_core import _toy
+
+    ex = interaction_examples(_toy(), features=("user", "item"))
+    ds = ExamplesDataset(ex, batch_size=16, shuffle=True, seed=0)
+    batches = list(DataLoader(ds, batch_size=None))
+    assert len(batches) == len(ds) == 4
+    assert sum(len(b.labels) for b in batches) == len(ex)
+    ds.set_epoch(1)  # a new epoch reshuffles: the first batch holds other rows
+    first_items = batches[0].sparse_features.to_dict()["item"].values()
+    assert not np.array_equal(next(iter(ds)).sparse_features.to_dict()["item"].values().numpy(), first_items.numpy())
