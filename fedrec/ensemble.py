@@ -210,6 +210,18 @@ def lockstep(servers: list[FederatedServer], rounds: int, progress: bool = False
         owner.stop_actors()
 
 
+def train_together(servers: list[FederatedServer], rounds: int, eval_every: int, progress: bool = False,
+                   desc: str = "rounds") -> None:
+    """Independent runs (each its own config) in lockstep on one pool; each server's ``history``
+    gets its round rows, with test metrics every ``eval_every`` rounds and at the end."""
+    for rnd, _, rows in lockstep(servers, rounds, progress, desc):
+        for s, row in zip(servers, rows):
+            if rnd % eval_every == 0 or rnd == rounds:
+                metrics, per_tier = s.evaluate()
+                row.update({"auc": metrics["auc"], "logloss": metrics["logloss"], "ne": metrics["ne"], "per_tier_auc": per_tier})
+            s.history.append(row)
+
+
 def apportion(total: int, sizes: np.ndarray) -> np.ndarray:
     """Split ``total`` in proportion to ``sizes`` (largest remainders), at least 1 each."""
     exact = total * sizes / sizes.sum()

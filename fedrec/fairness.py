@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedrec.config import FederatedConfig, config_to_dict
-from fedrec.ensemble import FELServer, lockstep
+from fedrec.ensemble import FELServer, train_together
 from fedrec.server import FederatedData, FederatedResult, FederatedServer, load_federated_data
 
 
@@ -82,13 +82,7 @@ def run_sync(cfg: FederatedConfig, data: FederatedData, assignments: list[str], 
              ) -> dict[str, dict[str, FederatedServer]]:
     """Baseline and sync optimizations under every assignment, all in lockstep on one actor pool."""
     variants = {a: sync_variants(cfg, data, a) for a in assignments}
-    servers = [s for v in variants.values() for s in v.values()]
-    for rnd, _, rows in lockstep(servers, cfg.rounds, progress, "fairness"):
-        for s, row in zip(servers, rows):
-            if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
-                metrics, per_tier = s.evaluate()
-                row.update({"auc": metrics["auc"], "logloss": metrics["logloss"], "ne": metrics["ne"], "per_tier_auc": per_tier})
-            s.history.append(row)
+    train_together([s for v in variants.values() for s in v.values()], cfg.rounds, cfg.eval_every, progress, "fairness")
     return variants
 
 

@@ -1,0 +1,54 @@
+"""Helpers shared by bench_fel.py, bench_async.py and bench_fairness.py: config loading with the
+data path resolved, a fixed-width table, JSON output and matplotlib set-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from fedrec.config import FederatedConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(name: str, **overrides) -> FederatedConfig:
+    """A shipped config (configs/NAME) with overrides; its data path resolves under $FEDREC_DATA."""
+    return dataclasses.replace(load_config(ROOT / "configs" / name), **overrides)
+
+
+def fmt(v, spec: str = ".4f") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, spec) if isinstance(v, int | float) else str(v)
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """``columns``: (key, header, format spec) — prints one fixed-width line per row."""
+    cells = [[h for _, h, _ in columns]] + [[fmt(r.get(k), spec) for k, _, spec in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for i, row in enumerate(cells):
+        print("  ".join(c.rjust(w) if i and j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))))
+
+
+def write_json(out: Path, name: str, payload: dict) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(payload, indent=2, default=float))
+    return path
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
