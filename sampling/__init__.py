@@ -6,7 +6,7 @@ measures how well each sampler preserves the ranking of the zoo's models (Sachde
 "On Sampling Collaborative Filtering Datasets", WSDM 2022).
 """
 
-from sampling.api import METHODS, evaluate, load, sample, write_sample
+from sampling.api import METHODS, RatePlan, evaluate, load, sample, smallest_rate, write_sample
 from sampling.genie import DataGenie, meta_features
 from sampling.harness import DEFAULT_MODELS, DEFAULT_RATES
 from sampling.metrics import METRICS, kendall_tau
@@ -16,6 +16,6 @@ from sampling.samplers import SAMPLER_NAMES, SAMPLERS, Sampler, make_sampler
 
 __all__ = [
     "DEFAULT_MODELS", "DEFAULT_RATES", "METHODS", "METRICS", "MODEL_NAMES", "SAMPLERS", "SAMPLER_NAMES", "ZOO",
-    "DataGenie", "EvaluationResult", "SampleResult", "Sampler", "evaluate", "kendall_tau", "load", "make_model",
-    "make_sampler", "meta_features", "sample", "write_sample",
+    "DataGenie", "EvaluationResult", "RatePlan", "SampleResult", "Sampler", "evaluate", "kendall_tau", "load",
+    "make_model", "make_sampler", "meta_features", "sample", "smallest_rate", "write_sample",
 ]  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,37 @@ def sample(
         seconds=time.perf_counter() - start,
         data=kept,
     )
+
+
+@dataclass
+class RatePlan:
+    """Data-Genie's answer to "how little data keeps the model ranking (predicted tau >= t)?"."""
+
+    rate: float
+    method: str
+    predicted_tau: float
+    target_tau: float
+
+
+def smallest_rate(
+    data: InteractionData | str | os.PathLike, tau: float, method: str = "auto", *, format: str | None = None, columns=None
+) -> RatePlan:
+    """The smallest rate (1% steps) whose predicted tau reaches ``tau``, with the sampler that gets
+    there (``method="auto"``: any sampler; else that one). Raises when no rate reaches it."""
+    check_choice(method, METHODS, "method")
+    try:
+        target = float(tau)
+    except (TypeError, ValueError):
+        raise ConfigError("min_tau", f"expected a number in [-1, 1], got {tau!r}") from None
+    if not -1.0 <= target <= 1.0:
+        raise ConfigError("min_tau", f"expected a number in [-1, 1], got {tau!r}")
+    genie, features = _genie_for(_data(data, format, columns))
+    if genie is None:
+        raise ConfigError("min_tau", "needs the Data-Genie model file (sampling/genie_model.json)")
+    found = genie.min_rate(features, target, None if method == "auto" else [method])
+    if found is None:
+        raise ConfigError("min_tau", f"no rate up to 100% reaches a predicted tau of {target} with method {method}")
+    return RatePlan(found[0], found[1], found[2], target)
 
 
 def write_sample(data: InteractionData, path: str | os.PathLike) -> Path:

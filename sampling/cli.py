@@ -16,10 +16,12 @@ examples:
   fedrec sample --input ml-100k --format movielens --rate 0.2 --method random --out s.parquet --report r.json
   fedrec sample --input log.csv --format csv --columns user,item,rating,timestamp --rate 0.1 \\
       --method auto --out subset.inter --report report.json
+  fedrec sample --input ml-100k --format movielens --min-tau 0.8 --out s.parquet --report r.json
   fedrec sample evaluate --input ml-100k --format movielens --rates 0.1,0.2,0.4 --json tau.json
 
 --rate is the fraction of rows kept. --method auto asks the shipped Data-Genie model for the sampler
 it predicts preserves model rankings best at that rate; the report carries its predicted Kendall tau.
+--min-tau T instead of --rate keeps the smallest fraction at which Data-Genie predicts tau >= T.
 An output ending in .inter is a RecBole atomic file; anything else must end in .parquet.
 """
 
@@ -47,6 +49,7 @@ def register(subparsers) -> None:
     )
     _input_args(parser)
     parser.add_argument("--rate", type=float, help="fraction of rows to keep, in (0, 1]")
+    parser.add_argument("--min-tau", type=float, help="instead of --rate: smallest rate with predicted tau >= this")
     parser.add_argument("--method", default="auto", choices=METHODS, help="sampler (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", help="output file: .parquet or .inter (RecBole)")
@@ -88,15 +91,24 @@ def _required(args: argparse.Namespace, *names: str) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from sampling.api import sample, write_sample
+    from sampling.api import load, sample, smallest_rate, write_sample
 
-    _required(args, "input", "format", "rate", "out")
+    _required(args, "input", "format", "out")
     out = Path(args.out)
     if out.suffix not in (".parquet", ".inter"):
         raise ConfigError("--out", f"{out}: expected a file ending in .parquet or .inter")
-    result = sample(args.input, args.rate, args.method, args.seed, format=args.format, columns=args.columns)
+    if (args.rate is None) == (args.min_tau is None):
+        raise ConfigError("--rate", "give exactly one of --rate and --min-tau")
+    data = load(args.input, args.format, args.columns)
+    rate, method = args.rate, args.method
+    if args.min_tau is not None:
+        plan = smallest_rate(data, args.min_tau, method)
+        rate, method = plan.rate, plan.method
+    result = sample(data, rate, method, args.seed)
     write_sample(result.data, out)
     report = {"input": str(args.input), "output": str(out), **result.to_dict()}
+    if args.min_tau is not None:
+        report.update(min_tau=args.min_tau, requested_method=args.method)
     text = json.dumps(report, indent=1)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,10 @@ def meta_features(data: InteractionData) -> dict[str, float]:
     late = np.bincount(item[order[half:]], minlength=data.num_items).astype(np.float64)
     cos = early @ late / max(np.linalg.norm(early) * np.linalg.norm(late), 1e-12)
     span = max(ts.max() - ts.min(), 1.0)
-    user_span = (np.maximum.reduceat(ts[np.argsort(user)], _starts(user)) - np.minimum.reduceat(ts[np.argsort(user)], _starts(user)))
+    first, last = np.full(data.num_users, np.inf), np.full(data.num_users, -np.inf)
+    np.minimum.at(first, user, ts)
+    np.maximum.at(last, user, ts)
+    user_span = (last - first)[udeg_all > 0]  # how long each user stays, as a share of the log's span
     cut = order[int(0.9 * order.size) :]  # the latest 10% of the log
     first_seen = np.full(data.num_items, np.inf)
     np.minimum.at(first_seen, item, ts)
@@ -83,11 +86,6 @@ def meta_features(data: InteractionData) -> dict[str, float]:
         "assortativity": assort, "mainstreamness": mainstream, "giant_component": giant,
     }  # fmt: skip
     return {k: float(values[k]) for k in FEATURE_NAMES}
-
-
-def _starts(sorted_keys_source: np.ndarray) -> np.ndarray:
-    keys = np.sort(sorted_keys_source)
-    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
 class DataGenie:

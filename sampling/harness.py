@@ -156,7 +156,7 @@ def evaluate(
     for method, seed in itertools.product(methods, seeds):
         sampler = None
         for rate in rates:
-            key = ("sample", method, rate)
+            key = ("sample", repr(make_sampler(method)), rate)  # the sampler's hyper-parameters are part of the key
             if sampler is None and not harness.cached(key, seed):
                 sampler = make_sampler(method, seed=seed).fit(harness.train)  # fitted once for all rates
             kept = sampler.sample(rate) if sampler is not None else None

@@ -1,4 +1,9 @@
-"""Closed-form models: item-kNN, EASE (Steck, 2019) and infinity-AE (Sachdeva et al., 2022)."""
+"""Closed-form models: item-kNN, EASE (Steck, 2019) and infinity-AE (Sachdeva et al., 2022).
+
+Each holds a dense item-item (or user-user) matrix, so on large catalogues they keep only the
+``max_items`` most popular items (or ``max_users`` random users as the kernel's support); the rest
+score as cold. The caps are far above ML-100K's 1,682 items and 943 users.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,29 @@ import scipy.sparse as sp
 from sampling.models.base import Recommender, binary
 
 
-class ItemKNN(Recommender):
+class _ItemItem(Recommender):
+    """Scores are ``X[users] @ W`` for an item-item matrix ``W`` over the most popular items."""
+
+    max_items = 10_000
+
+    def _fit(self, ratings: sp.csr_matrix) -> None:
+        x = binary(ratings)
+        counts = np.bincount(x.indices, minlength=x.shape[1])
+        self.items_ = np.sort(np.argsort(-counts, kind="stable")[: self.max_items])
+        self.cold_items_[np.setdiff1d(np.arange(x.shape[1]), self.items_)] = True  # scored like unseen items
+        self.x_ = x[:, self.items_]
+        self.weights_ = self._weights((self.x_.T @ self.x_).toarray().astype(np.float64)).astype(np.float32)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        out = np.zeros((users.size, self.n_items_), dtype=np.float32)
+        out[:, self.items_] = self.x_[users] @ self.weights_
+        return out
+
+    def _weights(self, gram: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ItemKNN(_ItemItem):
     """Cosine item-item similarity, each item keeping its ``neighbours`` most similar items."""
 
     name = "item-knn"
@@ -18,24 +45,18 @@ class ItemKNN(Recommender):
         self.neighbours = neighbours
         self.shrink = shrink
 
-    def _fit(self, ratings: sp.csr_matrix) -> None:
-        x = binary(ratings)
-        self.x_ = x
-        co = (x.T @ x).toarray()
-        norm = np.sqrt(np.diag(co))
-        sim = co / (np.outer(norm, norm) + self.shrink)
+    def _weights(self, gram: np.ndarray) -> np.ndarray:
+        norm = np.sqrt(np.diag(gram))
+        sim = gram / (np.outer(norm, norm) + self.shrink)
         np.fill_diagonal(sim, 0.0)
         k = min(self.neighbours, sim.shape[0] - 1)
         if 0 < k < sim.shape[0] - 1:
             cut = np.partition(sim, -k, axis=0)[-k]  # k-th largest similarity in each column
             sim[sim < cut[None, :]] = 0.0
-        self.sim_ = sim.astype(np.float32)
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        return self.x_[users] @ self.sim_
+        return sim
 
 
-class EASE(Recommender):
+class EASE(_ItemItem):
     """Embarrassingly shallow autoencoder: B = I - P / diag(P), P = (X'X + l2 I)^-1."""
 
     name = "ease"
@@ -44,25 +65,21 @@ class EASE(Recommender):
         super().__init__(seed)
         self.l2 = l2
 
-    def _fit(self, ratings: sp.csr_matrix) -> None:
-        x = binary(ratings)
-        gram = (x.T @ x).toarray().astype(np.float64)
+    def _weights(self, gram: np.ndarray) -> np.ndarray:
         gram[np.diag_indices_from(gram)] += self.l2
         p = np.linalg.inv(gram)
         b = -p / np.diag(p)[None, :]
         np.fill_diagonal(b, 0.0)
-        self.x_ = x
-        self.weights_ = b.astype(np.float32)
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        return self.x_[users] @ self.weights_
+        return b
 
 
 class InfinityAE(Recommender):
     """An infinitely wide one-hidden-layer ReLU autoencoder, solved in closed form with its neural
-    tangent kernel between users: predictions = K (K + reg * mean(diag K) I)^-1 X."""
+    tangent kernel between users: predictions = K(users, S) (K(S, S) + reg * mean(diag K) I)^-1 X_S,
+    with S all users (or ``max_users`` random ones on large data)."""
 
     name = "infinity-ae"
+    max_users = 8_000
 
     def __init__(self, seed: int = 0, reg: float = 1.0) -> None:
         super().__init__(seed)
@@ -70,20 +87,30 @@ class InfinityAE(Recommender):
 
     def _fit(self, ratings: sp.csr_matrix) -> None:
         x = binary(ratings)
-        kernel = ntk_relu((x @ x.T).toarray().astype(np.float64))
-        n = kernel.shape[0]
-        scale = max(float(np.trace(kernel)) / n, 1e-12)
-        self.alpha_ = np.linalg.solve(kernel + self.reg * scale * np.eye(n), x.toarray()).astype(np.float32)
-        self.kernel_ = kernel.astype(np.float32)
+        n = x.shape[0]
+        support = np.arange(n)
+        if n > self.max_users:
+            support = np.sort(np.random.default_rng(self.seed).choice(n, self.max_users, replace=False))
+        xs = x[support]
+        self.x_, self.support_x_ = x, xs
+        self.support_norm_ = np.sqrt(np.asarray(xs.multiply(xs).sum(axis=1)).ravel())
+        kernel = ntk_relu((xs @ xs.T).toarray().astype(np.float64))
+        scale = max(float(np.trace(kernel)) / len(support), 1e-12)
+        self.alpha_ = np.linalg.solve(kernel + self.reg * scale * np.eye(len(support)), xs.toarray()).astype(np.float32)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        return self.kernel_[users] @ self.alpha_
+        xu = self.x_[users]
+        norm_u = np.sqrt(np.asarray(xu.multiply(xu).sum(axis=1)).ravel())
+        kernel = ntk_relu((xu @ self.support_x_.T).toarray().astype(np.float64), norm_u, self.support_norm_)
+        return kernel.astype(np.float32) @ self.alpha_
 
 
-def ntk_relu(gram: np.ndarray) -> np.ndarray:
-    """NTK of a one-hidden-layer ReLU network from the inputs' Gram matrix (arc-cosine kernels)."""
-    norm = np.sqrt(np.maximum(np.diag(gram), 0.0))
-    outer = np.outer(norm, norm)
+def ntk_relu(gram: np.ndarray, norm_a: np.ndarray | None = None, norm_b: np.ndarray | None = None) -> np.ndarray:
+    """NTK of a one-hidden-layer ReLU network from inner products of its inputs (arc-cosine kernels);
+    the norms default to the square root of a square Gram matrix's diagonal."""
+    if norm_a is None:
+        norm_a = norm_b = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    outer = np.outer(norm_a, norm_b)
     cos = np.clip(np.divide(gram, outer, out=np.zeros_like(gram), where=outer > 0), -1.0, 1.0)
     theta = np.arccos(cos)
     sigma1 = outer / (2 * np.pi) * (np.sin(theta) + (np.pi - theta) * cos)

@@ -87,3 +87,18 @@ def test_unknown_model_and_unfitted():
         make_model("gpt")
     with pytest.raises(ConfigError, match="fit"):
         make_model("ease").score(np.arange(2))
+
+
+def test_large_catalogue_caps(matrices):
+    train, _ = matrices
+    ease = make_model("ease")
+    ease.max_items = 50  # keep the 50 most popular items only; the rest score as cold
+    s = ease.fit(train).score(np.arange(3))
+    popular = np.argsort(-np.bincount(train.indices, minlength=train.shape[1]), kind="stable")[:50]
+    others = np.setdiff1d(np.arange(train.shape[1]), popular)
+    assert np.isfinite(s).all() and (s[:, others] <= s[:, popular].min(axis=1, keepdims=True)).all()
+    full = make_model("infinity-ae").fit(train).score(np.arange(3))
+    nystrom = make_model("infinity-ae")
+    nystrom.max_users = 150  # kernel support: half the users
+    approx = nystrom.fit(train).score(np.arange(3))
+    assert approx.shape == full.shape and np.corrcoef(approx.ravel(), full.ravel())[0, 1] > 0.8
