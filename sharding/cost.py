@@ -113,6 +113,11 @@ class CostModel:
         _, acc, _ = self._water_fill(tables, budget_bytes)
         return float((self.cold_cost[tables] - self.gain[tables] * acc).sum())
 
+    def group_price(self, tables: Sequence[int], budget_bytes: float) -> float:
+        """ms saved by one more byte of HBM on a GPU holding ``tables`` (0 when all fit)."""
+        tables = np.asarray(tables, dtype=np.int64)
+        return self._water_fill(tables, budget_bytes, with_price=True)[3] if len(tables) else 0.0
+
     def fluid(self, budget_bytes: float) -> tuple[np.ndarray, float]:
         """All tables sharing ``budget_bytes`` as if they could be spread perfectly: (access
         fraction per table, marginal saving in ms per byte of the last HBM byte spent)."""

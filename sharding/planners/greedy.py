@@ -61,7 +61,7 @@ def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates
         ranks[i] = g
         load[g] += weight[i]
         used_all[g] += model.bytes[i]
-    ranks, moves = local_search(model, ranks, weight, time.perf_counter() + local_search_seconds, candidates)
+    ranks, moves = local_search(model, ranks, weight, hot_bytes, time.perf_counter() + local_search_seconds, candidates)
     hot = water_fill(model, ranks)
     stats = {"status": "heuristic", "local_search_moves": moves, "seconds": round(time.perf_counter() - start, 4)}
     return ranks, hot, stats
@@ -73,55 +73,91 @@ def _fluid_bytes(model: CostModel, acc: np.ndarray) -> np.ndarray:
     return frac * model.bytes
 
 
-def local_search(model: CostModel, ranks: np.ndarray, weight: np.ndarray, deadline: float, candidates: int = 8):
-    """Moves and swaps between the slowest GPU and the others while they lower the larger of the
-    pair's (exactly water-filled) costs. Candidates are screened by ``weight`` (a first-order
-    estimate of each table's share of its GPU's cost): the move that best evens out the two GPUs'
-    weights is tried first. Returns (ranks, moves made)."""
-    topo = model.topology
-    budget = topo.hbm_budget_bytes
-    cap_all = budget + topo.uvm_budget_bytes
-    ranks = ranks.copy()
-    members = [np.flatnonzero(ranks == g) for g in range(topo.gpus)]
-    costs = np.array([model.group_cost(m, budget) for m in members])
+def local_search(model: CostModel, ranks: np.ndarray, weight: np.ndarray, demand: np.ndarray, deadline: float, candidates: int = 8):
+    """Improve an assignment by moving a table to another GPU or swapping two, every candidate
+    checked exactly (both GPUs water-filled). Two kinds of step, until neither helps or time is up:
+
+    * lower the slowest GPU: moves off it that lower the larger of the pair's costs, screened by
+      ``weight`` (a first-order estimate of each table's share of its GPU's cost);
+    * lower the total without raising the maximum: moves of HBM-hungry tables (``demand``: hot
+      bytes wanted) from the GPU whose HBM is scarcest (highest marginal saving per byte) to the
+      one where it is most plentiful.
+
+    Each step lowers (max, total) lexicographically, so the search cannot cycle.
+    Returns (ranks, moves made)."""
+    search = _Search(model, ranks)
     moves = 0
-    tabu: set[tuple[int, int, int]] = set()
-    while time.perf_counter() < deadline and topo.gpus > 1:
-        src = int(np.argmax(costs))
-        improved = False
-        for dst in (int(d) for d in np.argsort(costs)[: max(1, topo.gpus - 1)]):
+    while time.perf_counter() < deadline and model.topology.gpus > 1:
+        if not (search.lower_max(weight, candidates, deadline) or search.lower_total(demand, candidates, deadline)):
+            break
+        moves += 1
+    return search.ranks, moves
+
+
+class _Search:
+    def __init__(self, model: CostModel, ranks: np.ndarray) -> None:
+        self.model = model
+        self.budget = model.topology.hbm_budget_bytes
+        self.cap = self.budget + model.topology.uvm_budget_bytes
+        self.ranks = ranks.copy()
+        self.members = [np.flatnonzero(ranks == g) for g in range(model.topology.gpus)]
+        self.costs = np.array([model.group_cost(m, self.budget) for m in self.members])
+
+    def lower_max(self, weight: np.ndarray, candidates: int, deadline: float) -> bool:
+        src = int(np.argmax(self.costs))
+        for dst in (int(d) for d in np.argsort(self.costs)):
             if dst == src or time.perf_counter() > deadline:
                 continue
-            target = (costs[src] - costs[dst]) / 2  # the weight to shift to even the pair out
-            room = cap_all - model.bytes[members[dst]].sum()
-            out_t, in_u = members[src], np.r_[-1, members[dst]]
-            w_in = np.r_[0.0, weight[members[dst]]]
-            shift = weight[out_t][:, None] - w_in[None, :]
-            extra = model.bytes[out_t][:, None] - np.r_[0, model.bytes[members[dst]]][None, :]
-            score = np.abs(shift - target)
-            score[(shift <= 0) | (extra > room)] = np.inf
-            for flat in np.argsort(score, axis=None)[:candidates]:
-                a, b = np.unravel_index(flat, score.shape)
-                if not np.isfinite(score[a, b]):
-                    break
-                t, u = int(out_t[a]), int(in_u[b])
-                if (t, u, dst) in tabu:
-                    continue
-                new_src = np.r_[out_t[out_t != t], [u] if u >= 0 else []].astype(np.int64)
-                new_dst = np.r_[members[dst][members[dst] != u], t].astype(np.int64)
-                c_src, c_dst = model.group_cost(new_src, budget), model.group_cost(new_dst, budget)
-                if max(c_src, c_dst) < costs[src] * (1 - 1e-9):
-                    ranks[t] = dst
-                    if u >= 0:
-                        ranks[u] = src
-                    members[src], members[dst] = new_src, new_dst
-                    costs[src], costs[dst] = c_src, c_dst
-                    tabu.add((t, u, dst))
-                    moves += 1
-                    improved = True
-                    break
-            if improved:
-                break
-        if not improved:
-            break
-    return ranks, moves
+            target = (self.costs[src] - self.costs[dst]) / 2  # the weight to shift to even the pair out
+            limit = self.costs[src] * (1 - 1e-9)
+            if self._try(src, dst, weight, target, candidates, lambda a, b, lim=limit: max(a, b) < lim):
+                return True
+        return False
+
+    def lower_total(self, demand: np.ndarray, candidates: int, deadline: float) -> bool:
+        price = np.array([self.model.group_price(m, self.budget) for m in self.members])
+        src = int(np.argmax(price))
+        top = self.costs.max()
+        before = self.costs.copy()
+        for dst in (int(d) for d in np.argsort(price)[: max(1, candidates)]):
+            if dst == src or time.perf_counter() > deadline:
+                continue
+            hot = [demand[m].sum() for m in (self.members[src], self.members[dst])]
+            target = (hot[0] - hot[1]) / 2
+            pair = before[src] + before[dst]
+
+            def accept(a, b, pair=pair):
+                return max(a, b) <= top and a + b < pair - 1e-9 * top
+
+            if self._try(src, dst, demand, target, candidates, accept):
+                return True
+        return False
+
+    def _try(self, src: int, dst: int, key: np.ndarray, target: float, candidates: int, accept) -> bool:
+        """Try the moves (table t: src -> dst, optionally u: dst -> src) whose shift of ``key``
+        is closest to ``target``; apply the first that ``accept(new src cost, new dst cost)``."""
+        model, members = self.model, self.members
+        out_t, in_u = members[src], np.r_[-1, members[dst]]
+        shift = key[out_t][:, None] - np.r_[0.0, key[members[dst]]][None, :]
+        # Both GPUs must still hold their tables: HBM + host memory (water-filling fills HBM first).
+        extra = model.bytes[out_t][:, None] - np.r_[0, model.bytes[members[dst]]][None, :]
+        dst_full = extra > self.cap - model.bytes[members[dst]].sum()
+        src_full = -extra > self.cap - model.bytes[out_t].sum()
+        score = np.abs(shift - target)
+        score[(shift <= 0) | dst_full | src_full] = np.inf
+        for flat in np.argsort(score, axis=None)[:candidates]:
+            a, b = np.unravel_index(flat, score.shape)
+            if not np.isfinite(score[a, b]):
+                return False
+            t, u = int(out_t[a]), int(in_u[b])
+            new_src = np.r_[out_t[out_t != t], [u] if u >= 0 else []].astype(np.int64)
+            new_dst = np.r_[members[dst][members[dst] != u], t].astype(np.int64)
+            c_src, c_dst = model.group_cost(new_src, self.budget), model.group_cost(new_dst, self.budget)
+            if accept(c_src, c_dst):
+                self.ranks[t] = dst
+                if u >= 0:
+                    self.ranks[u] = src
+                members[src], members[dst] = new_src, new_dst
+                self.costs[src], self.costs[dst] = c_src, c_dst
+                return True
+        return False

@@ -18,6 +18,11 @@ Constraints:
 * Symmetry (GPUs are identical): the ``k``-th largest table may only use GPUs ``0..k``; any plan
   can be relabelled to satisfy this, so nothing is lost and HiGHS explores far fewer twins.
 * Cutoff: ``z <=`` the greedy plan's cost (greedy is also the fallback if HiGHS finds nothing).
+* Floor: ``z >=`` the costliest table alone on a GPU (a valid bound the LP relaxation misses).
+
+The greedy plan (``greedy.py``) runs first. If it is already within ``mip_rel_gap`` of the lower
+bound the MILP is skipped; it is also skipped above ``max_binaries`` table-GPU pairs (1,000 tables
+on 16 GPUs), where HiGHS cannot finish the root LP in seconds and the time goes to local search.
 
 HiGHS stops at ``mip_rel_gap`` or ``time_limit``. The LP relaxation's optimum (``lp_bound``) is a
 lower bound on every table-wise plan; the reported ``gap`` is the plan's distance from the best
@@ -49,24 +54,39 @@ _STATUS = {0: "optimal", 1: "time_limit", 2: "infeasible", 3: "unbounded", 4: "e
 class RecShardPlanner(Planner):
     name = "recshard"
 
-    def __init__(self, time_limit: float = 30.0, mip_rel_gap: float = 0.01, greedy_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        time_limit: float = 30.0,
+        mip_rel_gap: float = 0.01,
+        greedy_seconds: float | None = None,
+        max_binaries: int = 4000,
+    ) -> None:
         self.time_limit = time_limit
         self.mip_rel_gap = mip_rel_gap
-        # Local search is cheap insurance for big instances, where HiGHS rarely beats it in time.
-        self.greedy_seconds = greedy_seconds if greedy_seconds is not None else min(5.0, 0.15 * time_limit)
+        self.greedy_seconds = greedy_seconds
+        # Above this many binaries HiGHS rarely even finishes the root within a time limit of
+        # seconds; the time is better spent on the greedy's local search (bounded by the LP).
+        self.max_binaries = max_binaries
 
     def plan(self, workload: Workload, topology: Topology) -> Plan:
         start = time.perf_counter()
         model = CostModel(workload, topology)
-        ranks, hot, _ = greedy_solve(model, self.greedy_seconds)
+        too_big = len(model) * topology.gpus > self.max_binaries
+        seconds = self.greedy_seconds
+        if seconds is None:  # local search is cheap insurance; it is all there is for huge instances
+            seconds = 0.8 * self.time_limit if too_big else min(5.0, 0.15 * self.time_limit)
+        ranks, hot, greedy_stats = greedy_solve(model, seconds)
         obj = float(model.gpu_costs(ranks, hot).max())
         single = float(model.single_table_costs().max())
         lp_bound = model.fluid_bound()
-        stats = {"lp_bound": lp_bound, "single_table_bound": single, "greedy_cost": obj}
+        stats = {"lp_bound": lp_bound, "single_table_bound": single, "greedy_cost": obj,
+                 "local_search_moves": greedy_stats["local_search_moves"]}
         source = "greedy"
         left = self.time_limit - (time.perf_counter() - start)
         if obj <= 0 or (obj - max(lp_bound, single)) / obj <= self.mip_rel_gap:
             stats["status"] = "greedy_within_gap"  # the bound already proves greedy good enough
+        elif too_big:
+            stats["status"] = "milp_skipped_too_large"
         elif left < 0.05:
             stats["status"] = "no_time_left"
         else:

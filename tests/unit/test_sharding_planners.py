@@ -34,9 +34,12 @@ def _instance(seed: int, tables: int = 4, rows_unit: int = 20) -> Workload:
     return Workload(out)
 
 
-def _topology(w: Workload, gpus: int, hbm_share: float) -> Topology:
+def _topology(w: Workload, gpus: int, hbm_share: float, uvm_slack: float | None = None) -> Topology:
+    """HBM for ``hbm_share`` of the tables; host memory for the rest times ``1 + uvm_slack``."""
     hbm = w.total_bytes * hbm_share / gpus / (1 - 0.15) / GB
-    return Topology(gpus=gpus, hbm_gb=hbm, uvm_gb=1.0, batch_size=64, table_fixed_us=1.0)
+    uvm = 1.0 if uvm_slack is None else max(w.total_bytes * (1 - hbm_share), 0) * (1 + uvm_slack) / gpus / GB
+    uvm = max(uvm, max(t.total_bytes for t in w) / GB)  # every table must fit somewhere
+    return Topology(gpus=gpus, hbm_gb=hbm, uvm_gb=uvm, batch_size=64, table_fixed_us=1.0)
 
 
 def _brute_force(model: CostModel, grid: int) -> float:
@@ -88,12 +91,14 @@ def test_lp_relaxation_is_the_fluid_bound():
 def test_capacity_never_exceeded(seed):
     rng = np.random.default_rng(seed)
     w = _instance(100 + seed, tables=int(rng.integers(3, 30)), rows_unit=int(rng.integers(5, 500)))
-    topo = _topology(w, gpus=int(rng.integers(1, 6)), hbm_share=float(rng.uniform(0.02, 1.5)))
+    slack = float(rng.uniform(0.3, 1.0)) if seed % 2 else None  # odd seeds: host memory is tight too
+    topo = _topology(w, gpus=int(rng.integers(1, 6)), hbm_share=float(rng.uniform(0.02, 1.5)), uvm_slack=slack)
     for name in FAST:
         try:
             plan = make_planner(name, time_limit=2.0)(w, topo)  # __call__ runs Plan.check
-        except InfeasiblePlanError:
-            assert name not in ("recshard", "greedy")  # a hot/cold split always fits here
+        except InfeasiblePlanError as exc:
+            # whole-table heuristics may fail to pack; the splitting planners only when packing is hard
+            assert name not in ("recshard", "greedy") or slack is not None, exc
             continue
         hbm, uvm = plan.memory(w, topo)
         assert (hbm <= topo.hbm_budget_bytes).all() and (uvm <= topo.uvm_budget_bytes).all()
