@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from data_pipeline.errors import ConfigError
@@ -119,10 +120,13 @@ def cmd_plan(args) -> int:
     plan = planner(workload, topology)
     d = plan.to_json(args.out, workload, topology)
     if args.torchrec_plan:
-        import torch
+        logging.disable(logging.INFO)  # fbgemm announces every library it loads at INFO
+        try:
+            import torch
 
-        from sharding.torchrec_plan import to_torchrec_plan
-
+            from sharding.torchrec_plan import to_torchrec_plan
+        finally:
+            logging.disable(logging.NOTSET)
         torch.save(to_torchrec_plan(workload, plan, topology, args.module_path, args.split), args.torchrec_plan)
     if args.plot:
         from sharding.plot import plot_plan

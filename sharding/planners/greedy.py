@@ -37,8 +37,9 @@ class GreedyPlanner(Planner):
         return Plan.from_arrays(self.name, model, ranks, hot, stats)
 
 
-def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates: int = 8):
-    """(ranks, hot_rows, stats) of the greedy plan."""
+def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates: int = 8, good_enough: float = 0.0):
+    """(ranks, hot_rows, stats) of the greedy plan; local search stops early once the slowest
+    GPU's cost is at most ``good_enough``."""
     check_feasible(model)
     topo = model.topology
     start = time.perf_counter()
@@ -61,7 +62,8 @@ def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates
         ranks[i] = g
         load[g] += weight[i]
         used_all[g] += model.bytes[i]
-    ranks, moves = local_search(model, ranks, weight, hot_bytes, time.perf_counter() + local_search_seconds, candidates)
+    deadline = time.perf_counter() + local_search_seconds
+    ranks, moves = local_search(model, ranks, weight, hot_bytes, deadline, candidates, good_enough)
     hot = water_fill(model, ranks)
     stats = {"status": "heuristic", "local_search_moves": moves, "seconds": round(time.perf_counter() - start, 4)}
     return ranks, hot, stats
@@ -73,7 +75,15 @@ def _fluid_bytes(model: CostModel, acc: np.ndarray) -> np.ndarray:
     return frac * model.bytes
 
 
-def local_search(model: CostModel, ranks: np.ndarray, weight: np.ndarray, demand: np.ndarray, deadline: float, candidates: int = 8):
+def local_search(
+    model: CostModel,
+    ranks: np.ndarray,
+    weight: np.ndarray,
+    demand: np.ndarray,
+    deadline: float,
+    candidates: int = 8,
+    good_enough: float = 0.0,
+):
     """Improve an assignment by moving a table to another GPU or swapping two, every candidate
     checked exactly (both GPUs water-filled). Two kinds of step, until neither helps or time is up:
 
@@ -87,7 +97,7 @@ def local_search(model: CostModel, ranks: np.ndarray, weight: np.ndarray, demand
     Returns (ranks, moves made)."""
     search = _Search(model, ranks)
     moves = 0
-    while time.perf_counter() < deadline and model.topology.gpus > 1:
+    while time.perf_counter() < deadline and model.topology.gpus > 1 and search.costs.max() > good_enough:
         if not (search.lower_max(weight, candidates, deadline) or search.lower_total(demand, candidates, deadline)):
             break
         moves += 1

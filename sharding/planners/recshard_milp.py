@@ -75,10 +75,11 @@ class RecShardPlanner(Planner):
         seconds = self.greedy_seconds
         if seconds is None:  # local search is cheap insurance; it is all there is for huge instances
             seconds = 0.8 * self.time_limit if too_big else min(5.0, 0.15 * self.time_limit)
-        ranks, hot, greedy_stats = greedy_solve(model, seconds)
-        obj = float(model.gpu_costs(ranks, hot).max())
         single = float(model.single_table_costs().max())
         lp_bound = model.fluid_bound()
+        good_enough = max(lp_bound, single) / (1 - self.mip_rel_gap) if self.mip_rel_gap < 1 else np.inf
+        ranks, hot, greedy_stats = greedy_solve(model, seconds, good_enough=good_enough * (1 - 1e-6))
+        obj = float(model.gpu_costs(ranks, hot).max())
         stats = {"lp_bound": lp_bound, "single_table_bound": single, "greedy_cost": obj,
                  "local_search_moves": greedy_stats["local_search_moves"]}
         source = "greedy"
