@@ -1,0 +1,293 @@
+"""The Flower side of ``scripts/bench_vs_flower.py``: ml100k-fed as a Flower 1.40 simulation.
+
+Runs inside the Flower venv (``.bench_venvs/flower``: flwr[simulation]==1.40.0 with its ray 2.55.1,
+plus this repository installed ``--no-deps -e``), started by the benchmark as
+
+    .bench_venvs/flower/bin/python scripts/_flower_app.py --spec SPEC.json --out DIR
+
+SPEC.json holds the one ``FederatedConfig`` both frameworks run (``config_to_dict``), so the
+hyper-parameters are fedrec's by construction. Clients train with fedrec's own per-client TorchRec
+path, ``LocalTrainer.train``, on one trainer and one copy of the data cached per Ray worker process
+(Flower's idiom for expensive client state); they return full parameters and the example count, which
+Flower's FedAvg averages. Two Flower idioms are supported (``--api``):
+
+  numpy    the ``NumPyClient`` + ``flwr.server.strategy.FedAvg`` (ServerApp(server_fn=...)) path
+  message  1.40's Message API: ``@ClientApp.train`` with ``ArrayRecord`` and ``flwr.serverapp.strategy.FedAvg``
+
+Writes DIR/flower.json (per-round client updates and wall seconds, total wall, versions, the config
+it ran) and DIR/params.npz (the final global parameters, evaluated by the benchmark). Nothing here
+imports flwr at module level, so the pure parts are testable in the project venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FIT_SPEC_KEY = "bench-spec"  # config key carrying the spec path to the clients
+API_CHOICES = ("numpy", "message")
+
+
+def client_seed(seed: int, rnd: int, client: int) -> int:
+    """fedrec's per-(round, client) training seed (``FederatedServer.client_seed``)."""
+    return int(np.random.default_rng([seed, rnd, int(client)]).integers(2**31))
+
+
+def flower_sampling(num_clients: int, clients_per_round: int) -> tuple[float, int]:
+    """(fraction, minimum) making Flower's FedAvg sample exactly ``clients_per_round``: it takes
+    ``max(int(n * fraction), minimum)``, and ``int(n * k / n)`` can round down to k - 1."""
+    if not 1 <= clients_per_round <= num_clients:
+        raise ValueError(f"clients_per_round must be in [1, {num_clients}], got {clients_per_round}")
+    return clients_per_round / num_clients, clients_per_round
+
+
+def updated_params(names: list[str], state: dict[str, torch.Tensor], result) -> list[np.ndarray]:
+    """A client's full parameters (what Flower uploads) from ``LocalTrainer.train``'s deltas."""
+    out = []
+    for name in names:
+        if name in result.dense_delta:
+            out.append((state[name] + result.dense_delta[name]).numpy())
+        else:
+            ids, rows = result.sparse_delta[name]
+            new = state[name].clone()
+            new[ids] += rows
+            out.append(new.numpy())
+    return out
+
+
+# --- per-worker-process client state ---------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    cfg: object  # FederatedConfig
+    partitions: list[np.ndarray]
+    trainer: object  # LocalTrainer
+    names: list[str]
+
+
+_WORKERS: dict[str, Worker] = {}
+
+
+def load_spec(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def worker(spec_path: str) -> Worker:
+    """The data and trainer of this process, built once (the first client it runs pays)."""
+    if spec_path not in _WORKERS:
+        from fedrec.client.local import LocalTrainer
+        from fedrec.config import config_from_dict
+        from fedrec.server import load_federated_data
+
+        cfg = config_from_dict(load_spec(spec_path)["config"])
+        data = load_federated_data(cfg)
+        trainer = LocalTrainer(data.train.spec, cfg.model, data.train)
+        names = list(trainer.model.state_dict())
+        _WORKERS[spec_path] = Worker(cfg, data.partitions, trainer, names)
+    return _WORKERS[spec_path]
+
+
+def train_client(spec_path: str, client: int, rnd: int, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], int, float]:
+    """One client's local training from the global ``arrays`` (state-dict order)."""
+    w = worker(spec_path)
+    state = {n: torch.from_numpy(np.require(a, dtype=np.float32, requirements="W")) for n, a in zip(w.names, arrays)}
+    w.trainer.load_global(state)
+    res = w.trainer.train(client, w.partitions[client], state, w.cfg.client, client_seed(w.cfg.seed, rnd, client))
+    return updated_params(w.names, state, res), res.examples, res.loss
+
+
+# --- numpy idiom: NumPyClient + flwr.server.strategy.FedAvg ----------------------------------
+
+
+def numpy_client_fn(context):
+    from flwr.client import NumPyClient
+
+    class BenchClient(NumPyClient):
+        def __init__(self, cid: int) -> None:
+            self.cid = cid
+
+        def fit(self, parameters, config):
+            params, n, loss = train_client(str(config[FIT_SPEC_KEY]), self.cid, int(config["server_round"]), parameters)
+            return params, n, {"loss": loss}
+
+    return BenchClient(int(context.node_config["partition-id"])).to_client()
+
+
+# --- message idiom: @ClientApp.train + flwr.serverapp.strategy.FedAvg -------------------------
+
+
+def message_train(msg, context):
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+    arrays = msg.content["arrays"].to_numpy_ndarrays()
+    cfg = msg.content["config"]
+    params, n, loss = train_client(str(cfg[FIT_SPEC_KEY]), int(context.node_config["partition-id"]),
+                                   int(cfg["server-round"]), arrays)
+    reply = RecordDict({"arrays": ArrayRecord(params),
+                        "metrics": MetricRecord({"num-examples": n, "train_loss": loss})})
+    return Message(reply, reply_to=msg)
+
+
+def message_client_app():
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp()
+    app.train()(message_train)
+    return app
+
+
+# --- the server side (in this process) --------------------------------------------------------
+
+
+class RoundClock:
+    """Wall seconds of each round: from the strategy sampling clients to the aggregate."""
+
+    def __init__(self) -> None:
+        self.rounds: list[dict] = []
+        self._start = 0.0
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def stop(self, rnd: int, updates: int, failures: int) -> None:
+        self.rounds.append({"round": rnd, "client_updates": updates, "failures": failures,
+                            "wall_seconds": time.perf_counter() - self._start})
+
+
+def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict):
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server import ServerAppComponents, ServerConfig
+    from flwr.server.strategy import FedAvg
+    from flwr.serverapp import ServerApp
+
+    class TimedFedAvg(FedAvg):
+        def configure_fit(self, server_round, parameters, client_manager):
+            clock.start()
+            return super().configure_fit(server_round, parameters, client_manager)
+
+        def aggregate_fit(self, server_round, results, failures):
+            out = super().aggregate_fit(server_round, results, failures)
+            clock.stop(server_round, len(results), len(failures))
+            if out[0] is not None:
+                final["arrays"] = out[0]
+            return out
+
+    fraction, minimum = flower_sampling(n, cfg.clients_per_round)
+
+    def server_fn(context):
+        strategy = TimedFedAvg(
+            fraction_fit=fraction, min_fit_clients=minimum, min_available_clients=n,
+            fraction_evaluate=0.0, min_evaluate_clients=0,  # no client-side evaluation
+            initial_parameters=ndarrays_to_parameters(init),
+            on_fit_config_fn=lambda rnd: {"server_round": rnd, FIT_SPEC_KEY: spec_path},
+        )
+        return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=cfg.rounds))
+
+    final["to_numpy"] = parameters_to_ndarrays
+    return ServerApp(server_fn=server_fn)
+
+
+def message_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict):
+    from flwr.app import ArrayRecord, ConfigRecord
+    from flwr.serverapp import ServerApp
+    from flwr.serverapp.strategy import FedAvg
+
+    class TimedFedAvg(FedAvg):
+        def configure_train(self, server_round, arrays, config, grid):
+            clock.start()
+            return super().configure_train(server_round, arrays, config, grid)
+
+        def aggregate_train(self, server_round, replies):
+            replies = list(replies)
+            out = super().aggregate_train(server_round, replies)
+            bad = sum(m.has_error() for m in replies)
+            clock.stop(server_round, len(replies) - bad, bad)
+            return out
+
+    fraction, minimum = flower_sampling(n, cfg.clients_per_round)
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context) -> None:
+        strategy = TimedFedAvg(fraction_train=fraction, min_train_nodes=minimum, min_available_nodes=n,
+                               fraction_evaluate=0.0)
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(init), num_rounds=cfg.rounds,
+                                train_config=ConfigRecord({FIT_SPEC_KEY: spec_path}))
+        final["arrays"] = result.arrays
+    final["to_numpy"] = lambda rec: rec.to_numpy_ndarrays()
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--spec", required=True, help="JSON with the FederatedConfig (config_to_dict) and cpus")
+    p.add_argument("--out", required=True, help="folder for flower.json and params.npz")
+    p.add_argument("--api", choices=API_CHOICES, default="numpy")
+    args = p.parse_args(argv)
+
+    import flwr
+    import ray
+    from flwr.simulation import run_simulation
+
+    from fedrec.config import config_from_dict, config_to_dict
+    from fedrec.model import build_dlrm
+    from fedrec.server import load_federated_data
+
+    start = time.perf_counter()
+    spec_path = str(Path(args.spec).resolve())
+    spec = load_spec(spec_path)
+    cfg = config_from_dict(spec["config"])
+    random.seed(cfg.seed)  # Flower samples clients with `random`
+    data = load_federated_data(cfg)
+    n = len(data.partitions)
+    model = build_dlrm(data.train.spec, cfg.model, seed=cfg.seed)  # fedrec's initial global model
+    names = list(model.state_dict())
+    init = [t.detach().numpy().copy() for t in model.state_dict().values()]
+    clock, final = RoundClock(), {}
+    build = numpy_server_app if args.api == "numpy" else message_server_app
+    server_app = build(spec_path, cfg, n, init, clock, final)
+    client_app = message_client_app() if args.api == "message" else _numpy_client_app()
+    setup = time.perf_counter() - start
+    run_simulation(
+        server_app=server_app, client_app=client_app, num_supernodes=n,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                        "init_args": {"num_cpus": int(spec["cpus"]), "log_to_driver": False}},
+    )
+    total = time.perf_counter() - start
+    if "arrays" not in final or len(clock.rounds) != cfg.rounds:
+        raise SystemExit(f"_flower_app: the simulation finished {len(clock.rounds)} of {cfg.rounds} rounds")
+    arrays = final["to_numpy"](final["arrays"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "params.npz", **dict(zip(names, arrays)))
+    (out / "flower.json").write_text(json.dumps({
+        "api": args.api, "flwr": flwr.__version__, "ray": ray.__version__, "torch": torch.__version__,
+        "clients": n, "setup_seconds": setup, "total_seconds": total, "rounds": clock.rounds,
+        "config": config_to_dict(cfg),
+    }, indent=2, default=str))
+    return 0
+
+
+def _numpy_client_app():
+    from flwr.clientapp import ClientApp
+
+    return ClientApp(client_fn=numpy_client_fn)
+
+
+if __name__ == "__main__":
+    # Run from the importable module, not __main__, so Ray workers unpickle the client functions
+    # by reference and share this module's per-process cache.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _flower_app import main as _main
+
+    sys.exit(_main())

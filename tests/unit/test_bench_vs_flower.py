@@ -1,0 +1,185 @@
+"""The pure parts of scripts/bench_vs_flower.py and scripts/_flower_app.py: one config source for both
+frameworks, Flower's sampling and FedAvg matching fedrec's whole-table FedAvg, and the table maths.
+Nothing here creates the Flower venv or imports flwr."""
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from data_pipeline.features import interaction_examples
+from fedrec.client.local import ClientTrainConfig, LocalTrainer
+from fedrec.config import config_from_dict, config_to_dict
+from fedrec.model import ModelConfig
+from fedrec.server import FederatedServer
+from fedrec.updates import UpdateAccumulator
+from tests.unit.test_data_core import _toy
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import _flower_app as fa  # noqa: E402
+import bench_vs_flower as bench  # noqa: E402
+
+CONFIG = ROOT / "configs" / "ml100k_fedavg.yaml"
+
+
+def _cfg(rounds=30, clients=50):
+    return bench.bench_config(CONFIG, rounds, clients)
+
+
+def test_bench_config_is_the_yaml_workload_with_the_benchmark_rounds():
+    cfg = _cfg(7, 12)
+    assert (cfg.rounds, cfg.clients_per_round, cfg.eval_every) == (7, 12, 7)
+    assert (cfg.client.lr, cfg.client.local_epochs, cfg.client.batch_size, cfg.client.proximal_mu) == (0.05, 1, 32, 0.0)
+    assert cfg.model.embedding_dim == 16 and cfg.model.dense_arch == (16,) and cfg.model.over_arch == (16,)
+    assert tuple(cfg.data.features) == ("item", "occupation", "gender", "age_bucket")
+    assert cfg.strategy.name == "fedavg" and cfg.strategy.server_lr == 1.0
+    assert all(t.dropout == 0 for t in cfg.tiers.tiers)  # every selected client reports, as in Flower
+    assert cfg.deadline is None and cfg.over_selection == 0
+
+
+def test_flower_gets_the_same_config_through_the_spec_file():
+    cfg = _cfg()
+    spec = json.loads(json.dumps({"config": config_to_dict(cfg), "cpus": 2}, default=str))
+    flower_cfg = config_from_dict(spec["config"])  # what _flower_app reconstructs
+    bench.check_same_workload(cfg, flower_cfg)
+    assert flower_cfg.client == cfg.client and flower_cfg.model == cfg.model and flower_cfg.data == cfg.data
+
+
+def test_fedrec_variants_change_execution_not_the_workload():
+    cfg = _cfg()
+    for overrides in bench.FEDREC_VARIANTS.values():
+        v = bench.variant(cfg, overrides)
+        assert bench.workload(v) == bench.workload(cfg)
+    assert bench.variant(cfg, {"sparse_updates": False}).client.sparse_updates is False
+    assert bench.variant(cfg, {"batched": False}).client.batched is False
+
+
+def test_a_different_hyper_parameter_is_caught():
+    cfg = _cfg()
+    other = dataclasses.replace(cfg, client=dataclasses.replace(cfg.client, lr=0.1))
+    with pytest.raises(ValueError, match="client"):
+        bench.check_same_workload(cfg, other)
+    with pytest.raises(ValueError, match="rounds"):
+        bench.check_same_workload(cfg, dataclasses.replace(cfg, rounds=3))
+
+
+@pytest.mark.parametrize("change, word", [
+    (lambda c: dataclasses.replace(c, strategy=dataclasses.replace(c.strategy, name="fedyogi")), "strategy"),
+    (lambda c: dataclasses.replace(c, client=dataclasses.replace(c.client, proximal_mu=0.01)), "proximal_mu"),
+    (lambda c: dataclasses.replace(c, deadline=5.0), "dropout"),
+    (lambda c: dataclasses.replace(c, sampling="tier-stratified"), "sampling"),
+])
+def test_configs_flower_cannot_run_the_same_way_are_refused(change, word):
+    with pytest.raises(ValueError, match=word):
+        bench.check_flower_expressible(change(_cfg()))
+
+
+def test_flower_samples_exactly_clients_per_round():
+    n = 943
+    for k in range(1, n + 1):
+        fraction, minimum = fa.flower_sampling(n, k)
+        assert max(int(n * fraction), minimum) == k  # flwr FedAvg.num_fit_clients / configure_train
+    with pytest.raises(ValueError):
+        fa.flower_sampling(n, n + 1)
+
+
+def test_flower_clients_use_fedrecs_training_seeds():
+    server = SimpleNamespace(cfg=SimpleNamespace(seed=3))
+    for rnd, client in [(1, 0), (7, 942), (30, 17)]:
+        assert fa.client_seed(3, rnd, client) == FederatedServer.client_seed(server, rnd, client)
+
+
+def test_flower_fedavg_of_full_parameters_equals_fedrec_whole_table_fedavg():
+    ex = interaction_examples(_toy(), features=("user", "item"))
+    trainer = LocalTrainer(ex.spec, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(4,)), ex)
+    names = list(trainer.model.state_dict())
+    state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    cfg = ClientTrainConfig(lr=0.5, batch_size=4, sparse_updates=False)
+    emb = set(trainer.emb)
+    acc = UpdateAccumulator(state, emb)
+    flower_sum, weights = None, 0.0
+    for client, user in enumerate(np.unique(ex.groups)[:3]):
+        rows = np.flatnonzero(ex.groups == user)
+        trainer.load_global(state)
+        r = trainer.train(client, rows, state, cfg, seed=client)
+        acc.add_client(r.dense_delta, r.sparse_delta, float(r.examples))
+        full = fa.updated_params(names, state, r)  # what the Flower client uploads
+        weights += r.examples
+        flower_sum = [a * r.examples for a in full] if flower_sum is None else [s + a * r.examples for s, a in zip(flower_sum, full)]
+    delta = acc.result().mean_delta(state)
+    for name, flower in zip(names, flower_sum):
+        assert np.allclose(flower / weights, (state[name] + delta[name]).numpy(), atol=1e-6), name
+
+
+def _rounds(per_round):
+    return [{"round": i + 1, "client_updates": u, "wall_seconds": s} for i, (u, s) in enumerate(per_round)]
+
+
+def test_summarize_separates_the_first_round():
+    s = bench.summarize(_rounds([(50, 20.0), (50, 1.0), (50, 1.0)]), total_seconds=40.0)
+    assert s["client_updates"] == 150 and s["train_seconds"] == 22.0 and s["first_round_seconds"] == 20.0
+    assert s["updates_per_second"] == pytest.approx(150 / 22) and s["warm_updates_per_second"] == 50.0
+    assert math.isnan(bench.summarize(_rounds([(10, 2.0)]), 3.0)["warm_updates_per_second"])
+
+
+def _run(ups, warm, auc, updates=1500):
+    return {"rounds": 30, "client_updates": updates, "train_seconds": updates / ups, "total_seconds": 1.0,
+            "first_round_seconds": 1.0, "updates_per_second": ups, "warm_updates_per_second": warm, "auc": auc,
+            "logloss": 0.69}
+
+
+def test_rows_ratios_and_verdicts():
+    rows = [
+        bench.median_row("Flower A", "flower", [_run(30, 50, 0.52), _run(40, 70, 0.52)]),
+        bench.median_row("Flower B", "flower", [_run(20, 40, 0.53)]),
+        bench.median_row("fedrec", "fedrec", [_run(700, 800, 0.525), _run(500, 600, 0.515)]),
+        bench.median_row("fedrec slow", "fedrec", [_run(400, 500, 0.52)]),
+        bench.median_row("fedrec off", "fedrec", [_run(3000, 3000, 0.60)]),
+    ]
+    assert rows[0]["updates_per_second"] == 35 and rows[2]["auc"] == pytest.approx(0.52)
+    ref = bench.add_ratios(rows)
+    assert ref["label"] == "Flower A"  # the faster Flower row is the reference
+    assert rows[2]["x_flower"] == pytest.approx(600 / 35) and rows[2]["x_flower_warm"] == pytest.approx(700 / 60)
+    vs = {v["label"]: v for v in bench.verdicts(rows)}
+    assert set(vs) == {"fedrec", "fedrec slow", "fedrec off"}
+    assert vs["fedrec"]["met_overall"] and vs["fedrec"]["met_warm"]
+    assert vs["fedrec slow"]["met_overall"] and not vs["fedrec slow"]["met_warm"]  # 400/35 >= 10 > 500/60
+    assert not vs["fedrec off"]["met_overall"] and not vs["fedrec off"]["same_auc"]  # AUC off by 0.08
+    table = bench.format_table(rows)
+    assert table.splitlines()[0].split()[:2] == ["framework", "rounds"] and "17.1x" in table
+    assert "MET" in bench.format_verdicts(list(vs.values()), ref)
+
+
+def test_median_row_refuses_repeats_with_different_update_counts():
+    with pytest.raises(ValueError, match="different"):
+        bench.median_row("x", "fedrec", [_run(1, 1, 0.5, updates=1500), _run(1, 1, 0.5, updates=1450)])
+
+
+def test_no_flower_rows_no_ratios():
+    rows = [bench.median_row("fedrec", "fedrec", [_run(700, 800, 0.52)])]
+    assert bench.add_ratios(rows) is None and bench.verdicts(rows) == []
+    assert "x Flower" not in bench.format_table(rows)
+
+
+def test_flower_venv_pins_come_from_the_project_constraints():
+    text = (ROOT / "requirements" / "constraints.txt").read_text()
+    pins = bench.model_constraints(text)
+    names = {p.split("==")[0].lower().replace("_", "-") for p in pins}
+    assert {"torch", "fbgemm-gpu-cpu", "torchrec", "numpy", "polars"} <= names
+    assert not names & {"ray", "protobuf", "packaging"}  # flwr[simulation] pins its own
+    assert "torch==2.13.0" in pins
+    assert bench.venv_marker(pins) != bench.venv_marker([*pins[:-1], "numpy==0.0.1"])
+
+
+def test_quick_flags():
+    args = bench.parse_args(["--quick"])
+    assert (args.rounds, args.clients_per_round, args.repeats) == (3, 10, 1) and not args.skip_flower
+    assert bench.parse_args([]).rounds == 30 and bench.parse_args([]).clients_per_round == 50
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--flower-apis", "grpc"])
