@@ -29,6 +29,7 @@ import ray
 from tqdm import tqdm
 
 from fedrec.config import AsyncConfig, FederatedConfig, config_to_dict
+from fedrec.ensemble import check_finite
 from fedrec.server import FederatedData, FederatedResult, FederatedServer, plot_history
 from fedrec.updates import AggregatedUpdate, SparseRows, UpdateAccumulator
 
@@ -181,6 +182,7 @@ class FedBuffServer:
                     buffers.setdefault(j, UpdateAccumulator(srv.state, emb)).add_aggregate(
                         scale_update(update, staleness_weight(j - v, cfg.async_)))
                 srv.state = srv.strategy.aggregate_fit(srv.state, buffers.pop(v).result())
+                check_finite(srv, v + 1)
                 train_wall += time.perf_counter() - start
                 row = self._row(v, per_step[v], sched.step_times[v])
                 if (v + 1) % cfg.eval_every == 0 or v + 1 == steps:

@@ -22,6 +22,7 @@ from fedrec.strategies import SAMPLING, STRATEGIES, StrategyConfig
 
 PARTITIONS = ("natural", "dirichlet", "quantity")
 TIER_ASSIGNMENT = ("random", "correlated")
+TIER_STATISTICS = ("rows", "inverse_rows")
 MODES = ("sync", "fel", "fedbuff", "fairness")
 CLUSTERINGS = ("tier", "data", "random")
 SERVER_ROWS = ("exclusive", "shared")
@@ -100,6 +101,7 @@ class FederatedConfig:
     sampling: str = "uniform"
     tier_assignment: str = "random"
     tier_alpha: float = 0.5  # correlated assignment strength (small = strong)
+    tier_statistic: str = "rows"  # correlated: rows = more data on faster tiers; inverse_rows = the reverse
     deadline: float | None = None  # simulated seconds; later clients are dropped
     over_selection: float = 0.0  # select (1 + x) * clients_per_round, keep the first finishers
     num_actors: int | None = None  # default: one per CPU Ray sees
@@ -123,6 +125,7 @@ class FederatedConfig:
         _check(self.clients_per_round >= 1, "clients_per_round", f"must be at least 1, got {self.clients_per_round}")
         _check(self.sampling in SAMPLING, "sampling", f"unknown {self.sampling!r}; expected one of {SAMPLING}")
         _check(self.tier_assignment in TIER_ASSIGNMENT, "tier_assignment", f"expected one of {TIER_ASSIGNMENT}")
+        _check(self.tier_statistic in TIER_STATISTICS, "tier_statistic", f"expected one of {TIER_STATISTICS}")
         _check(self.strategy.name.lower() in STRATEGIES, "strategy.name",
                f"unknown strategy {self.strategy.name!r}; expected one of {sorted(STRATEGIES)}")
         _check(self.client.lr > 0, "client.lr", f"must be positive, got {self.client.lr}")

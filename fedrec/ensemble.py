@@ -205,9 +205,19 @@ def lockstep(servers: list[FederatedServer], rounds: int, progress: bool = False
             start = time.perf_counter()
             picked = [s.select(rnd) for s in servers]
             pending = [s.submit(s.state, clients, rnd) for s, (clients, _) in zip(servers, picked)]
-            yield rnd, start, [s.finish_round(rnd, c, info, p, start) for s, (c, info), p in zip(servers, picked, pending)]
+            rows = [s.finish_round(rnd, c, info, p, start) for s, (c, info), p in zip(servers, picked, pending)]
+            for s in servers:
+                check_finite(s, rnd)
+            yield rnd, start, rows
     finally:
         owner.stop_actors()
+
+
+def check_finite(server: FederatedServer, rnd: int) -> None:
+    """Fail with the knob to turn, not a NaN deep inside the metrics, when training diverges."""
+    if not all(torch.isfinite(t).all() for t in server.state.values()):
+        raise ConfigError("client.lr", f"model {server.model_key!r} diverged (non-finite weights) in round {rnd}; "
+                          f"lower client.lr ({server.cfg.client.lr}) or client.local_epochs ({server.cfg.client.local_epochs})")
 
 
 def train_together(servers: list[FederatedServer], rounds: int, eval_every: int, progress: bool = False,

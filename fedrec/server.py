@@ -113,8 +113,9 @@ class FederatedServer:
         sizes = np.array([len(p) for p in self.data.partitions])
         if cfg.tier_assignment == "random":
             self.tiers = assign_tiers(n, cfg.tiers.shares, cfg.seed)
-        else:  # RF^2: tiers follow the amount of data a client has
-            self.tiers = assign_tiers(n, cfg.tiers.shares, cfg.seed, statistic=sizes, alpha=cfg.tier_alpha)
+        else:  # RF^2: tiers follow the amount of data a client has (or its inverse)
+            stat = sizes if cfg.tier_statistic == "rows" else -sizes
+            self.tiers = assign_tiers(n, cfg.tiers.shares, cfg.seed, statistic=stat, alpha=cfg.tier_alpha)
         self.model = build_dlrm(self.data.train.spec, cfg.model, seed=cfg.seed)
         self.state: State = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.emb = embedding_param_names(self.model, self.data.train.spec)

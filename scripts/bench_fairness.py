@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--per-round", type=int, default=None)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--optimizations", default="deadline,over_selection,fel")
+    ap.add_argument("--tier-statistic", default="rows", choices=("rows", "inverse_rows"),
+                    help="correlated tiers: more data on faster devices (rows) or on slower ones")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/bench_fairness")
     args = ap.parse_args()
@@ -38,6 +40,7 @@ def main() -> None:
         args.rounds, args.per_round, args.optimizations = 2, 10, "deadline,over_selection"
     base = config("ml100k_tiers_rf2.yaml", plot=None)
     cfg = dataclasses.replace(base, rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round,
+                              tier_statistic=args.tier_statistic,
                               fairness=dataclasses.replace(base.fairness, optimizations=tuple(args.optimizations.split(","))))
     ensure_ray()
     t0 = time.perf_counter()

@@ -13,10 +13,18 @@ from data_pipeline.partition import natural_partition
 from data_pipeline.splits import split as split_rows
 from fedrec.async_ import scale_update, simulate, staleness_weight, time_to_target
 from fedrec.config import AsyncConfig, EnsembleConfig, config_from_dict
-from fedrec.ensemble import FELServer, OverArch, apportion, carve_server_rows, cluster_clients, top_features
+from fedrec.ensemble import (
+    FELServer,
+    OverArch,
+    apportion,
+    carve_server_rows,
+    check_finite,
+    cluster_clients,
+    top_features,
+)
 from fedrec.fairness import mdac, relative_change
 from fedrec.model import ModelConfig, build_dlrm, forward_logits
-from fedrec.server import FederatedData
+from fedrec.server import FederatedData, FederatedServer
 from fedrec.updates import UpdateAccumulator
 from tests.unit.test_data_core import _toy
 
@@ -193,6 +201,14 @@ def test_over_arch_starts_as_the_logit_average_and_reads_top_layers():
     x = torch.randn(50, 7)
     over = OverArch(x, [2, 6], (8,))
     assert torch.allclose(over(x), x[:, [2, 6]].mean(1), atol=1e-6)
+
+
+def test_divergence_names_the_learning_rate():
+    server = FederatedServer(config_from_dict({"data": {"features": ["item"]}}), _fed())
+    check_finite(server, 1)
+    server.state = {k: v * float("nan") for k, v in server.state.items()}
+    with pytest.raises(ConfigError, match="'client.lr'.*round 3"):
+        check_finite(server, 3)
 
 
 # --- RF^2 ---
