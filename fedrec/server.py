@@ -131,19 +131,23 @@ class FederatedServer:
 
     # --- per-client facts known before training (they drive the simulated clock) ---
     def _client_upload_bytes(self) -> tuple[np.ndarray, int]:
+        """Sparse upload bytes per client (dense deltas + touched rows), vectorised over all clients:
+        distinct (client, id) pairs per table, counted per client."""
         dense = sum(t.numel() * t.element_size() for n, t in self.state.items() if n not in self.emb)
-        sparse = np.zeros(len(self.data.partitions), dtype=np.int64)
-        for c, rows in enumerate(self.data.partitions):
-            ex_values = {f: self.data.train.values[f][rows] if np.all(np.diff(self.data.train.offsets[f]) == 1) else None
-                         for f in self.emb.values()}
-            for name, f in self.emb.items():
-                vals = ex_values[f]
-                if vals is None:
-                    vals = self.data.train.take(rows).values[f]
-                dim = self.state[name].shape[1]
-                sparse[c] += len(np.unique(vals)) * (8 + dim * 4)
-        full = self.model_bytes
-        return dense + sparse, full
+        parts = self.data.partitions
+        client_of_row = np.full(len(self.data.train), -1, dtype=np.int64)
+        for c, rows in enumerate(parts):
+            client_of_row[rows] = c
+        sparse = np.zeros(len(parts), dtype=np.int64)
+        for name, f in self.emb.items():
+            lengths = np.diff(self.data.train.offsets[f])
+            owner = np.repeat(client_of_row, lengths)
+            ids = self.data.train.values[f]
+            keep = owner >= 0
+            pairs = np.unique(owner[keep] * np.int64(self.state[name].shape[0]) + ids[keep])
+            touched = np.bincount(pairs // self.state[name].shape[0], minlength=len(parts))
+            sparse += touched * (8 + self.state[name].shape[1] * self.state[name].element_size())
+        return dense + sparse, self.model_bytes
 
     def local_steps(self, client: int) -> int:
         n = len(self.data.partitions[client])

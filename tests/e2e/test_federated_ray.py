@@ -82,8 +82,10 @@ def test_ray_job_submit_on_loopback_head(ml100k_path, tmp_path):
     if ray.is_initialized():
         ray.shutdown()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "FEDREC_DATA": str(Path(ml100k_path).parent), "RAY_ADDRESS": ""}
-    env.pop("RAY_ADDRESS")
+    # RAY_AUTH_MODE=disabled: Ray 2.60 keeps one auth token per user, which any other Ray instance
+    # on the machine may replace; this head listens on loopback only, so the token adds nothing.
+    env = {**os.environ, "FEDREC_DATA": str(Path(ml100k_path).parent), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
     temp = Path("/tmp") / f"fedrec-ray-{os.getpid()}"
     dash = "8277"
     start = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", "--port=6390",
@@ -106,4 +108,17 @@ def test_ray_job_submit_on_loopback_head(ml100k_path, tmp_path):
         d = json.loads(out.read_text())
         assert d["rounds"] == 2 and d["client_updates"] > 0
     finally:
-        subprocess.run([str(bin_dir / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_head(temp)
+
+
+def _stop_head(temp: Path) -> None:
+    """Stop only the Ray processes of the head this test started (their command lines name its temp
+    dir): `ray stop` would kill every Ray instance on the machine, other people's runs included."""
+    import psutil
+
+    mine = [p for p in psutil.process_iter(["cmdline"]) if any(str(temp) in a for a in (p.info["cmdline"] or []))]
+    for p in mine:
+        p.terminate()
+    _, alive = psutil.wait_procs(mine, timeout=20)
+    for p in alive:
+        p.kill()

@@ -132,3 +132,19 @@ def test_synthetic_federated_data_partitions_every_row_once():
     assert np.array_equal(np.sort(rows), np.arange(len(d.train)))
     assert len(d.test) > 0 and d.train.spec.sparse_names[0] == "C1"
     assert all(f.cardinality <= 500 for f in d.train.spec.sparse)
+
+
+def test_vectorised_upload_bytes_match_what_clients_upload():
+    from data_pipeline.partition import natural_partition
+    from fedrec.config import FederatedConfig
+    from fedrec.server import FederatedData, FederatedServer
+
+    ex = interaction_examples(_toy(n_users=4, per_user=12), features=("user", "item"))
+    parts = natural_partition(ex.groups)
+    data = FederatedData(ex, ex.take(np.arange(5)), parts, np.arange(len(parts)), np.zeros(5, dtype=np.int64))
+    server = FederatedServer(FederatedConfig(model=ModelConfig(embedding_dim=4)), data)
+    trainer = LocalTrainer(ex.spec, ModelConfig(embedding_dim=4), ex)
+    trainer.load_global(server.state)
+    for c, rows in enumerate(parts):
+        uploaded = trainer.train(c, rows, server.state, ClientTrainConfig(), seed=0).bytes_up
+        assert server.upload_bytes(c) == uploaded
