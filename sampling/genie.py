@@ -2,10 +2,16 @@
 rankings (Kendall's tau) at each rate; pick a sampler, or the smallest rate reaching a target tau.
 
 Inputs are hand-made meta-features (counts, density, degree distributions and their Gini,
-popularity skew, temporal dynamics, graph statistics) plus the sampler (one-hot) and the rate; the
-regressor is a scikit-learn tree ensemble. The fitted trees are stored as plain JSON arrays
-(``genie_model.json`` ships in the package), so prediction needs numpy only and never unpickles.
-Retrain with ``python -m sampling.train_genie``.
+popularity skew, temporal dynamics, graph statistics) plus the sampler and the rate. Estimators:
+
+* ``knn``: the tau curves (tau against rate, per sampler) of the ``n_neighbors`` training datasets
+  nearest in standardised meta-feature space, averaged with inverse-distance weights;
+* ``mean``: the same over all training datasets, i.e. the feature-blind baseline;
+* ``gbr`` / ``forest``: scikit-learn tree ensembles over (meta-features, one-hot sampler, rate).
+
+``sampling.train_genie`` compares them leave-one-dataset-out and ships the best as
+``genie_model.json``: plain JSON (the tau table, and tree arrays for the tree ensembles), so
+prediction needs numpy only and never unpickles.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from sampling.samplers import SAMPLER_NAMES
 from sampling.samplers.base import degrees, zero_based
 
 MODEL_FILE = Path(__file__).with_name("genie_model.json")
-ESTIMATORS = ("gbr", "forest")
+ESTIMATORS = ("knn", "mean", "gbr", "forest")
 FEATURE_NAMES = (
     "log_rows", "log_users", "log_items", "log_density",
     "user_deg_mean", "user_deg_median", "user_deg_gini", "user_deg_cv",
@@ -93,13 +99,15 @@ class DataGenie:
 
     def __init__(
         self,
-        estimator: str = "gbr",
+        estimator: str = "knn",
+        n_neighbors: int = 3,
         n_estimators: int = 300,
         max_depth: int = 3,
         learning_rate: float = 0.05,
         random_state: int = 0,
     ) -> None:
         self.estimator = estimator
+        self.n_neighbors = n_neighbors
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -107,13 +115,20 @@ class DataGenie:
 
     # ---- learning -------------------------------------------------------------------------
     def fit(self, records: list[dict]) -> DataGenie:
-        """``records``: dicts with ``features`` (meta-features), ``method``, ``rate`` and ``tau``."""
-        from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
-
+        """``records``: dicts with ``dataset``, ``features`` (meta-features), ``method``, ``rate``, ``tau``."""
         check_choice(self.estimator, ESTIMATORS, "estimator")
         if not records:
             raise ValueError("DataGenie.fit needs at least one record")
         self.methods_ = sorted({r["method"] for r in records}, key=list(SAMPLER_NAMES).index)
+        self.table_ = _tau_table(records)
+        self.trees_ = []
+        if self.estimator in ("gbr", "forest"):
+            self._fit_trees(records)
+        return self
+
+    def _fit_trees(self, records: list[dict]) -> None:
+        from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+
         x = np.array([self._row(r["features"], r["method"], r["rate"]) for r in records])
         y = np.array([r["tau"] for r in records], dtype=np.float64)
         if self.estimator == "gbr":
@@ -131,7 +146,6 @@ class DataGenie:
             self.base_, self.scale_ = 0.0, 1.0 / len(model.estimators_)
             trees = [est.tree_ for est in model.estimators_]
         self.trees_ = [_export(t) for t in trees]
-        return self
 
     # ---- prediction -----------------------------------------------------------------------
     def predict(self, features: dict, method: str, rate: float) -> float:
@@ -142,9 +156,33 @@ class DataGenie:
         self._check_fitted()
         methods = check_choices(methods or self.methods_, self.methods_, "method")
         rates = [check_rate(r) for r in (rates if rates is not None else np.round(np.arange(0.05, 1.0001, 0.01), 2))]
-        x = np.array([self._row(features, m, r) for m in methods for r in rates])
-        y = self.base_ + self.scale_ * sum(_tree_predict(t, x) for t in self.trees_)
-        return np.clip(y, -1.0, 1.0).reshape(len(methods), len(rates))
+        if self.trees_:
+            x = np.array([self._row(features, m, r) for m in methods for r in rates])
+            y = self.base_ + self.scale_ * sum(_tree_predict(t, x) for t in self.trees_)
+            return np.clip(y, -1.0, 1.0).reshape(len(methods), len(rates))
+        weights = self._dataset_weights(features)
+        grid = np.zeros((len(methods), len(rates)))
+        for name, w in weights.items():
+            curves = self.table_[name]["tau"]
+            for i, m in enumerate(methods):
+                known = sorted((float(r), t) for r, t in curves.get(m, {}).items())
+                grid[i] += w * np.interp(rates, [r for r, _ in known], [t for _, t in known])
+        return np.clip(grid, -1.0, 1.0)
+
+    def _dataset_weights(self, features: dict) -> dict[str, float]:
+        """Training datasets and their weights: all equal (``mean``) or the nearest ``n_neighbors``
+        by inverse distance in meta-feature space, standardised over the training datasets."""
+        names = list(self.table_)
+        if self.estimator == "mean" or len(names) <= 1:
+            return dict.fromkeys(names, 1.0 / len(names))
+        f = np.array([[self.table_[n]["features"][k] for k in FEATURE_NAMES] for n in names])
+        mu, sd = f.mean(axis=0), f.std(axis=0)
+        sd[sd == 0] = 1.0
+        q = (np.array([features[k] for k in FEATURE_NAMES]) - mu) / sd
+        dist = np.sqrt((((f - mu) / sd - q) ** 2).mean(axis=1))
+        near = np.argsort(dist, kind="stable")[: max(1, self.n_neighbors)]
+        w = 1.0 / (dist[near] + 1e-3)
+        return {names[i]: float(x) for i, x in zip(near, w / w.sum())}
 
     def choose(self, features: dict, rate: float, methods=None) -> tuple[str, float]:
         """The sampler with the highest predicted tau at ``rate``, and that tau."""
@@ -174,9 +212,8 @@ class DataGenie:
             "params": {k: v for k, v in vars(self).items() if not k.endswith("_")},
             "features": list(FEATURE_NAMES),
             "methods": self.methods_,
-            "base": self.base_,
-            "scale": self.scale_,
-            "trees": self.trees_,
+            "table": self.table_,
+            **({"base": self.base_, "scale": self.scale_, "trees": self.trees_} if self.trees_ else {}),
         }
 
     def save(self, path: str | os.PathLike = MODEL_FILE, **extra) -> None:
@@ -188,10 +225,18 @@ class DataGenie:
         if blob.get("features") != list(FEATURE_NAMES):
             raise ValueError(f"{path}: trained on other meta-features; retrain with python -m sampling.train_genie")
         genie = cls(**blob["params"])
-        genie.methods_ = blob["methods"]
-        genie.base_, genie.scale_, genie.trees_ = blob["base"], blob["scale"], blob["trees"]
-        genie.info_ = {k: v for k, v in blob.items() if k not in ("params", "methods", "base", "scale", "trees")}
+        genie.methods_, genie.table_ = blob["methods"], blob["table"]
+        genie.base_, genie.scale_, genie.trees_ = blob.get("base", 0.0), blob.get("scale", 1.0), blob.get("trees", [])
+        genie.info_ = {k: v for k, v in blob.items() if k not in ("params", "methods", "table", "base", "scale", "trees")}
         return genie
+
+    def records(self) -> list[dict]:
+        """The training table as fit() records (for refitting, e.g. leave-one-dataset-out)."""
+        self._check_fitted()
+        return [
+            {"dataset": name, "features": entry["features"], "method": m, "rate": float(r), "tau": t}
+            for name, entry in self.table_.items() for m, curve in entry["tau"].items() for r, t in curve.items()
+        ]  # fmt: skip
 
     @classmethod
     def load_default(cls) -> DataGenie | None:
@@ -203,7 +248,19 @@ class DataGenie:
     def _check_fitted(self) -> None:
         from sampling._validate import check_fitted
 
-        check_fitted(self, "trees_")
+        check_fitted(self, "table_")
+
+
+def _tau_table(records: list[dict]) -> dict:
+    """{dataset: {"features": {...}, "tau": {method: {rate: tau}}}} (a dataset's rows averaged)."""
+    sums: dict = {}
+    for r in records:
+        name = r.get("dataset") or json.dumps(r["features"], sort_keys=True)
+        entry = sums.setdefault(name, {"features": r["features"], "tau": {}})
+        entry["tau"].setdefault(r["method"], {}).setdefault(f"{float(r['rate']):g}", []).append(float(r["tau"]))
+    for entry in sums.values():
+        entry["tau"] = {m: {r: float(np.mean(v)) for r, v in c.items()} for m, c in entry["tau"].items()}
+    return sums
 
 
 def _export(tree) -> dict:

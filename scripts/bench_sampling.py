@@ -7,6 +7,7 @@ Data-Genie is scored leave-one-dataset-out: the model used here never saw ML-100
 
     .venv/bin/python scripts/bench_sampling.py            # full: 10 samplers x 5 rates x 6 models x 3 seeds
     .venv/bin/python scripts/bench_sampling.py --quick    # smoke run on generated data (seconds)
+    .venv/bin/python scripts/bench_sampling.py --seeds 0 --fresh   # time one cold 10 x 5 x 6 sweep
 
 Prints a table; writes results/sampling/bench.json, tau_heatmap.png and tau_vs_rate.png.
 """
@@ -48,7 +49,7 @@ def lodo_genie(name: str) -> tuple[DataGenie | None, str]:
     if not MODEL_FILE.exists():
         return None, "no genie_model.json"
     shipped = DataGenie.load()
-    records = json.loads(MODEL_FILE.read_text()).get("records", [])
+    records = shipped.records()
     others = [r for r in records if r["dataset"] != name]
     if not others or len(others) == len(records):
         return shipped, "shipped model (dataset not in its training table)"
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default=str(ROOT / "results" / "sampling"))
     parser.add_argument("--cache", default=None, help="harness cache (default: <out>/cache)")
+    parser.add_argument("--fresh", action="store_true", help="time a cold sweep: use an empty throwaway cache")
     parser.add_argument("--target-rate", type=float, default=0.2)
     args = parser.parse_args(argv)
 
@@ -88,9 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     models = ["popularity", "item-knn", "ease"] if args.quick else list(DEFAULT_MODELS)
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
 
+    cache = args.cache or out / "cache"
+    if args.fresh:
+        import tempfile
+
+        cache = tempfile.mkdtemp(prefix="bench-sampling-")
     wall, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
-    result = evaluate(data, methods=methods, rates=rates, models=models, seeds=seeds,
-                      cache_dir=args.cache or out / "cache", progress=True)  # fmt: skip
+    result = evaluate(data, methods=methods, rates=rates, models=models, seeds=seeds, cache_dir=cache, progress=True)
     wall = time.perf_counter() - wall
     cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu
     result.write_json(out / ("bench_quick_sweep.json" if args.quick else "bench_sweep.json"))

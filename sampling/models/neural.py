@@ -32,6 +32,39 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class Adam:
+    """Adam (Kingma & Ba, 2015) with L2 weight decay, the update ``torch.optim.Adam`` makes.
+
+    Written out because constructing any ``torch.optim`` optimizer imports ``torch._dynamo``: 15 s
+    or more on first use, which would dominate every short CLI run, test and sweep process.
+    """
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = list(params)
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        step_size = self.lr / (1 - b1**self.t)
+        root_bc2 = (1 - b2**self.t) ** 0.5
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad.add(p, alpha=self.weight_decay) if self.weight_decay else p.grad
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            p.addcdiv_(m, (v.sqrt() / root_bc2).add_(self.eps), value=-step_size)
+
+
 class TorchRecommender(Recommender):
     seeded = True
     loss = "bce"
@@ -63,7 +96,7 @@ class TorchRecommender(Recommender):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.module_ = self._build(x.tocsr())
-        opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         users = torch.from_numpy(x.row.astype(np.int64))
         items = torch.from_numpy(x.col.astype(np.int64))
         n, neg_k = users.numel(), self.negatives

@@ -19,7 +19,7 @@ import torch
 
 from data_pipeline.schema import InteractionData
 from sampling._validate import check_choice
-from sampling.models.neural import one_thread
+from sampling.models.neural import Adam, one_thread
 from sampling.samplers.base import Sampler, degrees, zero_based
 
 PROXIES = ("mf", "bias")
@@ -98,7 +98,7 @@ def proxy_dynamics(
     item_emb = torch.nn.Parameter(torch.randn(n_items, dim, generator=torch_gen) * 0.1)
     user_bias = torch.nn.Parameter(torch.zeros(n_users))
     item_bias = torch.nn.Parameter(torch.zeros(n_items))
-    opt = torch.optim.Adam([user_emb, item_emb, user_bias, item_bias], lr=params.lr)
+    opt = Adam([user_emb, item_emb, user_bias, item_bias], lr=params.lr)
     u_all = torch.from_numpy(user)
     i_all = torch.from_numpy(item)
     probe = torch.from_numpy(rng.integers(0, n_items, size=user.size))  # fixed negatives for "learned"

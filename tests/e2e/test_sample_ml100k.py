@@ -34,3 +34,16 @@ def test_contract_random_keeps_20_percent(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["rows_before"] == 100000 and report["users_before"] == 943 and report["items_before"] == 1682
 
+
+
+def test_contract_bare_dataset_name_and_auto(tmp_path, monkeypatch):
+    """``--input ml-100k`` (as the issue writes it) resolves under $FEDREC_DATA; auto picks a sampler."""
+    ml100k()
+    monkeypatch.chdir(tmp_path)
+    code = main(["sample", "--input", "ml-100k", "--format", "movielens", "--rate", "0.2", "--method", "auto",
+                 "--out", "s.parquet", "--report", "r.json"])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["requested_method"] == "auto" and report["method"] != "auto"
+    assert report["predicted_tau"] is not None
+    assert abs(len(pd.read_parquet("s.parquet")) / 100000 - 0.2) <= 0.01

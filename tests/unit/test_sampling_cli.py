@@ -117,3 +117,22 @@ def test_python_api_mirrors_cli(log_csv):
     assert result.rows_after == result.data.num_rows and abs(result.rate - 0.25) <= 0.01
     deg = np.bincount(result.data.column("user"))
     assert result.users_after == int((deg > 0).sum())
+
+
+def test_auto_and_min_tau_use_the_shipped_genie(log_csv, tmp_path):
+    import sampling
+
+    path, _ = log_csv
+    auto = sampling.sample(path, 0.3, "auto", format="csv")
+    assert auto.requested_method == "auto" and auto.method in sampling.SAMPLER_NAMES
+    assert auto.predicted_tau is not None and -1 <= auto.predicted_tau <= 1
+    plan = sampling.smallest_rate(path, 0.3, format="csv")
+    assert 0 < plan.rate <= 1 and plan.predicted_tau >= 0.3
+    out, report = tmp_path / "m.parquet", tmp_path / "m.json"
+    assert main(["sample", "--input", str(path), "--format", "csv", "--min-tau", "0.3", "--out", str(out),
+                 "--report", str(report)]) == 0  # fmt: skip
+    r = json.loads(report.read_text())
+    assert r["min_tau"] == 0.3 and r["predicted_tau"] >= 0.3 and r["requested_rate"] == plan.rate
+    assert main(["sample", "--input", str(path), "--format", "csv", "--min-tau", "1.5", "--out", str(out)]) == 2
+    assert main(["sample", "--input", str(path), "--format", "csv", "--rate", "0.2", "--min-tau", "0.5",
+                 "--out", str(out)]) == 2  # fmt: skip

@@ -59,7 +59,7 @@ def test_genie_fit_predict_roundtrip(tmp_path):
         {"features": f, "method": m, "rate": r, "tau": (0.9 if m == "user" else 0.3) * r + 0.05 * i}
         for i, f in enumerate(feats) for m in ("random", "user") for r in (0.1, 0.2, 0.4, 0.8)
     ]  # fmt: skip
-    genie = DataGenie(n_estimators=50).fit(records)
+    genie = DataGenie(n_neighbors=2).fit(records)
     assert genie.choose(feats[0], 0.4)[0] == "user"
     assert genie.predict(feats[0], "user", 0.8) > genie.predict(feats[0], "user", 0.1)
     found = genie.min_rate(feats[0], 0.3)
@@ -77,9 +77,30 @@ def test_genie_tree_export_matches_sklearn():
     feats = {k: 0.0 for k in FEATURE_NAMES}
     records = [{"features": {**feats, "log_rows": float(rng.normal())}, "method": "random", "rate": float(rng.random()),
                 "tau": float(rng.normal())} for _ in range(60)]  # fmt: skip
-    genie = DataGenie(n_estimators=20, max_depth=2).fit(records)
+    genie = DataGenie(estimator="gbr", n_estimators=20, max_depth=2).fit(records)
     x = np.array([genie._row(r["features"], r["method"], r["rate"]) for r in records])
     ref = GradientBoostingRegressor(n_estimators=20, max_depth=2, learning_rate=0.05, subsample=0.8, random_state=0)
     ref.fit(x, [r["tau"] for r in records])
     ours = [genie.predict(r["features"], "random", r["rate"]) for r in records]
     np.testing.assert_allclose(ours, np.clip(ref.predict(x), -1, 1), atol=1e-4)
+
+
+def test_genie_estimators_on_a_known_table():
+    """``mean`` averages every dataset's tau curve; ``knn`` follows the nearest dataset; curves are
+    interpolated between rates; the tree ensembles fit and round-trip too."""
+    near = {k: 0.0 for k in FEATURE_NAMES}
+    far = {k: 10.0 for k in FEATURE_NAMES}
+    records = [
+        {"dataset": name, "features": f, "method": m, "rate": r, "tau": base + (0.5 if m == "user" else 0.0) * r}
+        for name, f, base in (("near", near, 0.2), ("far", far, -0.2)) for m in ("random", "user") for r in (0.2, 0.6)
+    ]  # fmt: skip
+    assert DataGenie(estimator="mean").fit(records).predict(near, "random", 0.2) == pytest.approx(0.0)
+    knn = DataGenie(estimator="knn", n_neighbors=1).fit(records)
+    assert knn.predict(near, "random", 0.2) == pytest.approx(0.2)
+    assert knn.predict(near, "user", 0.4) == pytest.approx(0.2 + 0.5 * 0.4)  # halfway between 0.2 and 0.6
+    assert sorted(map(str, knn.records())) == sorted(map(str, records))
+    for name in ("gbr", "forest"):
+        genie = DataGenie(estimator=name, n_estimators=10).fit(records)
+        assert genie.choose(near, 0.6)[0] == "user"
+    with pytest.raises(ConfigError, match="estimator"):
+        DataGenie(estimator="svm").fit(records)
