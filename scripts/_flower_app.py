@@ -14,6 +14,12 @@ Flower's FedAvg averages. Two Flower idioms are supported (``--api``):
   numpy    the ``NumPyClient`` + ``flwr.server.strategy.FedAvg`` (ServerApp(server_fn=...)) path
   message  1.40's Message API: ``@ClientApp.train`` with ``ArrayRecord`` and ``flwr.serverapp.strategy.FedAvg``
 
+Which clients train: with a ``schedule`` in SPEC.json (the benchmark's default), Flower's strategy
+samples its nodes as usual (fraction_fit) and the server tells each sampled node which data
+partition to train, the clients fedrec's sampler picks for that round, so both frameworks train
+the same client sequence and their final models can be compared number for number. Without one,
+each node trains its own partition and Flower's random sampling decides.
+
 Writes DIR/flower.json (per-round client updates and wall seconds, total wall, versions, the config
 it ran) and DIR/params.npz (the final global parameters, evaluated by the benchmark). Nothing here
 imports flwr at module level, so the pure parts are testable in the project venv.
@@ -34,6 +40,7 @@ import numpy as np
 import torch
 
 FIT_SPEC_KEY = "bench-spec"  # config key carrying the spec path to the clients
+PARTITION_KEY = "bench-partition"  # config key: the data partition a sampled node trains
 API_CHOICES = ("numpy", "message")
 
 
@@ -48,6 +55,16 @@ def flower_sampling(num_clients: int, clients_per_round: int) -> tuple[float, in
     if not 1 <= clients_per_round <= num_clients:
         raise ValueError(f"clients_per_round must be in [1, {num_clients}], got {clients_per_round}")
     return clients_per_round / num_clients, clients_per_round
+
+
+def round_partitions(schedule: list[list[int]] | None, rnd: int, sampled: int) -> list[int] | None:
+    """The partitions the ``sampled`` nodes of round ``rnd`` train (None: their own)."""
+    if schedule is None:
+        return None
+    clients = schedule[rnd - 1]
+    if len(clients) != sampled:
+        raise ValueError(f"round {rnd}: Flower sampled {sampled} nodes for {len(clients)} scheduled clients")
+    return [int(c) for c in clients]
 
 
 def updated_params(names: list[str], state: dict[str, torch.Tensor], result) -> list[np.ndarray]:
@@ -97,13 +114,15 @@ def worker(spec_path: str) -> Worker:
     return _WORKERS[spec_path]
 
 
-def train_client(spec_path: str, client: int, rnd: int, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], int, float]:
-    """One client's local training from the global ``arrays`` (state-dict order)."""
+def train_client(spec_path: str, client: int, rnd: int, arrays: list[np.ndarray]):
+    """One client's local training from the global ``arrays`` (state-dict order): its full
+    parameters, example count, mean loss, and the seconds this took (the work fedrec does too)."""
     w = worker(spec_path)
+    start = time.perf_counter()
     state = {n: torch.from_numpy(np.require(a, dtype=np.float32, requirements="W")) for n, a in zip(w.names, arrays)}
     w.trainer.load_global(state)
     res = w.trainer.train(client, w.partitions[client], state, w.cfg.client, client_seed(w.cfg.seed, rnd, client))
-    return updated_params(w.names, state, res), res.examples, res.loss
+    return updated_params(w.names, state, res), res.examples, res.loss, time.perf_counter() - start
 
 
 # --- numpy idiom: NumPyClient + flwr.server.strategy.FedAvg ----------------------------------
@@ -117,8 +136,9 @@ def numpy_client_fn(context):
             self.cid = cid
 
         def fit(self, parameters, config):
-            params, n, loss = train_client(str(config[FIT_SPEC_KEY]), self.cid, int(config["server_round"]), parameters)
-            return params, n, {"loss": loss}
+            cid = int(config.get(PARTITION_KEY, self.cid))
+            params, n, loss, secs = train_client(str(config[FIT_SPEC_KEY]), cid, int(config["server_round"]), parameters)
+            return params, n, {"loss": loss, "client_seconds": secs}
 
     return BenchClient(int(context.node_config["partition-id"])).to_client()
 
@@ -131,10 +151,10 @@ def message_train(msg, context):
 
     arrays = msg.content["arrays"].to_numpy_ndarrays()
     cfg = msg.content["config"]
-    params, n, loss = train_client(str(cfg[FIT_SPEC_KEY]), int(context.node_config["partition-id"]),
-                                   int(cfg["server-round"]), arrays)
+    cid = int(cfg[PARTITION_KEY]) if PARTITION_KEY in cfg else int(context.node_config["partition-id"])
+    params, n, loss, secs = train_client(str(cfg[FIT_SPEC_KEY]), cid, int(cfg["server-round"]), arrays)
     reply = RecordDict({"arrays": ArrayRecord(params),
-                        "metrics": MetricRecord({"num-examples": n, "train_loss": loss})})
+                        "metrics": MetricRecord({"num-examples": n, "train_loss": loss, "client_seconds": secs})})
     return Message(reply, reply_to=msg)
 
 
@@ -150,7 +170,8 @@ def message_client_app():
 
 
 class RoundClock:
-    """Wall seconds of each round: from the strategy sampling clients to the aggregate."""
+    """Wall seconds of each round, from the strategy sampling clients to the aggregate, and the
+    seconds its clients spent training (summed over clients)."""
 
     def __init__(self) -> None:
         self.rounds: list[dict] = []
@@ -159,13 +180,13 @@ class RoundClock:
     def start(self) -> None:
         self._start = time.perf_counter()
 
-    def stop(self, rnd: int, updates: int, failures: int) -> None:
+    def stop(self, rnd: int, updates: int, failures: int, client_seconds: float) -> None:
         self.rounds.append({"round": rnd, "client_updates": updates, "failures": failures,
-                            "wall_seconds": time.perf_counter() - self._start})
+                            "wall_seconds": time.perf_counter() - self._start, "client_seconds": client_seconds})
 
 
-def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict):
-    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict, schedule):
+    from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
     from flwr.server import ServerAppComponents, ServerConfig
     from flwr.server.strategy import FedAvg
     from flwr.serverapp import ServerApp
@@ -173,11 +194,16 @@ def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock:
     class TimedFedAvg(FedAvg):
         def configure_fit(self, server_round, parameters, client_manager):
             clock.start()
-            return super().configure_fit(server_round, parameters, client_manager)
+            pairs = super().configure_fit(server_round, parameters, client_manager)
+            parts = round_partitions(schedule, server_round, len(pairs))
+            if parts is None:
+                return pairs
+            return [(proxy, FitIns(ins.parameters, {**ins.config, PARTITION_KEY: c})) for (proxy, ins), c in zip(pairs, parts)]
 
         def aggregate_fit(self, server_round, results, failures):
             out = super().aggregate_fit(server_round, results, failures)
-            clock.stop(server_round, len(results), len(failures))
+            clock.stop(server_round, len(results), len(failures),
+                       sum(float(r.metrics["client_seconds"]) for _, r in results))
             if out[0] is not None:
                 final["arrays"] = out[0]
             return out
@@ -197,21 +223,28 @@ def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock:
     return ServerApp(server_fn=server_fn)
 
 
-def message_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict):
-    from flwr.app import ArrayRecord, ConfigRecord
+def message_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict, schedule):
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
     from flwr.serverapp import ServerApp
     from flwr.serverapp.strategy import FedAvg
 
     class TimedFedAvg(FedAvg):
         def configure_train(self, server_round, arrays, config, grid):
             clock.start()
-            return super().configure_train(server_round, arrays, config, grid)
+            msgs = list(super().configure_train(server_round, arrays, config, grid))
+            parts = round_partitions(schedule, server_round, len(msgs))
+            if parts is None:
+                return msgs
+            return [Message(RecordDict({"arrays": arrays, "config": ConfigRecord({**config, PARTITION_KEY: c})}),
+                            message_type=MessageType.TRAIN, dst_node_id=m.metadata.dst_node_id)
+                    for m, c in zip(msgs, parts)]
 
         def aggregate_train(self, server_round, replies):
             replies = list(replies)
             out = super().aggregate_train(server_round, replies)
-            bad = sum(m.has_error() for m in replies)
-            clock.stop(server_round, len(replies) - bad, bad)
+            ok = [m for m in replies if not m.has_error()]
+            clock.stop(server_round, len(ok), len(replies) - len(ok),
+                       sum(float(m.content["metrics"]["client_seconds"]) for m in ok))
             return out
 
     fraction, minimum = flower_sampling(n, cfg.clients_per_round)
@@ -255,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     init = [t.detach().numpy().copy() for t in model.state_dict().values()]
     clock, final = RoundClock(), {}
     build = numpy_server_app if args.api == "numpy" else message_server_app
-    server_app = build(spec_path, cfg, n, init, clock, final)
+    server_app = build(spec_path, cfg, n, init, clock, final, spec.get("schedule"))
     client_app = message_client_app() if args.api == "message" else _numpy_client_app()
     setup = time.perf_counter() - start
     run_simulation(
@@ -272,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     np.savez(out / "params.npz", **dict(zip(names, arrays)))
     (out / "flower.json").write_text(json.dumps({
         "api": args.api, "flwr": flwr.__version__, "ray": ray.__version__, "torch": torch.__version__,
-        "clients": n, "setup_seconds": setup, "total_seconds": total, "rounds": clock.rounds,
+        "clients": n, "scheduled": spec.get("schedule") is not None, "setup_seconds": setup, "total_seconds": total, "rounds": clock.rounds,
         "config": config_to_dict(cfg),
     }, indent=2, default=str))
     return 0

@@ -11,6 +11,9 @@ with no client dropout, no client-side evaluation and one evaluation at the end:
             (LocalTrainer.train) on a per-worker cached trainer, return full parameters, and Flower's
             FedAvg averages them by example count. Two idioms: NumPyClient (flwr.server.strategy)
             and the Message API (flwr.serverapp.strategy); ratios are against the faster one.
+            By default Flower's sampled nodes train the clients fedrec's sampler picks for each
+            round (--client-sampling same), so the final models differ only by the arithmetic;
+            --client-sampling flower leaves the choice to Flower's random sampling.
   fedrec    FederatedServer(cfg).run() (what fedrec.server.run does; the server object is kept for
             its final state) in this process: batched client training with sparse row updates (the
             default), whole-table FedAvg (client.sparse_updates false: Flower's arithmetic), and the
@@ -100,10 +103,11 @@ def check_flower_expressible(cfg) -> None:
 
 def workload(cfg) -> dict:
     """The hyper-parameters that define the workload (identical on both sides); not the fedrec-only
-    execution switches (client.batched, client.sparse_updates) or the simulated clock."""
+    execution switches (client.batched, client.sparse_updates) or the simulated clock. ``cfg``: a
+    FederatedConfig or its ``config_to_dict`` (what the Flower side reports back)."""
     from fedrec.config import config_to_dict
 
-    d = config_to_dict(cfg)
+    d = json.loads(json.dumps(cfg if isinstance(cfg, dict) else config_to_dict(cfg), default=str))
     client = {k: v for k, v in d["client"].items() if k not in ("batched", "sparse_updates")}
     return {"data": d["data"], "model": d["model"], "client": client, "strategy": d["strategy"], "rounds": d["rounds"],
             "clients_per_round": d["clients_per_round"], "sampling": d["sampling"], "seed": d["seed"]}
@@ -114,6 +118,14 @@ def check_same_workload(a, b) -> None:
     diff = sorted(k for k in wa if wa[k] != wb[k])
     if diff:
         raise ValueError(f"the frameworks would run different workloads: {', '.join(diff)} differ")
+
+
+def client_schedule(cfg, data) -> list[list[int]]:
+    """The clients fedrec trains in each round (its own selection code), for Flower to train too."""
+    from fedrec.server import FederatedServer
+
+    server = FederatedServer(cfg, data=data)
+    return [[int(c) for c in server.select(rnd)[0]] for rnd in range(1, cfg.rounds + 1)]
 
 
 def variant(cfg, overrides: dict):
@@ -194,16 +206,16 @@ def run_fedrec(cfg, cpus: int) -> tuple[dict, dict]:
     return {"rounds": rounds, "total_seconds": total, "self_reported_auc": result.final_auc}, server.state
 
 
-def run_flower(py: Path, cfg, cpus: int, api: str, out: Path) -> tuple[dict, dict]:
+def run_flower(py: Path, cfg, cpus: int, api: str, out: Path, schedule: list[list[int]] | None) -> tuple[dict, dict]:
     """One Flower simulation in the Flower venv; its final parameters come back as params.npz."""
     import numpy as np
     import torch
 
-    from fedrec.config import config_from_dict, config_to_dict
+    from fedrec.config import config_to_dict
 
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "spec.json"
-    spec.write_text(json.dumps({"config": config_to_dict(cfg), "cpus": cpus}, default=str))
+    spec.write_text(json.dumps({"config": config_to_dict(cfg), "cpus": cpus, "schedule": schedule}, default=str))
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
     cmd = [str(py), str(ROOT / "scripts" / "_flower_app.py"), "--spec", str(spec), "--out", str(out), "--api", api]
     start = time.perf_counter()
@@ -214,7 +226,7 @@ def run_flower(py: Path, cfg, cpus: int, api: str, out: Path) -> tuple[dict, dic
         tail = "\n".join((out / "flower.log").read_text().splitlines()[-15:])
         raise SystemExit(f"bench_vs_flower: the Flower run failed (exit {code}); log {out / 'flower.log'}:\n{tail}")
     info = json.loads((out / "flower.json").read_text())
-    check_same_workload(cfg, config_from_dict(info["config"]))  # what Flower actually ran
+    check_same_workload(cfg, info["config"])  # what Flower actually ran
     with np.load(out / "params.npz") as z:
         state = {k: torch.from_numpy(z[k].copy()) for k in z.files}
     run = {"rounds": info["rounds"], "total_seconds": info["total_seconds"], "process_seconds": process,
@@ -236,17 +248,21 @@ def evaluate_state(data, cfg, state) -> dict:
 # --- numbers --------------------------------------------------------------------------------------
 
 
-def summarize(rounds: list[dict], total_seconds: float) -> dict:
+def summarize(rounds: list[dict], total_seconds: float, workers: int = 1) -> dict:
     """Client updates and their rates from per-round (client_updates, wall_seconds); 'warm' leaves
     out round 1, which carries each framework's lazy start-up (Flower's workers build their
-    trainer and load the data on their first client)."""
+    trainer and load the data on their first client). Where rounds say how long their clients
+    trained (client_seconds: Flower's), ``client_busy`` is that over the ``workers``' warm time."""
     updates = sum(r["client_updates"] for r in rounds)
     train = sum(r["wall_seconds"] for r in rounds)
     warm_updates = updates - rounds[0]["client_updates"]
     warm_seconds = train - rounds[0]["wall_seconds"]
-    return {"rounds": len(rounds), "client_updates": updates, "train_seconds": train, "total_seconds": total_seconds,
-            "first_round_seconds": rounds[0]["wall_seconds"], "updates_per_second": updates / train if train else 0.0,
-            "warm_updates_per_second": warm_updates / warm_seconds if len(rounds) > 1 and warm_seconds > 0 else float("nan")}
+    out = {"rounds": len(rounds), "client_updates": updates, "train_seconds": train, "total_seconds": total_seconds,
+           "first_round_seconds": rounds[0]["wall_seconds"], "updates_per_second": updates / train if train else 0.0,
+           "warm_updates_per_second": warm_updates / warm_seconds if len(rounds) > 1 and warm_seconds > 0 else float("nan")}
+    if len(rounds) > 1 and warm_seconds > 0 and all("client_seconds" in r for r in rounds):
+        out["client_busy"] = sum(r["client_seconds"] for r in rounds[1:]) / (workers * warm_seconds)
+    return out
 
 
 NUMERIC = ("train_seconds", "total_seconds", "first_round_seconds", "updates_per_second", "warm_updates_per_second",
@@ -261,6 +277,8 @@ def median_row(label: str, framework: str, runs: list[dict]) -> dict:
     (rounds, updates), = counts
     row = {"label": label, "framework": framework, "rounds": rounds, "client_updates": updates, "repeats": len(runs)}
     row.update({k: statistics.median(r[k] for r in runs) for k in NUMERIC})
+    if all("client_busy" in r for r in runs):
+        row["client_busy"] = statistics.median(r["client_busy"] for r in runs)
     return row
 
 
@@ -312,10 +330,12 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([fmt(cells[0]), "  ".join("-" * w for w in widths), *map(fmt, cells[1:])])
 
 
-def format_verdicts(vs: list[dict], ref: dict | None) -> str:
+def format_verdicts(rows: list[dict], vs: list[dict], ref: dict | None) -> str:
     if ref is None:
         return "no Flower rows (--skip-flower): no ratios"
-    lines = [f"ratios against {ref['label']} (the faster Flower idiom)"]
+    lines = [f"{r['label']}: its clients spend {r['client_busy']:.0%} of the workers' warm round time in "
+             f"LocalTrainer.train (the rest is the simulation engine)" for r in rows if "client_busy" in r]
+    lines.append(f"ratios against {ref['label']} (the faster Flower idiom)")
     for v in vs:
         word = "MET" if v["met_warm"] and v["met_overall"] else ("met on warm rounds only" if v["met_warm"] else "NOT met")
         lines.append(f"{TARGET_X:.0f}x target at the same AUC (+-{AUC_TOLERANCE}): {v['label']}: {word} "
@@ -324,34 +344,36 @@ def format_verdicts(vs: list[dict], ref: dict | None) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from _fedbench import pyplot, save
+    from matplotlib.ticker import NullFormatter
+
+    plt = pyplot()
 
     labels = [r["label"] for r in rows]
     y = np.arange(len(rows))
     colors = ["tab:orange" if r["framework"] == "flower" else "tab:blue" for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(rows) + 2), sharey=True)
-    ax1.barh(y - 0.2, [r["updates_per_second"] for r in rows], 0.4, color=colors, label="all rounds")
-    ax1.barh(y + 0.2, [r["warm_updates_per_second"] for r in rows], 0.4, color=colors, alpha=0.5, label="warm (rounds 2+)")
+    ax1.barh(y - 0.2, [r["updates_per_second"] for r in rows], 0.4, color=colors)
+    ax1.barh(y + 0.2, [r["warm_updates_per_second"] for r in rows], 0.4, color=colors, alpha=0.5, hatch="//")
+    for x, r in zip(y, rows):
+        ax1.annotate(f"{r['updates_per_second']:.0f} / {r['warm_updates_per_second']:.0f}", (r["updates_per_second"], x - 0.2),
+                     xytext=(3, -3), textcoords="offset points", fontsize=8)
     ax1.set_xscale("log")
-    ax1.set_xlabel("client updates / s (log)")
-    ax1.legend(loc="lower right", fontsize=8)
+    ax1.xaxis.set_minor_formatter(NullFormatter())  # the bars carry their numbers
+    ax1.set_xlabel("client updates / s (log): solid all rounds, hatched warm (rounds 2+)")
     ax2.barh(y, [r["auc"] for r in rows], 0.5, color=colors)
     lo = min(r["auc"] for r in rows)
     ax2.set_xlim(max(0.0, lo - 0.02), max(r["auc"] for r in rows) + 0.01)
     ax2.set_xlabel("final test AUC (same evaluation code)")
     ax1.set_yticks(y, labels)
+    ax1.invert_yaxis()  # table order, top to bottom
     for ax in (ax1, ax2):
         ax.grid(axis="x", alpha=0.3)
     r0 = rows[0]
     fig.suptitle(f"ml100k-fed: {r0['rounds']} rounds, {r0['client_updates']} client updates, FedAvg")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -366,6 +388,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-flower", action="store_true", help="fedrec rows only (no Flower venv)")
     p.add_argument("--flower-apis", default="numpy,message", help=f"comma list of {sorted(FLOWER_APIS)}")
     p.add_argument("--repeats", type=int, default=None, help="runs per row, median reported (default 2; --quick 1)")
+    p.add_argument("--client-sampling", choices=("same", "flower"), default="same",
+                   help="same: Flower trains the clients fedrec samples each round; flower: Flower's own random choice")
     p.add_argument("--cpus", type=int, default=2, help="CPUs given to each framework's Ray (1 per client worker)")
     p.add_argument("--out-dir", default=str(ROOT / "results" / "bench_vs_flower"))
     args = p.parse_args(argv)
@@ -388,17 +412,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from fedrec.server import load_federated_data
 
-    data = load_federated_data(cfg)  # for the evaluation only; each run loads its own
+    data = load_federated_data(cfg)  # for the evaluation and the schedule only; each run loads its own
+    schedule = client_schedule(cfg, data) if args.client_sampling == "same" else None
     plan = [] if args.skip_flower else [(FLOWER_APIS[a], "flower", a) for a in args.flower_apis]
     plan += [(label, "fedrec", overrides) for label, overrides in FEDREC_VARIANTS.items()]
     runs: dict[str, list[dict]] = {label: [] for label, _, _ in plan}
     for rep in range(args.repeats):
         for label, framework, how in plan:  # interleaved, so drifting machine load hits every row
             if framework == "flower":
-                run, state = run_flower(py, cfg, args.cpus, how, out / "runs" / f"flower-{how}-{rep + 1}")
+                run, state = run_flower(py, cfg, args.cpus, how, out / "runs" / f"flower-{how}-{rep + 1}", schedule)
             else:
                 run, state = run_fedrec(variant(cfg, how), args.cpus)
-            run.update(summarize(run["rounds"], run["total_seconds"]))
+            run.update(summarize(run["rounds"], run["total_seconds"], args.cpus))
             run.update(evaluate_state(data, cfg, state))
             runs[label].append(run)
             out.mkdir(parents=True, exist_ok=True)  # what finished survives a killed invocation
@@ -414,19 +439,22 @@ def main(argv: list[str] | None = None) -> int:
     ref = add_ratios(rows)
     vs = verdicts(rows)
     print(f"ml100k-fed, {cfg.rounds} rounds x {cfg.clients_per_round} clients ({expected} client updates), "
-          f"{args.cpus} CPUs, median of {args.repeats}")
+          f"{args.cpus} CPUs, median of {args.repeats}, client sampling: {args.client_sampling}")
     print(format_table(rows))
-    print(format_verdicts(vs, ref))
+    print(format_verdicts(rows, vs, ref))
     import ray
     import torch
 
-    doc = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-           "workload": workload(cfg), "cpus": args.cpus, "repeats": args.repeats,
+    doc = {"command": " ".join(["scripts/bench_vs_flower.py", *(argv if argv is not None else sys.argv[1:])]),
+           "workload": workload(cfg), "cpus": args.cpus, "repeats": args.repeats, "client_sampling": args.client_sampling,
            "versions": {"fedrec": {"ray": ray.__version__, "torch": torch.__version__},
                         "flower": next((r["versions"] for rs in runs.values() for r in rs if "versions" in r), None)},
            "reference": ref["label"] if ref else None, "rows": rows, "verdicts": vs,
            "runs": {label: rs for label, rs in runs.items()}}
-    (out / "bench_vs_flower.json").write_text(json.dumps(doc, indent=2, default=float))
+    from _fedbench import write_json
+
+    write_json(out, "bench_vs_flower.json", doc)
+    (out / "runs.partial.json").unlink(missing_ok=True)  # all of it is in bench_vs_flower.json
     plot(rows, out / "bench_vs_flower.png")
     log(f"wrote {out / 'bench_vs_flower.json'} and {out / 'bench_vs_flower.png'}")
     return 0

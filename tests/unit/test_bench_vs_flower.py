@@ -5,6 +5,7 @@ Nothing here creates the Flower venv or imports flwr."""
 import dataclasses
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,6 +49,7 @@ def test_flower_gets_the_same_config_through_the_spec_file():
     spec = json.loads(json.dumps({"config": config_to_dict(cfg), "cpus": 2}, default=str))
     flower_cfg = config_from_dict(spec["config"])  # what _flower_app reconstructs
     bench.check_same_workload(cfg, flower_cfg)
+    bench.check_same_workload(cfg, {**spec["config"], "a_newer_field": 1})  # the dict Flower reports back
     assert flower_cfg.client == cfg.client and flower_cfg.model == cfg.model and flower_cfg.data == cfg.data
 
 
@@ -89,6 +91,14 @@ def test_flower_samples_exactly_clients_per_round():
         fa.flower_sampling(n, n + 1)
 
 
+def test_scheduled_rounds_hand_each_sampled_node_a_partition():
+    schedule = [[3, 9, 11], [0, 1, 2]]
+    assert fa.round_partitions(schedule, 2, 3) == [0, 1, 2]
+    assert fa.round_partitions(None, 1, 3) is None  # Flower's own sampling: nodes train their own
+    with pytest.raises(ValueError, match="sampled 2 nodes"):
+        fa.round_partitions(schedule, 1, 2)
+
+
 def test_flower_clients_use_fedrecs_training_seeds():
     server = SimpleNamespace(cfg=SimpleNamespace(seed=3))
     for rnd, client in [(1, 0), (7, 942), (30, 17)]:
@@ -125,6 +135,9 @@ def test_summarize_separates_the_first_round():
     s = bench.summarize(_rounds([(50, 20.0), (50, 1.0), (50, 1.0)]), total_seconds=40.0)
     assert s["client_updates"] == 150 and s["train_seconds"] == 22.0 and s["first_round_seconds"] == 20.0
     assert s["updates_per_second"] == pytest.approx(150 / 22) and s["warm_updates_per_second"] == 50.0
+    assert "client_busy" not in s
+    timed = [{**r, "client_seconds": c} for r, c in zip(_rounds([(50, 20.0), (50, 1.0), (50, 1.0)]), (9.0, 0.5, 0.7))]
+    assert bench.summarize(timed, 40.0, workers=2)["client_busy"] == pytest.approx(1.2 / 4)
     assert math.isnan(bench.summarize(_rounds([(10, 2.0)]), 3.0)["warm_updates_per_second"])
 
 
@@ -153,7 +166,7 @@ def test_rows_ratios_and_verdicts():
     assert not vs["fedrec off"]["met_overall"] and not vs["fedrec off"]["same_auc"]  # AUC off by 0.08
     table = bench.format_table(rows)
     assert table.splitlines()[0].split()[:2] == ["framework", "rounds"] and "17.1x" in table
-    assert "MET" in bench.format_verdicts(list(vs.values()), ref)
+    assert "MET" in bench.format_verdicts(rows, list(vs.values()), ref)
 
 
 def test_median_row_refuses_repeats_with_different_update_counts():
@@ -180,6 +193,29 @@ def test_flower_venv_pins_come_from_the_project_constraints():
 def test_quick_flags():
     args = bench.parse_args(["--quick"])
     assert (args.rounds, args.clients_per_round, args.repeats) == (3, 10, 1) and not args.skip_flower
+    assert args.client_sampling == "same"
     assert bench.parse_args([]).rounds == 30 and bench.parse_args([]).clients_per_round == 50
     with pytest.raises(SystemExit):
         bench.parse_args(["--flower-apis", "grpc"])
+
+
+def test_flower_venv_is_reused_while_its_marker_matches(tmp_path, monkeypatch):
+    pins = bench.model_constraints((ROOT / "requirements" / "constraints.txt").read_text())
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").touch()
+    (tmp_path / bench.MARKER).write_text(json.dumps(bench.venv_marker(pins)))
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: pytest.fail("must not rebuild a matching venv"))
+    assert bench.ensure_flower_venv(tmp_path) == tmp_path / "bin" / "python"
+
+
+def test_flower_venv_failure_is_one_clear_message(tmp_path, monkeypatch):
+    def fake_run(cmd, **kwargs):  # venv creation works, pip cannot reach an index (offline)
+        failed = "pip" in cmd
+        if "venv" in cmd:
+            Path(cmd[-1]).mkdir(parents=True)
+        return subprocess.CompletedProcess(cmd, int(failed), "", "ERROR: No matching distribution found for flwr" if failed else "")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    with pytest.raises(SystemExit, match="(?s)could not create the Flower venv.*No matching distribution.*--skip-flower"):
+        bench.ensure_flower_venv(tmp_path / "flower")
+    assert not (tmp_path / "flower" / bench.MARKER).exists()
