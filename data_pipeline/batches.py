@@ -81,7 +81,13 @@ class Examples:
         for name in self.spec.sparse_names:
             values[name], offsets[name] = gather_jagged(self.values[name], self.offsets[name], rows)
         return Examples(
-            self.spec, self.dense[rows], values, offsets, self.labels[rows], self.groups[rows], self.timestamps[rows]
+            self.spec,
+            self.dense[rows],
+            values,
+            offsets,
+            self.labels[rows],
+            self.groups[rows],
+            self.timestamps[rows],
         )
 
     def kjt(self, rows: np.ndarray | None = None) -> KeyedJaggedTensor:

@@ -23,12 +23,16 @@ FORMATS = ("movielens", "criteo", *INTERACTION_FORMATS[1:])
 def register(subparsers) -> None:
     from fedrec.cli import HelpFormatter
 
-    data = subparsers.add_parser("data", help="dataset statistics, conversion and synthetic data", formatter_class=HelpFormatter)
+    data = subparsers.add_parser(
+        "data", help="dataset statistics, conversion and synthetic data", formatter_class=HelpFormatter
+    )
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
 
     stats = sub.add_parser(
-        "stats", help="counts, degree distributions, cardinalities, access CDFs", formatter_class=HelpFormatter,
+        "stats",
+        help="counts, degree distributions, cardinalities, access CDFs",
+        formatter_class=HelpFormatter,
         epilog="examples:\n  fedrec data stats ../shared/datasets/ml-100k --format movielens --json\n"
         "  fedrec data stats train.tsv --format criteo --json --workload w.json\n"
         "  fedrec data stats ratings.csv --format csv --columns item,user,rating,timestamp --header",
@@ -41,17 +45,23 @@ def register(subparsers) -> None:
     stats.set_defaults(func=cmd_stats)
 
     convert = sub.add_parser(
-        "convert", help="convert a dataset to Parquet", formatter_class=HelpFormatter,
+        "convert",
+        help="convert a dataset to Parquet",
+        formatter_class=HelpFormatter,
         epilog="examples:\n  fedrec data convert ../shared/datasets/ml-100k --format movielens --out ml100k.parquet\n"
         "  fedrec data convert day_0.tsv --format criteo --buckets 1000000 --out day0.parquet",
     )
     _add_input(convert)
     convert.add_argument("--out", required=True, metavar="FILE.parquet")
-    convert.add_argument("--buckets", type=int, default=1 << 22, help="criteo: hash buckets per categorical feature")
+    convert.add_argument(
+        "--buckets", type=int, default=1 << 22, help="criteo: hash buckets per categorical feature"
+    )
     convert.set_defaults(func=cmd_convert)
 
     synth = sub.add_parser(
-        "synth", help="generate Criteo-like data with Zipf accesses", formatter_class=HelpFormatter,
+        "synth",
+        help="generate Criteo-like data with Zipf accesses",
+        formatter_class=HelpFormatter,
         epilog="example:\n  fedrec data synth --rows 2000000 --profile criteo-kaggle --zipf 1.1 --seed 0 --out synth.tsv",
     )
     synth.add_argument("--rows", type=int, required=True)
@@ -66,28 +76,40 @@ def register(subparsers) -> None:
 def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="file, or folder for --format movielens")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--columns", help="csv/tsv: column names in file order (user,item,rating,timestamp; '_' drops one); "
-                   "parquet/jsonl: source names in that order, or user=reviewerID,item=asin,...")
-    p.add_argument("--header", action="store_true", default=None, help="csv/tsv: the first line is a header (default: detect)")
+    p.add_argument(
+        "--columns",
+        help="csv/tsv: column names in file order (user,item,rating,timestamp; '_' drops one); "
+        "parquet/jsonl: source names in that order, or user=reviewerID,item=asin,...",
+    )
+    p.add_argument(
+        "--header",
+        action="store_true",
+        default=None,
+        help="csv/tsv: the first line is a header (default: detect)",
+    )
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
 
 
 def cmd_stats(args) -> int:
     if args.format == "criteo":
         report = ReadReport(args.path)
-        batches = iter_criteo(args.path, CriteoOptions(transform=False, on_bad_lines=args.on_bad_lines), report)
+        batches = iter_criteo(
+            args.path, CriteoOptions(transform=False, on_bad_lines=args.on_bad_lines), report
+        )
         st = criteo_stats(batches, DENSE_NAMES, SPARSE_NAMES)
         out = st.to_dict()
         if args.workload:
             tables = []
-            for f in st.features[len(DENSE_NAMES):]:
+            for f in st.features[len(DENSE_NAMES) :]:
                 counts = st.counts[f["name"]]
                 tables.append(
                     _table(f["name"], counts, args.dim, pooling=1.0, coverage=1.0 - f["missing_fraction"])
                 )
             _write_workload(args.workload, tables)
     else:
-        data = load_interactions(args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines)
+        data = load_interactions(
+            args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines
+        )
         report = data.report
         st = interaction_stats(data)
         out = st.to_dict()
@@ -131,14 +153,18 @@ def cmd_convert(args) -> int:
         report = ReadReport(args.path)
         writer = None
         try:
-            for batch in iter_criteo(args.path, CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines), report):
+            for batch in iter_criteo(
+                args.path, CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines), report
+            ):
                 writer = writer or pq.ParquetWriter(out, batch.schema)
                 writer.write_table(pa.Table.from_batches([batch]))
         finally:
             if writer:
                 writer.close()
     else:
-        data = load_interactions(args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines)
+        data = load_interactions(
+            args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines
+        )
         report = data.report
         df = data.raw_interactions()
         for col in ("user", "item"):
@@ -150,7 +176,13 @@ def cmd_convert(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    cfg = SynthConfig(rows=args.rows, profile=args.profile, zipf=args.zipf, seed=args.seed, max_cardinality=args.max_cardinality)
+    cfg = SynthConfig(
+        rows=args.rows,
+        profile=args.profile,
+        zipf=args.zipf,
+        seed=args.seed,
+        max_cardinality=args.max_cardinality,
+    )
     path = write_synthetic(cfg, args.out, progress=sys.stderr.isatty())
     print(str(path))
     return 0

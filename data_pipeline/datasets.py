@@ -21,7 +21,9 @@ def dataset_path(name: str) -> Path:
     ``DatasetNotFoundError`` naming where it looked."""
     path = data_root() / name
     if not path.exists():
-        raise DatasetNotFoundError(f"dataset {name!r} not found at {path} (set FEDREC_DATA to the datasets folder)")
+        raise DatasetNotFoundError(
+            f"dataset {name!r} not found at {path} (set FEDREC_DATA to the datasets folder)"
+        )
     return path
 
 

@@ -42,7 +42,11 @@ def interaction_examples(
     missing = [f for f in features if f not in known]
     if missing:
         raise ConfigError("features", f"{missing} not in dataset {data.name!r}; available: {known}")
-    inter = data.interactions if rows is None else data.interactions.take(pa.array(np.asarray(rows, dtype=np.int64)))
+    inter = (
+        data.interactions
+        if rows is None
+        else data.interactions.take(pa.array(np.asarray(rows, dtype=np.int64)))
+    )
     user = inter.column("user").to_numpy()
     item = inter.column("item").to_numpy()
     n = len(user)

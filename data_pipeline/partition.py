@@ -24,7 +24,9 @@ def natural_partition(groups: np.ndarray) -> list[np.ndarray]:
     return [np.sort(part) for part in np.split(order, cuts)]
 
 
-def dirichlet_partition(classes: np.ndarray, num_clients: int, alpha: float, seed: int = 0) -> list[np.ndarray]:
+def dirichlet_partition(
+    classes: np.ndarray, num_clients: int, alpha: float, seed: int = 0
+) -> list[np.ndarray]:
     """Non-IID by class: each class's rows are spread over clients with Dirichlet(alpha)
     proportions (small alpha: each client sees few classes). Classes can be labels or item ids."""
     _positive("num_clients", num_clients)
@@ -41,13 +43,17 @@ def dirichlet_partition(classes: np.ndarray, num_clients: int, alpha: float, see
     return [np.sort(np.concatenate(b)) if b else np.empty(0, np.int64) for b in buckets]
 
 
-def quantity_skew_partition(num_rows: int, num_clients: int, alpha: float = 0.5, seed: int = 0) -> list[np.ndarray]:
+def quantity_skew_partition(
+    num_rows: int, num_clients: int, alpha: float = 0.5, seed: int = 0
+) -> list[np.ndarray]:
     """IID rows, skewed client sizes: sizes ~ Dirichlet(alpha), every client at least one row."""
     _positive("num_clients", num_clients)
     if num_rows < num_clients:
         raise ConfigError("num_clients", f"{num_clients} clients need at least as many rows, got {num_rows}")
     rng = np.random.default_rng(seed)
-    sizes = 1 + np.floor(rng.dirichlet(np.full(num_clients, alpha)) * (num_rows - num_clients)).astype(np.int64)
+    sizes = 1 + np.floor(rng.dirichlet(np.full(num_clients, alpha)) * (num_rows - num_clients)).astype(
+        np.int64
+    )
     sizes[: num_rows - sizes.sum()] += 1
     perm = rng.permutation(num_rows)
     return [np.sort(p) for p in np.split(perm, np.cumsum(sizes)[:-1])]

@@ -62,14 +62,18 @@ def leave_one_out_split(data: InteractionData) -> Split:
     return Split(np.sort(order[~is_test]), np.sort(order[is_test]))
 
 
-def split(data: InteractionData, method: str = "temporal", test_fraction: float = 0.2, seed: int = 0) -> Split:
+def split(
+    data: InteractionData, method: str = "temporal", test_fraction: float = 0.2, seed: int = 0
+) -> Split:
     if method == "temporal":
         return temporal_user_split(data, test_fraction)
     if method == "random":
         return random_split(data, test_fraction, seed)
     if method == "leave-one-out":
         return leave_one_out_split(data)
-    raise ConfigError("split", f"unknown method {method!r}; expected one of {SPLIT_METHODS[:3]} (or use official_fold)")
+    raise ConfigError(
+        "split", f"unknown method {method!r}; expected one of {SPLIT_METHODS[:3]} (or use official_fold)"
+    )
 
 
 def official_fold(path, fold: str = "u1") -> tuple[InteractionData, Split]:

@@ -87,7 +87,10 @@ def interaction_stats(data: InteractionData) -> InteractionStats:
             col = table.column(name)
             if pa.types.is_list(col.type):
                 flat = col.combine_chunks().flatten().to_numpy()
-                side[name] = {"cardinality": int(np.unique(flat).size), "mean_pooling": float(flat.size / max(len(col), 1))}
+                side[name] = {
+                    "cardinality": int(np.unique(flat).size),
+                    "mean_pooling": float(flat.size / max(len(col), 1)),
+                }
             else:
                 side[name] = {"cardinality": int(np.unique(col.to_numpy()).size), "mean_pooling": 1.0}
     return InteractionStats(
@@ -144,7 +147,9 @@ class CriteoStats:
         }
 
 
-def criteo_stats(batches: Iterable[pa.RecordBatch], dense: Iterable[str], sparse: Iterable[str]) -> CriteoStats:
+def criteo_stats(
+    batches: Iterable[pa.RecordBatch], dense: Iterable[str], sparse: Iterable[str]
+) -> CriteoStats:
     """One pass over raw (untransformed) batches: cardinality and missing fraction per feature,
     and per-id access counts of each categorical feature (for access CDFs)."""
     dense, sparse = list(dense), list(sparse)
@@ -160,7 +165,11 @@ def criteo_stats(batches: Iterable[pa.RecordBatch], dense: Iterable[str], sparse
             present = col.drop_null().to_numpy() if col.null_count else col.to_numpy()
             acc[name].add(present.astype(np.int64))
     features = [
-        {"name": n, "cardinality": int(acc[n].values.size), "missing_fraction": missing[n] / rows if rows else 0.0}
+        {
+            "name": n,
+            "cardinality": int(acc[n].values.size),
+            "missing_fraction": missing[n] / rows if rows else 0.0,
+        }
         for n in dense + sparse
     ]
     return CriteoStats(rows, positives, features, {n: acc[n].counts for n in sparse})

@@ -63,7 +63,9 @@ class SynthConfig:
         if self.rows <= 0:
             raise ConfigError("rows", f"must be positive, got {self.rows}")
         if self.profile not in PROFILES:
-            raise ConfigError("profile", f"unknown profile {self.profile!r}; expected one of {sorted(PROFILES)}")
+            raise ConfigError(
+                "profile", f"unknown profile {self.profile!r}; expected one of {sorted(PROFILES)}"
+            )
         if self.zipf <= 0:
             raise ConfigError("zipf", f"must be positive, got {self.zipf}")
         if self.max_cardinality is not None and self.max_cardinality < 2:
@@ -180,7 +182,9 @@ def _calibrate(logit: np.ndarray, rate: float) -> float:
     return (lo + hi) / 2
 
 
-def write_synthetic(cfg: SynthConfig, out: str | os.PathLike, chunk_rows: int = 500_000, progress: bool = False) -> Path:
+def write_synthetic(
+    cfg: SynthConfig, out: str | os.PathLike, chunk_rows: int = 500_000, progress: bool = False
+) -> Path:
     """Write Criteo-format TSV (``.tsv``/``.txt``: hex categories, empty = missing, the format the
     Criteo reader ingests) or encoded Parquet (``.parquet``: ids as ints, null = missing)."""
     out = Path(out)
@@ -203,7 +207,9 @@ def write_synthetic(cfg: SynthConfig, out: str | os.PathLike, chunk_rows: int = 
         return out
     with open(out, "wb") as fh:
         for cols in chunks:
-            _tsv_chunk(cols).write_csv(fh, separator="\t", include_header=False, quote_style="never", null_value="")
+            _tsv_chunk(cols).write_csv(
+                fh, separator="\t", include_header=False, quote_style="never", null_value=""
+            )
     return out
 
 
@@ -222,7 +228,9 @@ def _tsv_chunk(cols: dict[str, np.ndarray]) -> pl.DataFrame:
     frame = {"label": cols["label"]}
     for name in DENSE_NAMES:
         v = cols[name]
-        frame[name] = pl.Series(name, np.where(np.isnan(v), 0, v).astype(np.int64)).set(pl.Series(np.isnan(v)), None)
+        frame[name] = pl.Series(name, np.where(np.isnan(v), 0, v).astype(np.int64)).set(
+            pl.Series(np.isnan(v)), None
+        )
     for name in SPARSE_NAMES:
         v = cols[name]
         frame[name] = _hex8(v)

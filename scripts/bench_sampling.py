@@ -114,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                            "oracle_tau": max(curves[m][r] for m in methods),
                            "best_fixed_tau": curves[best_fixed][r], "random_tau": curves["random"][r]}  # fmt: skip
 
+    # Data needed for a given tau: along the curve of Data-Genie's picks vs along random interactions.
+    genie_curve = {float(r): p["pick_tau"] for r, p in picks.items() if p["pick"]}
+    levels = {}
+    for goal in (0.5, 0.6, 0.7, 0.8, 0.9):
+        g, rnd = rate_needed(genie_curve, goal) if genie_curve else None, rate_needed(curves["random"], goal)
+        levels[f"{goal:g}"] = {"genie_rate": g, "random_rate": rnd, "ratio": g / rnd if g and rnd else None}
+
     target = args.target_rate if args.target_rate in rates else rates[0]
     at = picks[f"{target:g}"]
     efficiency = None
@@ -139,11 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nto reach tau {efficiency['tau']:.2f}: genie's pick needs {target:.0%} of the data, random interactions "
               + (f"{rr:.0%} (genie keeps {efficiency['ratio']:.2f}x of it)" if rr else f"never within {max(rates):.0%}"))
 
+    print(f"\n{'tau goal':>8} {'genie needs':>12} {'random needs':>13} {'ratio':>6}")
+    for goal, lv in levels.items():
+        show = lambda v: f"{v:.0%}" if v else f">{max(rates):.0%}"  # noqa: E731
+        ratio = f"{lv['ratio']:.2f}" if lv["ratio"] else "-"
+        print(f"{goal:>8} {show(lv['genie_rate']):>12} {show(lv['random_rate']):>13} {ratio:>6}")
+
     report = {"dataset": data.name, "methods": methods, "rates": rates, "models": models, "seeds": seeds,
               "tau": {m: {f"{r:g}": dict(zip(("mean", "std"), result.tau(m, r))) for r in rates} for m in methods},
               "noise_ceiling": result.noise_ceiling, "sweep_wall_seconds": wall, "sweep_cpu_seconds": cpu,
               "trained_runs": result.trained_runs, "best_fixed": best_fixed, "genie": genie_note,
-              "picks": picks, "efficiency": efficiency}  # fmt: skip
+              "picks": picks, "efficiency": efficiency, "data_needed": levels}  # fmt: skip
     name = "bench_quick" if args.quick else "bench"
     (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=float))
     _plot_curves(curves, result.noise_ceiling, out / f"tau_vs_rate{'_quick' if args.quick else ''}.png", data.name)

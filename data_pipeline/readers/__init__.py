@@ -32,14 +32,19 @@ def load_interactions(
         return read_movielens(path, on_bad_lines=on_bad_lines)
     if format in ("csv", "tsv"):
         return read_csv_interactions(
-            path, columns or "user,item,rating,timestamp", sep="\t" if format == "tsv" else None, header=header,
+            path,
+            columns or "user,item,rating,timestamp",
+            sep="\t" if format == "tsv" else None,
+            header=header,
             on_bad_lines=on_bad_lines,
         )
     if format == "parquet":
         return read_parquet_interactions(path, columns)
     if format == "jsonl":
         return read_jsonl_interactions(path, columns, on_bad_lines=on_bad_lines)
-    raise ConfigError("format", f"unknown interaction format {format!r}; expected one of {INTERACTION_FORMATS}")
+    raise ConfigError(
+        "format", f"unknown interaction format {format!r}; expected one of {INTERACTION_FORMATS}"
+    )
 
 
 __all__ = [

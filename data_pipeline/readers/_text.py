@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from data_pipeline.errors import BadLine, DataFormatError, ReadReport
@@ -22,6 +24,8 @@ LINE = "__line"
 _NO_SEPARATOR = "\x1f"  # unit separator: never in real logs, so polars yields one column per line
 
 BAD_LINE_POLICIES = ("error", "skip")
+# polars options that read each physical line as one string
+_LINE_READ = dict(separator=_NO_SEPARATOR, has_header=False, quote_char=None, schema={"line": pl.String}, encoding="utf8")
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,7 @@ def check_policy(on_bad_lines: str) -> None:
 def scan_lines(path: str | os.PathLike) -> pl.LazyFrame:
     """One string per physical line with its 1-based number; trailing CR (Windows files) removed."""
     return (
-        pl.scan_csv(
-            path,
-            separator=_NO_SEPARATOR,
-            has_header=False,
-            quote_char=None,
-            schema={"line": pl.String},
-            encoding="utf8",
-        )
+        pl.scan_csv(path, **_LINE_READ)
         .with_row_index(LINE, offset=1)
         .with_columns(pl.col("line").str.strip_chars_end("\r"))
     )
@@ -99,7 +96,9 @@ class CastResult:
     examples: list[BadLine]
 
 
-def cast_fields(frame: pl.DataFrame, fields: Sequence[FieldSpec], n_expected: int, sep_name: str) -> CastResult:
+def cast_fields(
+    frame: pl.DataFrame, fields: Sequence[FieldSpec], n_expected: int, sep_name: str
+) -> CastResult:
     """Cast string fields to their types, separating the bad lines.
 
     A line is bad when it has the wrong number of fields, a required field is empty, or a present
@@ -134,7 +133,12 @@ def cast_fields(frame: pl.DataFrame, fields: Sequence[FieldSpec], n_expected: in
             for row in shown.iter_rows(named=True):
                 if f is None:
                     examples.append(
-                        BadLine(row[LINE], None, f"{n_expected} {sep_name}-separated fields", f"{row['__n']} fields")
+                        BadLine(
+                            row[LINE],
+                            None,
+                            f"{n_expected} {sep_name}-separated fields",
+                            f"{row['__n']} fields",
+                        )
                     )
                 else:
                     examples.append(BadLine(row[LINE], f.name, f.expected, row[f.name] or "an empty value"))
@@ -145,14 +149,18 @@ def cast_fields(frame: pl.DataFrame, fields: Sequence[FieldSpec], n_expected: in
 _MAX_EXAMPLES = 5
 
 
-def resolve_bad_lines(path: str | os.PathLike, result: CastResult, on_bad_lines: str, report: ReadReport) -> None:
+def resolve_bad_lines(
+    path: str | os.PathLike, result: CastResult, on_bad_lines: str, report: ReadReport
+) -> None:
     """Raise on the first bad line (``error``) or count them in the report (``skip``)."""
     report.rows += result.frame.height
     if not result.n_bad:
         return
     if on_bad_lines == "error":
         first = result.examples[0]
-        raise DataFormatError(path, line=first.line, field=first.field, expected=first.expected, found=first.found)
+        raise DataFormatError(
+            path, line=first.line, field=first.field, expected=first.expected, found=first.found
+        )
     report.skipped += result.n_bad
     room = _MAX_EXAMPLES - len(report.examples)
     report.examples.extend(result.examples[: max(room, 0)])
@@ -163,19 +171,78 @@ def collect_lines(path: str | os.PathLike, lazy: pl.LazyFrame) -> pl.DataFrame:
     try:
         return lazy.collect()
     except pl.exceptions.ComputeError as exc:
-        if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
-            raise _encoding_error(path) from None
-        raise DataFormatError(path, f"could not be read as delimited text ({exc})") from None
+        raise _read_error(path, exc) from None
 
 
-def iter_line_batches(path: str | os.PathLike, lazy: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
-    """Stream a lazy frame in bounded batches, with the same error translation as ``collect_lines``."""
+def _read_error(path: str | os.PathLike, exc: Exception, line: int | None = None) -> DataFormatError:
+    if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
+        return _encoding_error(path)
+    return DataFormatError(path, line=line, expected="delimited text", found=str(exc))
+
+
+@dataclass(frozen=True)
+class TextBlock:
+    """Whole lines of a file as raw bytes, with the 1-based number of the first one."""
+
+    first_line: int
+    data: bytes
+
+    @cached_property
+    def byte_array(self) -> np.ndarray:
+        return np.frombuffer(self.data, dtype=np.uint8)
+
+    @cached_property
+    def lines(self) -> int:
+        # numpy's comparison counts newlines faster than bytes.count (measured: 0.1 s vs 0.15 s per 480 MB)
+        ends = int(np.count_nonzero(self.byte_array == _NEWLINE))
+        return ends + (0 if self.data.endswith(b"\n") else 1)
+
+
+_NEWLINE = ord("\n")
+
+
+def iter_text_blocks(path: str | os.PathLike, rows: int) -> Iterator[TextBlock]:
+    """Cut a file into blocks of about ``rows`` whole lines, reading only one block at a time.
+
+    Why not ``LazyFrame.collect_batches``: polars' streaming engine runs ahead of a slower consumer
+    and buffers the batches it has not handed out, so memory followed the file size
+    (tests/e2e/test_streaming_memory.py). Here the reader holds one block; the unfinished line at
+    its end is read again with the next block (a seek back, no copy). The block size comes from the
+    mean line length of the file's first MiB.
+    """
+    p = check_file(path)
+    with open(p, "rb") as fh:
+        sample = fh.read(1 << 20)
+        per_line = len(sample) / max(sample.count(b"\n"), 1)
+        block_bytes = max(int(rows * per_line), 1 << 16)
+        fh.seek(0)
+        line = 1
+        while data := fh.read(block_bytes):
+            cut = data.rfind(b"\n") + 1
+            while cut == 0:  # one line longer than a block: read on until it ends
+                more = fh.read(block_bytes)
+                if not more:
+                    cut = len(data)
+                    break
+                data += more
+                cut = data.rfind(b"\n") + 1
+            if cut < len(data):
+                fh.seek(cut - len(data), os.SEEK_CUR)
+                data = data[:cut]
+            block = TextBlock(line, data)
+            line += block.lines
+            yield block
+
+
+def block_lines(path: str | os.PathLike, block: TextBlock) -> pl.DataFrame:
+    """One string per line of a block with its file line number (the careful path of a reader)."""
     try:
-        yield from lazy.collect_batches(chunk_size=rows)
+        frame = pl.read_csv(block.data, **_LINE_READ)
     except pl.exceptions.ComputeError as exc:
-        if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
-            raise _encoding_error(path) from None
-        raise DataFormatError(path, f"could not be read as delimited text ({exc})") from None
+        raise _read_error(path, exc, block.first_line) from None
+    return frame.with_row_index(LINE, offset=block.first_line).with_columns(
+        pl.col("line").str.strip_chars_end("\r")
+    )
 
 
 def _encoding_error(path: str | os.PathLike) -> DataFormatError:

@@ -46,11 +46,15 @@ def parse_columns(columns: str | Sequence[str] | None) -> list[str] | None:
     unknown = [c for c in names if c not in CANONICAL and c not in IGNORED]
     if unknown:
         raise DataFormatError(
-            None, f"--columns names {unknown}", expected=f"names from {list(CANONICAL)} (or '_' to drop a column)"
+            None,
+            f"--columns names {unknown}",
+            expected=f"names from {list(CANONICAL)} (or '_' to drop a column)",
         )
     for required in ("user", "item"):
         if required not in names:
-            raise DataFormatError(None, f"--columns lacks '{required}'", expected="user and item among the columns")
+            raise DataFormatError(
+                None, f"--columns lacks '{required}'", expected="user and item among the columns"
+            )
     return names
 
 
@@ -73,7 +77,10 @@ def read_csv_interactions(
     numeric = [i for i, n in enumerate(names) if n in ("rating", "timestamp")]
     if header is None:
         header = first_line_is_header(p, sep, numeric) if numeric else False
-    fields = [_CANONICAL_SPECS.get(n, FieldSpec(f"_drop{i}", pl.String, "a value", allow_empty=True)) for i, n in enumerate(names)]
+    fields = [
+        _CANONICAL_SPECS.get(n, FieldSpec(f"_drop{i}", pl.String, "a value", allow_empty=True))
+        for i, n in enumerate(names)
+    ]
     frame, report = read_delimited(
         p, sep, fields, header=header, on_bad_lines=on_bad_lines, sep_name="tab" if sep == "\t" else repr(sep)
     )
@@ -94,7 +101,10 @@ def read_parquet_interactions(
 
 
 def read_jsonl_interactions(
-    path: str | os.PathLike, columns: Mapping[str, str] | Sequence[str] | str | None = None, *, on_bad_lines: str = "error"
+    path: str | os.PathLike,
+    columns: Mapping[str, str] | Sequence[str] | str | None = None,
+    *,
+    on_bad_lines: str = "error",
 ) -> InteractionData:
     """JSON lines, one object per line; each malformed line is named by its number."""
     p = check_file(path)
@@ -115,7 +125,10 @@ def read_jsonl_interactions(
                 missing = f"key {exc}" if isinstance(exc, KeyError) else "invalid JSON object"
                 if on_bad_lines == "error":
                     raise DataFormatError(
-                        p, line=number, expected=f"a JSON object with keys {sorted(mapping.values())}", found=missing
+                        p,
+                        line=number,
+                        expected=f"a JSON object with keys {sorted(mapping.values())}",
+                        found=missing,
                     ) from None
                 report.skipped += 1
                 continue
@@ -141,7 +154,9 @@ def _mapping(columns: Mapping[str, str] | Sequence[str] | str | None) -> dict[st
         mapping = dict(zip(CANONICAL, columns))
     bad = [k for k in mapping if k not in CANONICAL]
     if bad or "user" not in mapping or "item" not in mapping:
-        raise DataFormatError(None, f"column mapping {mapping}", expected=f"keys from {list(CANONICAL)} including user and item")
+        raise DataFormatError(
+            None, f"column mapping {mapping}", expected=f"keys from {list(CANONICAL)} including user and item"
+        )
     return mapping
 
 
@@ -152,7 +167,12 @@ def _map_columns(path: Path, frame: pd.DataFrame, columns) -> pd.DataFrame:
         mapping = _mapping(columns)
     missing = [src for src in mapping.values() if src not in frame.columns]
     if missing:
-        raise DataFormatError(path, f"missing columns {missing}", expected=f"columns {list(mapping.values())}", found=list(frame.columns))
+        raise DataFormatError(
+            path,
+            f"missing columns {missing}",
+            expected=f"columns {list(mapping.values())}",
+            found=list(frame.columns),
+        )
     return frame[list(mapping.values())].set_axis(list(mapping), axis=1)
 
 
@@ -165,7 +185,9 @@ def _validate_frame(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
         bad = converted.isna() & frame[col].notna() | frame[col].isna()
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
-            raise DataFormatError(path, f"row {row + 1}", field=col, expected=f"a numeric {col}", found=frame[col].iloc[row])
+            raise DataFormatError(
+                path, f"row {row + 1}", field=col, expected=f"a numeric {col}", found=frame[col].iloc[row]
+            )
         frame[col] = converted.astype(kind)
     for col in ("user", "item"):
         if frame[col].isna().any():

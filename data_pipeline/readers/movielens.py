@@ -29,7 +29,9 @@ _RATING_FIELDS = (
 )
 
 
-def read_movielens(path: str | os.PathLike, *, on_bad_lines: str = "error", with_features: bool = True) -> InteractionData:
+def read_movielens(
+    path: str | os.PathLike, *, on_bad_lines: str = "error", with_features: bool = True
+) -> InteractionData:
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
@@ -50,7 +52,9 @@ def age_bucket(age: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(AGE_BUCKET_EDGES), np.asarray(age), side="right").astype(np.int64)
 
 
-def _finish(name: str, ratings: pl.DataFrame, report: ReadReport, source: Path, users, items) -> InteractionData:
+def _finish(
+    name: str, ratings: pl.DataFrame, report: ReadReport, source: Path, users, items
+) -> InteractionData:
     data = build_interactions(
         name, ratings.drop(LINE).to_pandas(), source=str(source), user_features=users, item_features=items
     )
@@ -59,7 +63,9 @@ def _finish(name: str, ratings: pl.DataFrame, report: ReadReport, source: Path, 
 
 
 def _read_100k(folder: Path, on_bad_lines: str, with_features: bool) -> InteractionData:
-    ratings, report = read_delimited(folder / "u.data", "\t", _RATING_FIELDS, on_bad_lines=on_bad_lines, sep_name="tab")
+    ratings, report = read_delimited(
+        folder / "u.data", "\t", _RATING_FIELDS, on_bad_lines=on_bad_lines, sep_name="tab"
+    )
     users = items = None
     if with_features and (folder / "u.user").exists():
         u, _ = read_delimited(
@@ -101,7 +107,9 @@ def _read_100k_items(path: Path) -> pd.DataFrame:
                 continue
             parts = line.split("|")
             if len(parts) != 24:
-                raise DataFormatError(path, line=number, expected="24 '|'-separated fields", found=f"{len(parts)} fields")
+                raise DataFormatError(
+                    path, line=number, expected="24 '|'-separated fields", found=f"{len(parts)} fields"
+                )
             try:
                 ids.append(int(parts[0]))
                 flags = [int(x) for x in parts[5:]]
@@ -114,7 +122,9 @@ def _read_100k_items(path: Path) -> pd.DataFrame:
 
 
 def _read_dat(folder: Path, on_bad_lines: str, with_features: bool) -> InteractionData:
-    ratings, report = read_delimited(folder / "ratings.dat", "::", _RATING_FIELDS, on_bad_lines=on_bad_lines, sep_name="'::'")
+    ratings, report = read_delimited(
+        folder / "ratings.dat", "::", _RATING_FIELDS, on_bad_lines=on_bad_lines, sep_name="'::'"
+    )
     name = "ml-1m" if ratings.height < 2_000_000 else "ml-10m"
     users = items = None
     if with_features and (folder / "users.dat").exists():
@@ -133,7 +143,12 @@ def _read_dat(folder: Path, on_bad_lines: str, with_features: bool) -> Interacti
         users = _user_frame(u.to_pandas())
     if with_features and (folder / "movies.dat").exists():
         movies = pd.read_csv(
-            folder / "movies.dat", sep="::", engine="python", header=None, names=["item", "title", "genres"], encoding="latin-1"
+            folder / "movies.dat",
+            sep="::",
+            engine="python",
+            header=None,
+            names=["item", "title", "genres"],
+            encoding="latin-1",
         )
         items = _genre_lists(movies)
     return _finish(name, ratings, report, folder, users, items)
@@ -156,7 +171,10 @@ def _genre_lists(movies: pd.DataFrame) -> pd.DataFrame:
     names = sorted({g for gs in movies["genres"].astype(str) for g in gs.split("|")})
     code = {g: i for i, g in enumerate(names)}
     return pd.DataFrame(
-        {"item": movies["item"].to_numpy(), "genres": [[code[g] for g in gs.split("|")] for gs in movies["genres"].astype(str)]}
+        {
+            "item": movies["item"].to_numpy(),
+            "genres": [[code[g] for g in gs.split("|")] for gs in movies["genres"].astype(str)],
+        }
     )
 
 
@@ -169,6 +187,8 @@ def read_movielens_fold(path: str | os.PathLike, fold: str) -> tuple[Interaction
         raise DatasetNotFoundError(f"{folder}: fold '{fold}' needs {base.name} and {test.name}")
     full = read_movielens(folder)
     t, _ = read_delimited(test, "\t", _RATING_FIELDS, sep_name="tab")
-    keys = pd.MultiIndex.from_arrays([full.vocabs["user"].encode(t["user"].to_numpy()), full.vocabs["item"].encode(t["item"].to_numpy())])
+    keys = pd.MultiIndex.from_arrays(
+        [full.vocabs["user"].encode(t["user"].to_numpy()), full.vocabs["item"].encode(t["item"].to_numpy())]
+    )
     all_keys = pd.MultiIndex.from_arrays([full.column("user"), full.column("item")])
     return full, all_keys.isin(keys)

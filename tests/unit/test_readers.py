@@ -2,9 +2,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from data_pipeline.errors import DataFormatError, DatasetNotFoundError
+from data_pipeline.errors import DataFormatError, DatasetNotFoundError, ReadReport
 from data_pipeline.readers import load_interactions, read_movielens
 from data_pipeline.readers.criteo import CriteoOptions, iter_criteo, read_criteo
 from data_pipeline.synth import SynthConfig, write_synthetic
@@ -141,6 +142,41 @@ def test_criteo_bad_rows(tmp_path, mutate, line, found):
     with pytest.raises(DataFormatError) as err:
         read_criteo(path)
     assert f"line {line}" in str(err.value) and found in str(err.value)
+
+
+def _criteo_table(path, **kw):
+    return pa.Table.from_batches(list(iter_criteo(path, CriteoOptions(num_buckets=97, **kw))))
+
+
+def test_criteo_fast_and_careful_paths_agree(tmp_path):
+    """CRLF endings and a blank line force the careful path for the blocks that hold them; the
+    rows must come out exactly as the fast path reads the clean file."""
+    clean = write_synthetic(SynthConfig(rows=3000, max_cardinality=500, seed=5), tmp_path / "clean.tsv")
+    lines = clean.read_bytes().splitlines()
+    crlf = tmp_path / "crlf.tsv"
+    crlf.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    blank = tmp_path / "blank.tsv"
+    blank.write_bytes(b"\n".join(lines[:1500] + [b""] + lines[1500:]) + b"\n")
+    expected = _criteo_table(clean, chunk_rows=700)
+    assert expected.num_rows == 3000
+    for other in (crlf, blank):
+        assert _criteo_table(other, chunk_rows=700).equals(expected), other.name
+    assert _criteo_table(clean, chunk_rows=100_000).equals(expected)  # batch size does not change rows
+
+
+def test_criteo_bad_row_in_a_later_block_names_its_line(tmp_path):
+    path = write_synthetic(SynthConfig(rows=2000, max_cardinality=100, seed=1), tmp_path / "s.tsv")
+    lines = path.read_text().splitlines()
+    fields = lines[1733].split("\t")
+    fields[5] = "x7"
+    lines[1733] = "\t".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError) as err:
+        list(iter_criteo(path, CriteoOptions(chunk_rows=300)))
+    assert "line 1734" in str(err.value) and "I5" in str(err.value) and "'x7'" in str(err.value)
+    report = ReadReport(str(path))
+    rows = sum(b.num_rows for b in iter_criteo(path, CriteoOptions(chunk_rows=300, on_bad_lines="skip"), report))
+    assert rows == 1999 and report.skipped == 1 and report.examples[0].line == 1734
 
 
 def test_movielens_1m_dat_release(tmp_path):

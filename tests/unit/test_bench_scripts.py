@@ -1,0 +1,113 @@
+"""The benchmark scripts run end to end in ``--quick`` mode and write the JSON that README numbers
+come from; their hand-written pieces (vectorised hex parsing for pandas and pyarrow, the table)
+agree with plain Python."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def load_script(name: str):
+    """Import scripts/NAME.py as a module (scripts/ is not a package; its helpers import by name)."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_bench_test_{name}", SCRIPTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), "--quick", *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_bench_data_quick(tmp_path):
+    rows = 20_000
+    proc = run_script("bench_data.py", "--rows", str(rows), "--chunk-rows", "6000", "--out", str(tmp_path))
+    record = json.loads((tmp_path / "bench_data.json").read_text())
+
+    assert list(record["engines"]) == ["ours", "pandas", "pyarrow", "polars"]
+    assert record["file"]["rows"] == rows and record["file"]["bytes"] > rows * 100
+    for name, r in record["engines"].items():
+        assert r["rows"] == rows, name
+        assert r["seconds"] > 0 and r["rows_per_second"] == pytest.approx(rows / r["seconds"])
+        assert r["cpu_seconds"] > 0
+        assert 20 < r["rss_after_import_mb"] <= r["peak_rss_mb"] < 4096, name
+        t = r["totals"]
+        assert 0.1 * rows < t["positives"] < 0.5 * rows  # generated at a 25% positive rate
+        assert 0 < t["sparse_missing"] < 0.5 * rows * 26
+        assert t["dense_sum"] > 0 and t["sparse_sum"] > 0
+    # Every engine produced the same labels, dense values, ids and missing ids.
+    assert record["outputs_agree"] is True
+    goals = record["targets"]
+    assert goals["speedup"]["target"] == 3.0 and goals["memory"]["target"] == 0.5
+    assert goals["speedup"]["pass"] == (goals["speedup"]["value"] >= 3.0) and goals["speedup"]["value"] > 0
+    assert goals["memory"]["pass"] == (goals["memory"]["value"] <= 0.5) and goals["memory"]["value"] > 0
+    assert (tmp_path / "bench_data.png").stat().st_size > 5_000
+    assert "target rows/s >= 3x pandas" in proc.stdout and "outputs agree across engines: yes" in proc.stdout
+
+
+def test_bench_central_quick(tmp_path, ml100k_path):
+    proc = run_script("bench_central.py", "--data", str(ml100k_path), "--out", str(tmp_path))
+    record = json.loads((tmp_path / "bench_central.json").read_text())
+
+    assert record["config"]["epochs"] == 1 and len(record["history"]) == 1
+    assert record["train_rows"] + record["test_rows"] == record["max_ratings"] == 20_000
+    epoch = record["history"][0]
+    assert 0.55 < epoch["auc"] < 1.0  # measured 0.64 after one epoch on 16k ratings
+    assert 0 < epoch["logloss"] < 1.0 and 0 < epoch["ne"] < 1.2
+    assert record["final"]["auc"] == epoch["auc"]
+    assert record["samples_per_second"] == pytest.approx(record["train_rows"] / record["train_seconds"])
+    assert (tmp_path / "bench_central.png").stat().st_size > 5_000
+    assert "test AUC" in proc.stdout and "samples/s" in proc.stdout
+
+
+def test_hex_parsers_match_python_int():
+    bench = load_script("bench_data")
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    values = [format(int(v), "08x") for v in rng.integers(0, 2**32, 500)] + [
+        "0",
+        "Ff",
+        "7fffffff",
+        "00000000",
+    ]
+    expected = np.array([int(v, 16) for v in values])
+
+    digits = np.array(values, dtype="S8").view(np.uint8).reshape(len(values), 8)
+    assert (bench.hex_digits_to_int(digits) == expected).all()
+
+    arr = pa.array(values + [None])[1:]  # a slice: exercises the array offset
+    got = bench._arrow_hex(arr, 1000)
+    assert got.null_count == 1
+    assert got.to_pylist()[:-1] == (expected[1:] % 1000).tolist()
+
+
+def test_format_table_aligns_and_formats():
+    common = load_script("_bench_common")
+    text = common.format_table(
+        ["engine", "rows", "rows/s", "auc"],
+        [["ours", 2_000_000, 123456.7, 0.78123], ["pandas", 5, 99.5, 0.5]],
+    )
+    lines = text.splitlines()
+    assert lines[0].split() == ["engine", "rows", "rows/s", "auc"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert lines[2].split() == ["ours", "2,000,000", "123,457", "0.7812"]
+    assert lines[3].split() == ["pandas", "5", "100", "0.5000"]
+    assert len({len(line) for line in lines}) == 1  # right-aligned numbers: every line is as wide
