@@ -53,9 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Our packages log at INFO; third-party libraries only warnings (fbgemm_gpu logs every .so it
+    # loads at INFO on the root logger) unless --verbose.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        for package in ("fedrec", "data_pipeline", "sharding", "sampling"):
+            logging.getLogger(package).setLevel(logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
