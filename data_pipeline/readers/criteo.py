@@ -46,8 +46,13 @@ def _hex(col: pl.Expr) -> pl.Expr:
     return col.str.to_integer(base=16, strict=False)
 
 
+def _label(col: pl.Expr) -> pl.Expr:
+    """0 or 1; anything else is null, i.e. a bad field on its line (counted under ``skip``)."""
+    return pl.when(col.is_in(["0", "1"])).then(col.cast(pl.Int8, strict=False)).otherwise(None)
+
+
 CRITEO_FIELDS = (
-    FieldSpec("label", pl.Int8, "a label 0 or 1"),
+    FieldSpec("label", pl.Int8, "a label 0 or 1", parser=_label),
     *(FieldSpec(n, pl.Int64, "an integer or empty", allow_empty=True) for n in DENSE_NAMES),
     *(
         FieldSpec(n, pl.Int64, "a hexadecimal category or empty", allow_empty=True, parser=_hex)
@@ -133,7 +138,7 @@ def _fast_block(block: TextBlock) -> pl.DataFrame | None:
     unparsed = [
         pl.col(f.name).is_not_null() & f.parse().is_null() for f in CRITEO_FIELDS if f.parser is not None
     ]
-    bad = (label.is_null() | ~label.is_in([0, 1]) | pl.any_horizontal(unparsed)).alias(_BAD)
+    bad = (label.is_null() | pl.any_horizontal(unparsed)).alias(_BAD)
     typed = raw.lazy().with_columns(*parsed, bad).collect()
     if typed[_BAD].any():
         return None
@@ -148,12 +153,7 @@ def _careful_block(path, block: TextBlock, on_bad_lines: str, report: ReadReport
     lines = split_lines(block_lines(path, block), "\t", CRITEO_FIELDS)
     result = cast_fields(lines, CRITEO_FIELDS, len(CRITEO_FIELDS), "tab")
     resolve_bad_lines(path, result, on_bad_lines, report)
-    typed = result.frame
-    bad_label = typed.filter(~pl.col("label").is_in([0, 1]))
-    if bad_label.height:
-        line, value = bad_label.row(0)[0], bad_label.row(0)[1]
-        raise DataFormatError(path, line=line, field="label", expected="a label 0 or 1", found=str(value))
-    return typed.drop(LINE)
+    return result.frame.drop(LINE)
 
 
 def read_criteo(path: str | os.PathLike, options: CriteoOptions | None = None) -> tuple[pa.Table, ReadReport]:

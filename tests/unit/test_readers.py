@@ -144,6 +144,16 @@ def test_criteo_bad_rows(tmp_path, mutate, line, found):
     assert f"line {line}" in str(err.value) and found in str(err.value)
 
 
+def test_criteo_bad_label_is_a_bad_line_under_skip(tmp_path):
+    good = ["0"] + ["1"] * 13 + ["68fd1e64"] * 26
+    path = tmp_path / "c.tsv"
+    path.write_text("\n".join("\t".join([label] + good[1:]) for label in ("1", "2", "0", "")) + "\n")
+    report = ReadReport(str(path))
+    table = pa.Table.from_batches(list(iter_criteo(path, CriteoOptions(on_bad_lines="skip"), report)))
+    assert table.column("label").to_pylist() == [1, 0]
+    assert report.skipped == 2 and [b.line for b in report.examples] == [2, 4]
+
+
 def _criteo_table(path, **kw):
     return pa.Table.from_batches(list(iter_criteo(path, CriteoOptions(num_buckets=97, **kw))))
 
