@@ -200,7 +200,7 @@ class FedBuffServer:
         used = [a for a in reported if a.step == v]
         return {"round": v + 1, "client_updates": len(used), "sim_seconds": sim,
                 "bytes_up": sum(srv.upload_bytes(a.client) for a in reported),
-                "bytes_down": len(reported) * srv.model_bytes,
+                "bytes_down": sum(srv.download_bytes(a.client) for a in reported),
                 "discarded_updates": sum(a.step < 0 for a in reported),
                 "mean_staleness": float(np.mean([a.staleness for a in used])) if used else 0.0,
                 "max_staleness": max((a.staleness for a in used), default=0)}

@@ -156,9 +156,13 @@ class FederatedServer:
     def upload_bytes(self, client: int) -> int:
         return int(self._upload[0][client] if self.cfg.client.sparse_updates else self._upload[1])
 
+    def download_bytes(self, client: int) -> int:
+        """The whole model, or with ``client.sparse_downloads`` the same rows a sparse upload holds."""
+        return int(self._upload[0][client] if self.cfg.client.sparse_downloads else self.model_bytes)
+
     def client_time(self, client: int) -> float:
         tier = self.cfg.tiers.tiers[self.tiers[client]]
-        return client_seconds(tier, self.local_steps(client), self.model_bytes, self.upload_bytes(client), self.cfg.clock)
+        return client_seconds(tier, self.local_steps(client), self.download_bytes(client), self.upload_bytes(client), self.cfg.clock)
 
     # --- actors ---
     def start_actors(self, models: dict[str, ModelConfig] | None = None) -> None:
@@ -268,14 +272,15 @@ class FederatedServer:
         wall = time.perf_counter() - start
         updates = len(stats)
         bytes_up = sum(s.bytes_up for s in stats)
+        bytes_down = sum(self.download_bytes(int(c)) for c in clients)
         self.totals["client_updates"] += updates
         self.totals["bytes_up"] += bytes_up
         self.totals["dense_bytes_up"] += updates * self.model_bytes
-        self.totals["bytes_down"] += len(clients) * self.model_bytes
+        self.totals["bytes_down"] += bytes_down
         self.totals["sim_seconds"] += info["sim_round_seconds"]
         self.totals["train_wall_seconds"] += wall
         row = {"round": rnd, "client_updates": updates, "failed_updates": failed, "wall_seconds": wall,
-               "sim_seconds": self.totals["sim_seconds"], "bytes_up": bytes_up, "bytes_down": len(clients) * self.model_bytes,
+               "sim_seconds": self.totals["sim_seconds"], "bytes_up": bytes_up, "bytes_down": bytes_down,
                "train_loss": float(np.mean([s.loss for s in stats])) if stats else float("nan"), **info}
         return row
 

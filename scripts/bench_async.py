@@ -7,6 +7,7 @@ each FedBuff variant replays its event-driven schedule on a pool of its own.
 
     .venv/bin/python scripts/bench_async.py                  # 1,500 client updates per method
     .venv/bin/python scripts/bench_async.py --quick          # a smoke run (< 1 min)
+    .venv/bin/python scripts/bench_async.py --sparse-downloads --out results/bench_async_sparse_down
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="50,100", help="FedBuff max concurrency values")
     ap.add_argument("--targets", default="0.60,0.65")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sparse-downloads", action="store_true",
+                    help="clients download only their rows (client.sparse_downloads) instead of the whole model")
     ap.add_argument("--out", default="results/bench_async")
     args = ap.parse_args()
     if args.quick:
@@ -40,6 +43,8 @@ def main() -> None:
     targets = [float(t) for t in args.targets.split(",")]
     ensure_ray()
     base = config("ml100k_fedbuff.yaml", eval_every=1, plot=None)
+    if args.sparse_downloads:
+        base = dataclasses.replace(base, client=dataclasses.replace(base.client, sparse_downloads=True))
     data = load_federated_data(base)
     t0 = time.perf_counter()
 

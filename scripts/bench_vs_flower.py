@@ -103,12 +103,13 @@ def check_flower_expressible(cfg) -> None:
 
 def workload(cfg) -> dict:
     """The hyper-parameters that define the workload (identical on both sides); not the fedrec-only
-    execution switches (client.batched, client.sparse_updates) or the simulated clock. ``cfg``: a
+    execution and accounting switches (client.batched, client.sparse_updates, client.sparse_downloads)
+    or the simulated clock. ``cfg``: a
     FederatedConfig or its ``config_to_dict`` (what the Flower side reports back)."""
     from fedrec.config import config_to_dict
 
     d = json.loads(json.dumps(cfg if isinstance(cfg, dict) else config_to_dict(cfg), default=str))
-    client = {k: v for k, v in d["client"].items() if k not in ("batched", "sparse_updates")}
+    client = {k: v for k, v in d["client"].items() if k not in ("batched", "sparse_updates", "sparse_downloads")}
     return {"data": d["data"], "model": d["model"], "client": client, "strategy": d["strategy"], "rounds": d["rounds"],
             "clients_per_round": d["clients_per_round"], "sampling": d["sampling"], "seed": d["seed"]}
 

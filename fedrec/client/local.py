@@ -27,6 +27,10 @@ class ClientTrainConfig:
     batch_size: int = 32
     proximal_mu: float = 0.0  # FedProx's mu; 0 is plain FedAvg local training
     sparse_updates: bool = True  # upload only touched embedding rows (else whole tables)
+    # Download only the rows the client's data touches (plus dense weights) instead of the whole model.
+    # Off by default: asking for exactly one's own rows tells the server which items a user has seen.
+    # Training is identical either way (a client only reads its own rows); only bytes and time change.
+    sparse_downloads: bool = False
     batched: bool = True  # train an actor's clients together (fedrec.client.batched); same results
 
 

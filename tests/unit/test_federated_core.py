@@ -148,3 +148,23 @@ def test_vectorised_upload_bytes_match_what_clients_upload():
     for c, rows in enumerate(parts):
         uploaded = trainer.train(c, rows, server.state, ClientTrainConfig(), seed=0).bytes_up
         assert server.upload_bytes(c) == uploaded
+
+
+def test_sparse_downloads_count_the_clients_rows_and_shorten_their_time():
+    from dataclasses import replace
+
+    from data_pipeline.partition import natural_partition
+    from fedrec.config import FederatedConfig
+    from fedrec.server import FederatedData, FederatedServer
+
+    ex = interaction_examples(_toy(n_users=4, per_user=12), features=("user", "item"))
+    parts = natural_partition(ex.groups)
+    data = FederatedData(ex, ex.take(np.arange(5)), parts, np.arange(len(parts)), np.zeros(5, dtype=np.int64))
+    whole = FederatedConfig(model=ModelConfig(embedding_dim=4))
+    sparse = replace(whole, client=replace(whole.client, sparse_downloads=True))
+    dense_server, sparse_server = FederatedServer(whole, data), FederatedServer(sparse, data)
+    for c in range(len(parts)):
+        assert dense_server.download_bytes(c) == dense_server.model_bytes
+        assert sparse_server.download_bytes(c) == sparse_server.upload_bytes(c) < sparse_server.model_bytes
+        assert sparse_server.client_time(c) < dense_server.client_time(c)
+    assert config_from_dict({"client": {"sparse_downloads": True}}).client.sparse_downloads is True
