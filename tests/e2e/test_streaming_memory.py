@@ -84,5 +84,7 @@ def test_streaming_peak_does_not_grow_with_file(criteo_files):
     assert extra < 0.5 * (big_mb - small_mb), (
         f"peak RSS grew {extra:.0f} MB more for a file {big_mb - small_mb:.0f} MB larger: memory follows the file size"
     )
+    # One 50k-row chunk's working set is ~156 MB here (1.7x this file); 3x leaves room for other
+    # allocators and thread counts while still failing a reader that holds the decoded file.
     growth = got["big"]["peak_growth_mb"]
-    assert growth < 2 * big_mb, f"peak RSS grew {growth:.0f} MB streaming a {big_mb:.0f} MB file ({got})"
+    assert growth < 3 * big_mb, f"peak RSS grew {growth:.0f} MB streaming a {big_mb:.0f} MB file ({got})"
