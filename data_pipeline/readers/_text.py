@@ -45,6 +45,13 @@ class FieldSpec:
             return self.parser(col).alias(self.name)
         return col if self.dtype == pl.String else col.cast(self.dtype, strict=False)
 
+    def is_bad(self, empty, parsed):
+        """Where this field makes its line bad: a present value that did not parse, or an empty one
+        where a value is required. Works on polars Series and expressions alike, so the per-line
+        and the whole-block readers apply one rule."""
+        bad = parsed.is_null() & ~empty
+        return bad if self.allow_empty else bad | empty
+
 
 def check_file(path: str | os.PathLike) -> Path:
     p = Path(path)
@@ -115,10 +122,7 @@ def cast_fields(
     for f in fields:
         raw = frame.get_column(f.name)
         empty = raw.is_null() | (raw.str.len_chars() == 0)
-        bad = typed.get_column(f.name).is_null() & ~empty
-        if not f.allow_empty:
-            bad = bad | empty
-        problems.append((bad & ok, f))
+        problems.append((f.is_bad(empty, typed.get_column(f.name)) & ok, f))
     any_bad = problems[0][0]
     for mask, _ in problems[1:]:
         any_bad = any_bad | mask

@@ -112,6 +112,7 @@ def iter_criteo(
 
 _FAST_SCHEMA = {f.name: (pl.String if f.parser is not None else f.dtype) for f in CRITEO_FIELDS}
 _TABS_PER_LINE = len(CRITEO_FIELDS) - 1
+_BAD, _TAB = "__bad", ord("\t")
 
 
 def _fast_block(block: TextBlock) -> pl.DataFrame | None:
@@ -133,19 +134,14 @@ def _fast_block(block: TextBlock) -> pl.DataFrame | None:
         return None
     if raw.height != lines:
         return None
-    label = pl.col("label")
-    parsed = [f.parse() for f in CRITEO_FIELDS if f.parser is not None]
-    unparsed = [
-        pl.col(f.name).is_not_null() & f.parse().is_null() for f in CRITEO_FIELDS if f.parser is not None
-    ]
-    bad = (label.is_null() | pl.any_horizontal(unparsed)).alias(_BAD)
-    typed = raw.lazy().with_columns(*parsed, bad).collect()
+    # polars read empty fields as null; fields with a parser are still strings here, the rest typed
+    parsed = {f.name: f.parse() if f.parser is not None else pl.col(f.name) for f in CRITEO_FIELDS}
+    problems = [f.is_bad(pl.col(f.name).is_null(), parsed[f.name]) for f in CRITEO_FIELDS]
+    bad = pl.any_horizontal(problems).alias(_BAD)
+    typed = raw.lazy().with_columns(*parsed.values(), bad).collect()
     if typed[_BAD].any():
         return None
     return typed.drop(_BAD)
-
-
-_BAD, _TAB = "__bad", ord("\t")
 
 
 def _careful_block(path, block: TextBlock, on_bad_lines: str, report: ReadReport) -> pl.DataFrame:
