@@ -1,15 +1,19 @@
 """A Criteo file larger than the memory budget is processed with bounded memory.
 
 ``iter_criteo`` must hold O(chunk) data, never O(file): streaming a file four times larger may not
-raise the peak RSS by more than a fraction of the extra bytes. At 50,000-row chunks one chunk's
-working set (its text, parsed strings, typed columns and the output batch) is itself ~120 MB,
-comparable to the whole 400k-row file, so "peak below the file size" cannot tell streaming from
-loading here; growth with the file can. Measured with the block reader: +0 MB for the extra 69 MB
-of file (peak growth 156 MB either way); the earlier reader over polars' ``collect_batches``, which
-runs ahead of its consumer and buffers the file, measured +130..155 MB.
+raise the peak RSS by more than a fraction of the extra bytes. One chunk's working set (its
+text, parsed strings, typed columns and the output batch) is itself comparable to the whole
+400k-row file, so "peak below the file size" cannot tell streaming from loading here; growth with
+the file can. The chunks are 25,000 rows so that even the small file is four chunks: the allocator
+takes a few chunks to reach its steady peak (at 50,000 rows the 2-chunk file peaked at +111 MB, the
+8-chunk one at +140 MB and a 24-chunk one at +143 MB: warm-up, not growth with the file). Measured
+with the block reader at 25,000 rows: +77..81 MB and +85..88 MB; the earlier reader over polars'
+``collect_batches``, which runs ahead of its consumer and buffers the file, measured (at 50,000
+rows) +130..155 MB more for the bigger file.
 
-The measurement runs in a fresh process (its own ``VmHWM``; ``ru_maxrss`` would include pytest's) with polars limited to two threads
-(its parse buffers grow with the thread count, so the bound holds on any machine).
+The measurement runs in a fresh process (its own ``VmHWM``; ``ru_maxrss`` would include pytest's)
+with polars limited to two threads (its parse buffers grow with the thread count, so the bound
+holds on any machine).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pytest
 
 from data_pipeline.synth import SynthConfig, write_synthetic
 
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 25_000
 BASE_ROWS = 50_000
 SMALL_COPIES, BIG_COPIES = 2, 8  # 100k and 400k rows (~23 and ~92 MB)
 
@@ -84,7 +88,7 @@ def test_streaming_peak_does_not_grow_with_file(criteo_files):
     assert extra < 0.5 * (big_mb - small_mb), (
         f"peak RSS grew {extra:.0f} MB more for a file {big_mb - small_mb:.0f} MB larger: memory follows the file size"
     )
-    # One 50k-row chunk's working set is ~156 MB here (1.7x this file); 3x leaves room for other
+    # The streaming working set is ~90 MB here (1x this file); 3x leaves room for other
     # allocators and thread counts while still failing a reader that holds the decoded file.
     growth = got["big"]["peak_growth_mb"]
     assert growth < 3 * big_mb, f"peak RSS grew {growth:.0f} MB streaming a {big_mb:.0f} MB file ({got})"
