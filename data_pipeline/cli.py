@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError, ReadReport
 from data_pipeline.readers import INTERACTION_FORMATS, load_interactions
 from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
@@ -19,10 +21,17 @@ from data_pipeline.synth import DENSE_NAMES, PROFILES, SPARSE_NAMES, SynthConfig
 
 FORMATS = ("movielens", "criteo", *INTERACTION_FORMATS[1:])
 
+# (path, tables) -> None; a table is (name, per-row access counts, dim, pooling factor, coverage).
+WorkloadWriter = Callable[[str, list[tuple[str, np.ndarray, int, float, float]]], None]
+_workload_writer: WorkloadWriter | None = None
 
-def register(subparsers) -> None:
-    from fedrec.cli import HelpFormatter
 
+def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
+    """Add ``fedrec data ...``. ``workload_writer`` (given by the top-level CLI, which knows the
+    sharding package) turns per-table access counts into the planner's workload file for
+    ``data stats --workload``; this package never imports the layers above it."""
+    global _workload_writer
+    _workload_writer = workload_writer
     data = subparsers.add_parser(
         "data", help="dataset statistics, conversion and synthetic data", formatter_class=HelpFormatter
     )
@@ -134,17 +143,13 @@ def cmd_stats(args) -> int:
 
 
 def _table(name, counts, dim, pooling, coverage):
-    try:
-        from sharding.workload import table_from_counts
-    except ModuleNotFoundError:
-        raise ConfigError("--workload", "the sharding package is not installed in this build") from None
-    return table_from_counts(name, np.asarray(counts), dim, pooling, coverage)
+    return (name, np.asarray(counts), dim, pooling, coverage)
 
 
 def _write_workload(path: str, tables: list) -> None:
-    from sharding.workload import Workload
-
-    Workload(tables=tables).to_json(path)
+    if _workload_writer is None:
+        raise ConfigError("--workload", "writing a sharding workload needs the sharding package (fedrec's CLI)")
+    _workload_writer(path, tables)
 
 
 def cmd_convert(args) -> int:

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 
+from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import FedrecError
 
 # Modules that each provide ``register(subparsers)``; imported lazily so `fedrec --help` stays fast
@@ -26,8 +27,14 @@ COMMAND_MODULES = (
 )
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples in epilogs as written and shows defaults."""
+def _sharding_workload_writer(path, tables):
+    from sharding.workload import write_workload_from_counts
+
+    write_workload_from_counts(path, tables)
+
+
+# Extra arguments each family's ``register`` takes: the composition the lower layers cannot do.
+REGISTER_KWARGS = {"data_pipeline.cli": {"workload_writer": _sharding_workload_writer}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and name.startswith(exc.name):  # that family's package is not installed
                 continue
             raise
-        module.register(sub)
+        module.register(sub, **REGISTER_KWARGS.get(name, {}))
     return parser
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
+from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.datasets import data_root
 
 
 def register(subparsers) -> None:
-    from fedrec.cli import HelpFormatter
-
     train = subparsers.add_parser(
         "train", help="train a DLRM centrally or federated", formatter_class=HelpFormatter,
         epilog="examples:\n  fedrec train --mode central --data ../shared/datasets/ml-100k --format movielens --epochs 3 --json out.json\n"

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 
+from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError
 from sharding.planners import PLANNERS
 from sharding.topology import Topology
@@ -22,15 +23,6 @@ EVALUATE_EXAMPLES = """example:
   fedrec plan evaluate --plan plan.json --workload w.json --samples 200000
   fedrec plan evaluate --plan plan.json --workload w.json --trace lookups.npz
 """
-
-
-def _formatter():
-    try:
-        from fedrec.cli import HelpFormatter
-
-        return HelpFormatter
-    except ImportError:  # pragma: no cover - the main CLI always provides it
-        return argparse.RawDescriptionHelpFormatter
 
 
 def add_topology_args(p: argparse.ArgumentParser) -> None:
@@ -64,7 +56,7 @@ def topology_from_args(args) -> Topology:
 
 
 def register(subparsers) -> None:
-    fmt = _formatter()
+    fmt = HelpFormatter
     p = subparsers.add_parser(
         "plan",
         help="shard embedding tables over GPUs (RecShard: hot rows in HBM, cold rows in UVM)",

@@ -370,3 +370,9 @@ def _upper_hull(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         hx.append(float(x))
         hy.append(float(y))
     return np.asarray(hx), np.asarray(hy)
+
+
+def write_workload_from_counts(path: str, tables: list[tuple[str, np.ndarray, int, float, float]]) -> None:
+    """The ``fedrec data stats --workload`` writer: tables given as (name, per-row access counts,
+    dim, pooling factor, coverage), as the data layer measures them."""
+    Workload(tables=[table_from_counts(n, c, d, p, cov) for n, c, d, p, cov in tables]).to_json(path)
