@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset
-from torchrec.datasets.utils import Batch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+if TYPE_CHECKING:  # torchrec is imported where a batch is built: a process that never builds one
+    # (a client actor on the batched path) does not pay its import time.
+    from torchrec.datasets.utils import Batch
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class Examples:
     def kjt(self, rows: np.ndarray | None = None) -> KeyedJaggedTensor:
         """Sparse features of ``rows`` (all rows if None) as a TorchRec ``KeyedJaggedTensor``
         (feature-major: all lengths of feature 0, then feature 1, ...)."""
+        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
         vals, lens = [], []
         for name in self.spec.sparse_names:
             if rows is None:
@@ -108,6 +114,8 @@ class Examples:
         )
 
     def batch(self, rows: np.ndarray | None = None) -> Batch:
+        from torchrec.datasets.utils import Batch
+
         sel = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
         return Batch(
             dense_features=torch.from_numpy(np.ascontiguousarray(self.dense[sel])),

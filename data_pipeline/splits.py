@@ -1,4 +1,8 @@
-"""Train/test splits over canonical interactions; each returns row positions (train, test).
+"""Train/validation/test splits over canonical interactions; each returns row positions.
+
+Hyper-parameters are chosen on the validation rows and the test rows are scored once: with a
+``validation_fraction``, the temporal split holds out, per user, the latest ``test_fraction`` of
+their history for test and the ``validation_fraction`` just before it for validation.
 
 Positions, not copies: the caller takes rows with ``InteractionData.take`` so vocabularies, and so
 embedding ids, stay the same on both sides.
@@ -6,7 +10,7 @@ embedding ids, stay the same on both sides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,16 +24,28 @@ SPLIT_METHODS = ("temporal", "random", "leave-one-out", "official")
 class Split:
     train: np.ndarray
     test: np.ndarray
+    validation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        if np.intersect1d(self.train, self.test).size:
-            raise ValueError("train and test positions overlap")
+        parts = (self.train, self.validation, self.test)
+        if sum(len(p) for p in parts) != len(np.unique(np.concatenate(parts))):
+            raise ValueError("train, validation and test positions overlap")
 
 
-def temporal_user_split(data: InteractionData, test_fraction: float = 0.2) -> Split:
-    """Per user, the latest ``test_fraction`` of their interactions go to test (ties broken by
-    file order). Users with one interaction keep it in train, so every test user was seen."""
+def _held_out(counts: np.ndarray, fraction: float, keep: np.ndarray) -> np.ndarray:
+    """Rows held out per user: floor(count * fraction), at least one when the user still has more
+    than one row left (``keep``) and the fraction is positive."""
+    n = np.floor(counts * fraction).astype(np.int64)
+    return np.where((keep > 1) & (n == 0) & (fraction > 0), 1, np.minimum(n, np.maximum(keep - 1, 0)))
+
+
+def temporal_user_split(data: InteractionData, test_fraction: float = 0.2, validation_fraction: float = 0.0) -> Split:
+    """Per user, the latest ``test_fraction`` of their interactions go to test and the
+    ``validation_fraction`` before them to validation (ties broken by file order). Each user keeps
+    at least one interaction in train, so every held-out user was seen."""
     _check_fraction(test_fraction)
+    _check_fraction(validation_fraction, "validation_fraction")
+    _check_fraction(test_fraction + validation_fraction, "test_fraction + validation_fraction")
     user = data.column("user")
     ts = data.column("timestamp")
     order = np.lexsort((np.arange(len(user)), ts, user))  # by user, then time, then file order
@@ -37,17 +53,24 @@ def temporal_user_split(data: InteractionData, test_fraction: float = 0.2) -> Sp
     starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
     counts = np.diff(np.r_[starts, len(user)])
     rank = np.arange(len(user)) - np.repeat(starts, counts)  # position within the user's history
-    n_test = np.floor(counts * test_fraction).astype(np.int64)
-    n_test = np.where((counts > 1) & (n_test == 0) & (test_fraction > 0), 1, n_test)
-    is_test = rank >= np.repeat(counts - n_test, counts)
-    return Split(np.sort(order[~is_test]), np.sort(order[is_test]))
+    n_test = _held_out(counts, test_fraction, counts)
+    n_val = _held_out(counts, validation_fraction, counts - n_test)
+    test_from = np.repeat(counts - n_test, counts)
+    val_from = np.repeat(counts - n_test - n_val, counts)
+    is_test = rank >= test_from
+    is_val = (rank >= val_from) & ~is_test
+    train = ~is_test & ~is_val
+    return Split(np.sort(order[train]), np.sort(order[is_test]), np.sort(order[is_val]))
 
 
-def random_split(data: InteractionData, test_fraction: float = 0.2, seed: int = 0) -> Split:
+def random_split(data: InteractionData, test_fraction: float = 0.2, seed: int = 0, validation_fraction: float = 0.0) -> Split:
     _check_fraction(test_fraction)
+    _check_fraction(validation_fraction, "validation_fraction")
+    _check_fraction(test_fraction + validation_fraction, "test_fraction + validation_fraction")
     perm = np.random.default_rng(seed).permutation(data.num_rows)
     n_test = int(round(data.num_rows * test_fraction))
-    return Split(np.sort(perm[n_test:]), np.sort(perm[:n_test]))
+    n_val = int(round(data.num_rows * validation_fraction))
+    return Split(np.sort(perm[n_test + n_val:]), np.sort(perm[:n_test]), np.sort(perm[n_test:n_test + n_val]))
 
 
 def leave_one_out_split(data: InteractionData) -> Split:
@@ -63,13 +86,16 @@ def leave_one_out_split(data: InteractionData) -> Split:
 
 
 def split(
-    data: InteractionData, method: str = "temporal", test_fraction: float = 0.2, seed: int = 0
+    data: InteractionData, method: str = "temporal", test_fraction: float = 0.2, seed: int = 0,
+    validation_fraction: float = 0.0,
 ) -> Split:
     if method == "temporal":
-        return temporal_user_split(data, test_fraction)
+        return temporal_user_split(data, test_fraction, validation_fraction)
     if method == "random":
-        return random_split(data, test_fraction, seed)
+        return random_split(data, test_fraction, seed, validation_fraction)
     if method == "leave-one-out":
+        if validation_fraction:
+            raise ConfigError("validation_fraction", "leave-one-out holds out one test row per user; use temporal for a validation split")
         return leave_one_out_split(data)
     raise ConfigError(
         "split", f"unknown method {method!r}; expected one of {SPLIT_METHODS[:3]} (or use official_fold)"
@@ -85,6 +111,6 @@ def official_fold(path, fold: str = "u1") -> tuple[InteractionData, Split]:
     return data, Split(positions[~test_mask], positions[test_mask])
 
 
-def _check_fraction(fraction: float) -> None:
+def _check_fraction(fraction: float, name: str = "test_fraction") -> None:
     if not 0.0 <= fraction < 1.0:
-        raise ConfigError("test_fraction", f"must be in [0, 1), got {fraction}")
+        raise ConfigError(name, f"must be in [0, 1), got {fraction}")

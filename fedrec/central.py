@@ -1,16 +1,22 @@
-"""Centralized DLRM training: the baseline every federated result is compared with."""
+"""Centralized DLRM training: the baseline every federated result is compared with.
+
+Out-of-sample like the federated runs: the data is split per user into train, validation and test;
+the reported model is the epoch with the best validation AUC (early stopping), scored once on test.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from tqdm import tqdm
 
+from data_pipeline.atomic import atomic_path, write_json_atomic
 from data_pipeline.batches import Examples
 from data_pipeline.datasets import resolve_data_path
 from data_pipeline.errors import ConfigError
@@ -18,78 +24,80 @@ from data_pipeline.features import ML_FEATURES, available_features, criteo_examp
 from data_pipeline.readers import load_interactions
 from data_pipeline.readers.criteo import CriteoOptions, read_criteo
 from data_pipeline.splits import split as split_rows
+from fedrec.configbase import StrictModel, StrTuple
 from fedrec.metrics import binary_metrics
 from fedrec.model import ModelConfig, build_dlrm, forward_logits, predict
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 
 
-@dataclass
-class CentralConfig:
+class CentralConfig(StrictModel):
     data: str
     format: str = "movielens"
     columns: str | None = None
-    epochs: int = 3
-    batch_size: int = 256
-    lr: float = 0.003
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    split: str = "temporal"
-    test_fraction: float = 0.2
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(0.003, gt=0)
+    optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    split: Literal["temporal", "random"] = "temporal"
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
     label_threshold: float = 4.0
-    features: tuple[str, ...] | None = None  # None: the ML-100K feature set, or all available
-    model: ModelConfig = field(default_factory=ModelConfig)
-    seed: int = 0
-    criteo_buckets: int = 100_000
-    checkpoint: str | None = None  # save the trained model here
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError("epochs", f"must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ConfigError("lr", f"must be positive, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError("optimizer", f"unknown {self.optimizer!r}; expected one of {OPTIMIZERS}")
+    features: StrTuple | None = None  # None: the ML-100K feature set, or all available
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    seed: int = Field(0, ge=0)
+    criteo_buckets: int = Field(100_000, ge=1)
+    checkpoint: str | None = None  # save the trained model (the epoch chosen on validation) here
 
 
 @dataclass
 class CentralResult:
-    auc: float
+    auc: float  # test metrics of the chosen epoch
     logloss: float
     ne: float
+    validation_auc: float  # what chose it
+    best_epoch: int
     train_seconds: float
     samples_per_second: float
     epochs: int
     train_rows: int
+    validation_rows: int
     test_rows: int
     history: list[dict]
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self), default=float)
+
+
+@dataclass
+class SplitExamples:
+    train: Examples
+    validation: Examples
+    test: Examples
 
 
 def load_examples(
-    data: str, format: str, *, columns=None, split: str = "temporal", test_fraction: float = 0.2,
-    label_threshold: float = 4.0, features=None, seed: int = 0, criteo_buckets: int = 100_000,
-) -> tuple[Examples, Examples]:
-    """Read a dataset and return (train, test) examples; both share one feature layout."""
+    data: str, format: str, *, columns=None, split: str = "temporal", validation_fraction: float = 0.1,
+    test_fraction: float = 0.2, label_threshold: float = 4.0, features=None, seed: int = 0, criteo_buckets: int = 100_000,
+) -> SplitExamples:
+    """Read a dataset and return train, validation and test examples sharing one feature layout
+    (Criteo has no users: a random row split)."""
     path = resolve_data_path(data)
     if format == "criteo":
         table, _ = read_criteo(path, CriteoOptions(num_buckets=criteo_buckets))
         examples = criteo_examples(table, criteo_buckets)
         perm = np.random.default_rng(seed).permutation(len(examples))
-        n_test = int(len(examples) * test_fraction)
-        return examples.take(np.sort(perm[n_test:])), examples.take(np.sort(perm[:n_test]))
+        n_test, n_val = int(len(examples) * test_fraction), int(len(examples) * validation_fraction)
+        take = lambda rows: examples.take(np.sort(rows))  # noqa: E731
+        return SplitExamples(take(perm[n_test + n_val:]), take(perm[n_test:n_test + n_val]), take(perm[:n_test]))
     inter = load_interactions(path, format, columns=columns)
     if features is None:
         have = available_features(inter)
         features = tuple(f for f in ML_FEATURES if f in have)
-    parts = split_rows(inter, split, test_fraction, seed)
-    train = interaction_examples(inter, features, label_threshold, parts.train)
-    test = interaction_examples(inter, features, label_threshold, parts.test)
-    return train, test
+    parts = split_rows(inter, split, test_fraction, seed, validation_fraction=validation_fraction)
+    make = lambda rows: interaction_examples(inter, features, label_threshold, rows)  # noqa: E731
+    return SplitExamples(make(parts.train), make(parts.validation), make(parts.test))
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -102,17 +110,28 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     raise ConfigError("optimizer", f"unknown {name!r}; expected one of {OPTIMIZERS}")
 
 
+def _scores(model, batches) -> dict:
+    probs, labels = predict(model, batches)
+    return binary_metrics(labels.numpy(), probs.numpy())
+
+
 def train_central(cfg: CentralConfig, progress: bool = True) -> CentralResult:
+    """Train for ``cfg.epochs``; the returned (and checkpointed) model is the epoch with the best
+    validation AUC, its test metrics the reported ones."""
     torch.manual_seed(cfg.seed)
-    train, test = load_examples(
-        cfg.data, cfg.format, columns=cfg.columns, split=cfg.split, test_fraction=cfg.test_fraction,
-        label_threshold=cfg.label_threshold, features=cfg.features, seed=cfg.seed, criteo_buckets=cfg.criteo_buckets,
+    data = load_examples(
+        cfg.data, cfg.format, columns=cfg.columns, split=cfg.split, validation_fraction=cfg.validation_fraction,
+        test_fraction=cfg.test_fraction, label_threshold=cfg.label_threshold, features=cfg.features, seed=cfg.seed,
+        criteo_buckets=cfg.criteo_buckets,
     )
+    train = data.train
     model = build_dlrm(train.spec, cfg.model, seed=cfg.seed)
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     history = []
-    test_batches = list(test.iter_batches(4096))
+    test_batches = list(data.test.iter_batches(4096))
+    val_batches = list(data.validation.iter_batches(4096)) if len(data.validation) else []
+    best = (-1.0, 0, None)
     seconds = 0.0
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="central", unit="step", disable=not progress)
@@ -128,33 +147,32 @@ def train_central(cfg: CentralConfig, progress: bool = True) -> CentralResult:
             total += loss.item() * len(batch.labels)
             bar.update(1)
         seconds += time.perf_counter() - start
-        probs, labels = predict(model, test_batches)
-        metrics = binary_metrics(labels.numpy(), probs.numpy())
-        history.append({"epoch": epoch + 1, "train_loss": total / len(train), **metrics})
-        bar.set_postfix(auc=f"{metrics['auc']:.4f}")
+        metrics = _scores(model, test_batches)
+        val = _scores(model, val_batches)["auc"] if val_batches else metrics["auc"]
+        history.append({"epoch": epoch + 1, "train_loss": total / len(train), "validation_auc": val, **metrics})
+        if val > best[0]:
+            best = (val, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        bar.set_postfix(val_auc=f"{val:.4f}")
     bar.close()
+    model.load_state_dict(best[2])
     if cfg.checkpoint:
-        save_checkpoint(model, cfg.checkpoint, {"config": _jsonable(asdict(cfg)), "spec": repr(train.spec)})
-    final = history[-1]
+        save_checkpoint(model, cfg.checkpoint, {"config": cfg.model_dump(mode="json"), "spec": repr(train.spec),
+                                                "epoch": best[1]})
+    chosen = history[best[1] - 1]
     return CentralResult(
-        auc=final["auc"], logloss=final["logloss"], ne=final["ne"], train_seconds=seconds,
-        samples_per_second=cfg.epochs * len(train) / seconds if seconds else 0.0, epochs=cfg.epochs,
-        train_rows=len(train), test_rows=len(test), history=history,
+        auc=chosen["auc"], logloss=chosen["logloss"], ne=chosen["ne"], validation_auc=best[0], best_epoch=best[1],
+        train_seconds=seconds, samples_per_second=cfg.epochs * len(train) / seconds if seconds else 0.0,
+        epochs=cfg.epochs, train_rows=len(train), validation_rows=len(data.validation), test_rows=len(data.test),
+        history=history,
     )
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, meta: dict | None = None) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "meta": meta or {}}, path)
+    with atomic_path(path, None, "--checkpoint") as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": meta or {}}, tmp)
 
 
 def load_checkpoint(model: torch.nn.Module, path: str | Path) -> dict:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(blob["state_dict"])
     return blob.get("meta", {})
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))
-
-

@@ -3,7 +3,6 @@ data path resolved, a fixed-width table, JSON output and matplotlib set-up."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(name: str, **overrides) -> FederatedConfig:
-    """A shipped config (configs/NAME) with overrides; its data path resolves under $FEDREC_DATA."""
-    return dataclasses.replace(load_config(ROOT / "configs" / name), **overrides)
+    """A shipped config (configs/NAME) with overrides (dotted names reach into sections); its data
+    path resolves under $FEDREC_DATA."""
+    return load_config(ROOT / "configs" / name, **overrides)
 
 
 def fmt(v, spec: str = ".4f") -> str:

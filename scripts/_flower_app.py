@@ -9,7 +9,8 @@ SPEC.json holds the one ``FederatedConfig`` both frameworks run (``config_to_dic
 hyper-parameters are fedrec's by construction. Clients train with fedrec's own per-client TorchRec
 path, ``LocalTrainer.train``, on one trainer and one copy of the data cached per Ray worker process
 (Flower's idiom for expensive client state); they return full parameters and the example count, which
-Flower's FedAvg averages. Two Flower idioms are supported (``--api``):
+Flower's own strategy of the config's name (FedAvg, FedYogi, FedAdam, FedAdagrad, with the config's
+server learning rate, betas and tau) aggregates. Two Flower idioms are supported (``--api``):
 
   numpy    the ``NumPyClient`` + ``flwr.server.strategy.FedAvg`` (ServerApp(server_fn=...)) path
   message  1.40's Message API: ``@ClientApp.train`` with ``ArrayRecord`` and ``flwr.serverapp.strategy.FedAvg``
@@ -20,8 +21,10 @@ partition to train, the clients fedrec's sampler picks for that round, so both f
 the same client sequence and their final models can be compared number for number. Without one,
 each node trains its own partition and Flower's random sampling decides.
 
-Writes DIR/flower.json (per-round client updates and wall seconds, total wall, versions, the config
-it ran) and DIR/params.npz (the final global parameters, evaluated by the benchmark). Nothing here
+After the simulation the process scores the final global model on the test split with fedrec's
+evaluation code (what a fedrec run does before it exits, so both processes do the same work).
+Writes DIR/flower.json (per-round client updates and wall seconds, total wall, the final AUC and log
+loss, versions, the config it ran) and DIR/params.npz (the final global parameters). Nothing here
 imports flwr at module level, so the pure parts are testable in the project venv.
 """
 
@@ -45,7 +48,7 @@ API_CHOICES = ("numpy", "message")
 
 
 def client_seed(seed: int, rnd: int, client: int) -> int:
-    """fedrec's per-(round, client) training seed (``FederatedServer.client_seed``)."""
+    """fedrec's per-(round, client) training seed (``FederatedRun.seed_of``)."""
     return int(np.random.default_rng([seed, rnd, int(client)]).integers(2**31))
 
 
@@ -67,18 +70,37 @@ def round_partitions(schedule: list[list[int]] | None, rnd: int, sampled: int) -
     return [int(c) for c in clients]
 
 
-def updated_params(names: list[str], state: dict[str, torch.Tensor], result) -> list[np.ndarray]:
-    """A client's full parameters (what Flower uploads) from ``LocalTrainer.train``'s deltas."""
+def updated_params(names: list[str], state: dict[str, torch.Tensor], update) -> list[np.ndarray]:
+    """A client's full parameters (what Flower uploads) from a ``ClientUpdate``'s deltas."""
     out = []
     for name in names:
-        if name in result.dense_delta:
-            out.append((state[name] + result.dense_delta[name]).numpy())
+        if name in update.dense:
+            out.append((state[name] + update.dense[name]).numpy())
         else:
-            ids, rows = result.sparse_delta[name]
+            ids, rows = update.sparse[name]
             new = state[name].clone()
             new[ids] += rows
             out.append(new.numpy())
     return out
+
+
+def flower_strategy_kwargs(cfg, api: str) -> dict:
+    """The config's server optimizer in Flower's terms (its FedOpt family takes eta, beta_1,
+    beta_2, tau; FedAvg nothing). fedrec's FedOpt updates embedding rows lazily, Flower's every
+    coordinate: the one arithmetic difference left."""
+    s = cfg.strategy
+    if s.name == "fedavg":
+        return {}
+    kwargs = {"eta": s.server_lr, "tau": s.tau, "beta_1": s.beta1, "beta_2": s.beta2}
+    if s.name == "fedadagrad":  # Flower's FedAdagrad takes no betas (it fixes beta_1 = 0)
+        kwargs.pop("beta_1")
+        kwargs.pop("beta_2")
+    if api == "numpy":
+        kwargs["eta_l"] = cfg.client.lr  # the flwr.server.strategy FedOpt signature records it
+    return kwargs
+
+
+STRATEGY_CLASSES = {"fedavg": "FedAvg", "fedyogi": "FedYogi", "fedadam": "FedAdam", "fedadagrad": "FedAdagrad"}
 
 
 # --- per-worker-process client state ---------------------------------------------------------
@@ -102,13 +124,14 @@ def load_spec(path: str) -> dict:
 def worker(spec_path: str) -> Worker:
     """The data and trainer of this process, built once (the first client it runs pays)."""
     if spec_path not in _WORKERS:
+        from fedrec.client.data import ClientData
         from fedrec.client.local import LocalTrainer
         from fedrec.config import config_from_dict
-        from fedrec.server import load_federated_data
+        from fedrec.runtime.data import load_federated_data
 
         cfg = config_from_dict(load_spec(spec_path)["config"])
         data = load_federated_data(cfg)
-        trainer = LocalTrainer(data.train.spec, cfg.model, data.train)
+        trainer = LocalTrainer(ClientData(data.train, data.partitions), cfg.model)
         names = list(trainer.model.state_dict())
         _WORKERS[spec_path] = Worker(cfg, data.partitions, trainer, names)
     return _WORKERS[spec_path]
@@ -121,8 +144,8 @@ def train_client(spec_path: str, client: int, rnd: int, arrays: list[np.ndarray]
     start = time.perf_counter()
     state = {n: torch.from_numpy(np.require(a, dtype=np.float32, requirements="W")) for n, a in zip(w.names, arrays)}
     w.trainer.load_global(state)
-    res = w.trainer.train(client, w.partitions[client], state, w.cfg.client, client_seed(w.cfg.seed, rnd, client))
-    return updated_params(w.names, state, res), res.examples, res.loss, time.perf_counter() - start
+    res = w.trainer.train(client, state, w.cfg.client, client_seed(w.cfg.seed, rnd, client))
+    return updated_params(w.names, state, res.update), res.examples, res.loss, time.perf_counter() - start
 
 
 # --- numpy idiom: NumPyClient + flwr.server.strategy.FedAvg ----------------------------------
@@ -186,12 +209,12 @@ class RoundClock:
 
 
 def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict, schedule):
+    import flwr.server.strategy as strategies
     from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
     from flwr.server import ServerAppComponents, ServerConfig
-    from flwr.server.strategy import FedAvg
     from flwr.serverapp import ServerApp
 
-    class TimedFedAvg(FedAvg):
+    class TimedStrategy(getattr(strategies, STRATEGY_CLASSES[cfg.strategy.name])):
         def configure_fit(self, server_round, parameters, client_manager):
             clock.start()
             pairs = super().configure_fit(server_round, parameters, client_manager)
@@ -211,11 +234,12 @@ def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock:
     fraction, minimum = flower_sampling(n, cfg.clients_per_round)
 
     def server_fn(context):
-        strategy = TimedFedAvg(
+        strategy = TimedStrategy(
             fraction_fit=fraction, min_fit_clients=minimum, min_available_clients=n,
             fraction_evaluate=0.0, min_evaluate_clients=0,  # no client-side evaluation
             initial_parameters=ndarrays_to_parameters(init),
             on_fit_config_fn=lambda rnd: {"server_round": rnd, FIT_SPEC_KEY: spec_path},
+            **flower_strategy_kwargs(cfg, "numpy"),
         )
         return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=cfg.rounds))
 
@@ -224,11 +248,11 @@ def numpy_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock:
 
 
 def message_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], clock: RoundClock, final: dict, schedule):
+    import flwr.serverapp.strategy as strategies
     from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
     from flwr.serverapp import ServerApp
-    from flwr.serverapp.strategy import FedAvg
 
-    class TimedFedAvg(FedAvg):
+    class TimedStrategy(getattr(strategies, STRATEGY_CLASSES[cfg.strategy.name])):
         def configure_train(self, server_round, arrays, config, grid):
             clock.start()
             msgs = list(super().configure_train(server_round, arrays, config, grid))
@@ -252,8 +276,8 @@ def message_server_app(spec_path: str, cfg, n: int, init: list[np.ndarray], cloc
 
     @app.main()
     def main(grid, context) -> None:
-        strategy = TimedFedAvg(fraction_train=fraction, min_train_nodes=minimum, min_available_nodes=n,
-                               fraction_evaluate=0.0)
+        strategy = TimedStrategy(fraction_train=fraction, min_train_nodes=minimum, min_available_nodes=n,
+                                 fraction_evaluate=0.0, **flower_strategy_kwargs(cfg, "message"))
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(init), num_rounds=cfg.rounds,
                                 train_config=ConfigRecord({FIT_SPEC_KEY: spec_path}))
         final["arrays"] = result.arrays
@@ -273,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     from flwr.simulation import run_simulation
 
     from fedrec.config import config_from_dict, config_to_dict
-    from fedrec.model import build_dlrm
-    from fedrec.server import load_federated_data
+    from fedrec.metrics import binary_metrics
+    from fedrec.model import build_dlrm, predict
+    from fedrec.runtime.data import load_federated_data
 
     start = time.perf_counter()
     spec_path = str(Path(args.spec).resolve())
@@ -296,16 +321,21 @@ def main(argv: list[str] | None = None) -> int:
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                         "init_args": {"num_cpus": int(spec["cpus"]), "log_to_driver": False}},
     )
-    total = time.perf_counter() - start
     if "arrays" not in final or len(clock.rounds) != cfg.rounds:
         raise SystemExit(f"_flower_app: the simulation finished {len(clock.rounds)} of {cfg.rounds} rounds")
     arrays = final["to_numpy"](final["arrays"])
+    # The final evaluation, with fedrec's code: a fedrec run scores its final model before it exits.
+    model.load_state_dict({k: torch.from_numpy(np.asarray(a)) for k, a in zip(names, arrays)})
+    probs, labels = predict(model, data.test.iter_batches(4096))
+    metrics = binary_metrics(labels.numpy(), probs.numpy())
+    total = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "params.npz", **dict(zip(names, arrays)))
     (out / "flower.json").write_text(json.dumps({
         "api": args.api, "flwr": flwr.__version__, "ray": ray.__version__, "torch": torch.__version__,
-        "clients": n, "scheduled": spec.get("schedule") is not None, "setup_seconds": setup, "total_seconds": total, "rounds": clock.rounds,
+        "clients": n, "scheduled": spec.get("schedule") is not None, "setup_seconds": setup, "total_seconds": total,
+        "rounds": clock.rounds, "auc": metrics["auc"], "logloss": metrics["logloss"],
         "config": config_to_dict(cfg),
     }, indent=2, default=str))
     return 0

@@ -2,8 +2,8 @@
 the default 3 device tiers, on the same simulated clock and the same client budget: simulated
 seconds and bytes moved (up + down) until the test AUC first reaches each target.
 
-Sync methods train in lockstep on one actor pool (each round waits for its slowest reporting client);
-each FedBuff variant replays its event-driven schedule on a pool of its own.
+Sync methods train in lockstep in one round loop (each round waits for its slowest reporting
+client); each FedBuff variant replays its event-driven schedule; all on one actor pool.
 
     .venv/bin/python scripts/bench_async.py                  # 1,500 client updates per method
     .venv/bin/python scripts/bench_async.py --quick          # a smoke run (< 1 min)
@@ -13,17 +13,14 @@ each FedBuff variant replays its event-driven schedule on a pool of its own.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
 from _fedbench import config, print_table, pyplot, save, write_json
 
-from fedrec.async_ import FedBuffServer, time_to_target
-from fedrec.config import AsyncConfig
-from fedrec.ensemble import train_together
-from fedrec.ray_runtime import ensure_ray
-from fedrec.server import FederatedServer, load_federated_data
+from fedrec.algorithms import run_fedbuff
+from fedrec.runtime import ClientPool, FederatedRun, RoundLoop, load_federated_data
+from fedrec.runtime.result import time_to_target
 
 
 def main() -> None:
@@ -41,18 +38,19 @@ def main() -> None:
     if args.quick:
         args.updates, args.concurrency, args.targets = 100, "50", "0.5"
     targets = [float(t) for t in args.targets.split(",")]
-    ensure_ray()
     base = config("ml100k_fedbuff.yaml", eval_every=1, plot=None)
     if args.sparse_downloads:
-        base = dataclasses.replace(base, client=dataclasses.replace(base.client, sparse_downloads=True))
+        base = base.with_(**{"client.sparse_downloads": True})
     data = load_federated_data(base)
+    pool = ClientPool.from_config(base).start()
+    pool.set_data(data)
     t0 = time.perf_counter()
 
     rounds = args.updates // args.per_round
-    sync_cfg = dataclasses.replace(base, mode="sync", rounds=rounds, clients_per_round=args.per_round)
-    sync = {"sync FedAvg": FederatedServer(sync_cfg, data),
-            "sync FedAvg +30% over-selection": FederatedServer(dataclasses.replace(sync_cfg, over_selection=0.3), data)}
-    train_together(list(sync.values()), rounds, 1, progress=True, desc="sync")
+    sync_cfg = base.with_(mode="sync", rounds=rounds, clients_per_round=args.per_round)
+    sync = {"sync FedAvg": FederatedRun(sync_cfg, data, pool, key="sync"),
+            "sync FedAvg +30% over-selection": FederatedRun(sync_cfg.with_(over_selection=0.3), data, pool, key="sync-os")}
+    RoundLoop(pool, list(sync.values()), rounds=rounds, eval_every=1, progress=True, desc="sync").run()
     curves = {name: s.history for name, s in sync.items()}
     extra = {name: {"staleness": 0.0} for name in sync}
 
@@ -62,9 +60,9 @@ def main() -> None:
         variants.append((variants[0][0], "constant"))
     for c, weighting in variants:
         name = f"FedBuff K={args.buffer} C={c} {'1/sqrt(1+s)' if weighting == 'polynomial' else weighting}"
-        cfg = dataclasses.replace(base, rounds=steps, eval_every=max(1, args.per_round // args.buffer),
-                                  async_=AsyncConfig(buffer_size=args.buffer, concurrency=c, staleness=weighting))
-        r = FedBuffServer(cfg, data).run(progress=True)
+        cfg = base.with_(rounds=steps, eval_every=max(1, args.per_round // args.buffer),
+                         **{"async": {"buffer_size": args.buffer, "concurrency": c, "staleness": weighting}})
+        r = run_fedbuff(cfg, data, pool, progress=True)
         curves[name] = r.history
         extra[name] = {"staleness": r.mean_staleness, "max_staleness": r.max_staleness}
 
@@ -75,8 +73,8 @@ def main() -> None:
         row = {"method": name, "final_auc": evals[-1]["auc"], "updates": sum(h["client_updates"] for h in hist),
                "sim_s": hist[-1]["sim_seconds"], "staleness": extra[name]["staleness"]}
         for t in targets:
-            sim, moved = time_to_target(hist, t)
-            sim_ref, moved_ref = time_to_target(ref, t)
+            _, sim, moved = time_to_target(hist, t)
+            _, sim_ref, moved_ref = time_to_target(ref, t)
             row[f"t@{t}"], row[f"MB@{t}"] = sim, moved / 1e6 if moved else None
             row[f"speedup@{t}"] = sim_ref / sim if sim and sim_ref else None
             row[f"comm@{t}"] = moved_ref / moved if moved and moved_ref else None
@@ -86,6 +84,7 @@ def main() -> None:
     for t in targets:
         cols += [(f"t@{t}", f"sim s to {t}", ".0f"), (f"MB@{t}", f"MB to {t}", ".1f"), (f"speedup@{t}", "x faster", ".2f"),
                  (f"comm@{t}", "x less comm", ".2f")]
+    pool.stop()
     print_table(rows, cols)
     out = Path(args.out)
     path = write_json(out, "bench_async.json", {"rows": rows, "targets": targets, "updates": args.updates,

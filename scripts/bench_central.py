@@ -16,7 +16,6 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 
 from _bench_common import REPO_ROOT, format_table, line_chart, machine, write_json
@@ -85,30 +84,32 @@ def main(argv: Iterable[str] | None = None) -> int:
     result = train_central(cfg, progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
 
-    rows = [[h["epoch"], h["train_loss"], h["auc"], h["logloss"], h["ne"]] for h in result.history]
+    rows = [[h["epoch"], h["train_loss"], h["validation_auc"], h["auc"], h["logloss"], h["ne"]] for h in result.history]
     print(
         format_table(
-            ["epoch", "train loss", "test AUC", "test logloss", "test NE"],
+            ["epoch", "train loss", "validation AUC", "test AUC", "test logloss", "test NE"],
             rows,
-            [None, ".4f", ".4f", ".4f", ".4f"],
+            [None, ".4f", ".4f", ".4f", ".4f", ".4f"],
         )
     )
-    best = max(result.history, key=lambda h: h["auc"])
     print(
-        f"train {result.train_rows:,} rows, test {result.test_rows:,} rows, batch {cfg.batch_size}: "
-        f"{result.samples_per_second:,.0f} samples/s ({result.train_seconds:.1f} s training, "
-        f"{wall:.1f} s with loading and evaluation); best AUC {best['auc']:.4f} at epoch {best['epoch']}"
+        f"train {result.train_rows:,} rows, validation {result.validation_rows:,}, test {result.test_rows:,}, batch "
+        f"{cfg.batch_size}: {result.samples_per_second:,.0f} samples/s ({result.train_seconds:.1f} s training, "
+        f"{wall:.1f} s with loading and evaluation); epoch {result.best_epoch} chosen on validation AUC "
+        f"({result.validation_auc:.4f}): test AUC {result.auc:.4f}"
     )
 
     record = {
         "benchmark": "central_ml100k",
         "data": str(data),
         "max_ratings": args.max_ratings,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "data"},
+        "config": {k: v for k, v in cfg.model_dump(mode="json").items() if k != "data"},
         "history": result.history,
-        "final": {"auc": result.auc, "logloss": result.logloss, "ne": result.ne},
-        "best_epoch": best["epoch"],
+        "final": {"auc": result.auc, "logloss": result.logloss, "ne": result.ne, "epoch": result.best_epoch,
+                  "validation_auc": result.validation_auc},
+        "best_epoch": result.best_epoch,  # chosen on validation AUC
         "train_rows": result.train_rows,
+        "validation_rows": result.validation_rows,
         "test_rows": result.test_rows,
         "train_seconds": result.train_seconds,
         "samples_per_second": result.samples_per_second,
@@ -120,7 +121,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     png = line_chart(
         args.out / "bench_central.png",
         [h["epoch"] for h in result.history],
-        {"test AUC": [h["auc"] for h in result.history]},
+        {"validation AUC": [h["validation_auc"] for h in result.history], "test AUC": [h["auc"] for h in result.history]},
         "epoch",
         "AUC",
         f"ML-100K central DLRM (batch {cfg.batch_size}, {result.samples_per_second:,.0f} samples/s)",

@@ -13,16 +13,14 @@ MDAC(correlated) / MDAC(random) is how much a random-tier simulator understates 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 from _fedbench import config, print_table, pyplot, save, write_json
 
-from fedrec.fairness import run_fairness
-from fedrec.ray_runtime import ensure_ray
-from fedrec.server import load_federated_data
+from fedrec.algorithms import run_fairness
+from fedrec.runtime import ClientPool, load_federated_data
 
 
 def main() -> None:
@@ -39,16 +37,16 @@ def main() -> None:
     if args.quick:
         args.rounds, args.per_round, args.optimizations = 2, 10, "deadline,over_selection"
     base = config("ml100k_tiers_rf2.yaml", plot=None)
-    cfg = dataclasses.replace(base, rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round,
-                              tier_statistic=args.tier_statistic,
-                              fairness=dataclasses.replace(base.fairness, optimizations=tuple(args.optimizations.split(","))))
-    ensure_ray()
+    cfg = base.with_(rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round,
+                     tier_statistic=args.tier_statistic, **{"fairness.optimizations": args.optimizations.split(",")})
     t0 = time.perf_counter()
-    data = load_federated_data(cfg)
+    pool = ClientPool.from_config(cfg).start()
     results = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        r = run_fairness(dataclasses.replace(cfg, seed=seed), data, progress=True)
+        seeded = cfg.with_(seed=seed)  # the split is per-user temporal: the same data, other tiers and client draws
+        r = run_fairness(seeded, load_federated_data(seeded), pool, progress=True)
         results[seed] = {"mdac": r.mdac, "mdac_random": r.mdac_random, "understatement": r.understatement, "runs": r.runs}
+    pool.stop()
     tiers = list(cfg.tiers.names)
     rows = []
     for seed, res in results.items():

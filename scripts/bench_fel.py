@@ -17,16 +17,14 @@ sub-model is reported as infeasible.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
 from _fedbench import config, print_table, pyplot, save, write_json
 
 from data_pipeline.errors import ConfigError
-from fedrec.ensemble import run_fel
-from fedrec.ray_runtime import ensure_ray
-from fedrec.server import load_federated_data
+from fedrec.algorithms import run_fel
+from fedrec.runtime import ClientPool, load_federated_data
 from fedrec.synthetic import synthetic_federated_data
 
 # Synthetic Criteo-like: 26 tables capped at 500 rows so the dim-8 sub-model trains in the low
@@ -47,25 +45,26 @@ def main() -> None:
     if args.quick:
         args.rounds, args.per_round, args.clusterings = 2, 12, "tier"
         CRITEO.update(num_clients=200)
-    ensure_ray()
     t0 = time.perf_counter()
     results, rows = {}, []
+    pool = ClientPool().start()
     for workload in args.workloads.split(","):
         base = config("ml100k_fel.yaml", eval_every=5, plot=None, seed=args.seed)
-        cfg = dataclasses.replace(base, rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round)
+        cfg = base.with_(rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round)
         data = load_federated_data(cfg) if workload == "ml100k" else synthetic_federated_data(**CRITEO, seed=cfg.seed)
         baseline = None
         for clustering in args.clusterings.split(","):
             # The baseline does not depend on the clustering: train it once per workload.
-            ens = dataclasses.replace(cfg.ensemble, clustering=clustering, baseline=baseline is None)
             try:
-                r = run_fel(dataclasses.replace(cfg, ensemble=ens), data, progress=True)
+                r = run_fel(cfg.with_(**{"ensemble.clustering": clustering, "ensemble.baseline": baseline is None}), data, pool,
+                            progress=True)
             except ConfigError as exc:  # a sub-model too big for the weakest device in its cluster
                 rows.append({"run": f"{workload}/{clustering}", "subs": f"infeasible: {exc}"})
                 continue
             baseline = baseline or r.baseline
-            results[f"{workload}/{clustering}"] = dataclasses.asdict(r) | {"config": None}
+            results[f"{workload}/{clustering}"] = r.to_dict() | {"config": None}
             rows.append(row(workload, clustering, r, baseline))
+    pool.stop()
     print_table(rows, [("run", "workload/clusters", ""), ("subs", "sub-model AUCs", ""), ("average", "avg AUC", ".4f"),
                        ("ensemble", "ensemble AUC", ".4f"), ("ens_ne", "ens NE", ".4f"), ("base", "baseline AUC", ".4f"),
                        ("base_ne", "base NE", ".4f"), ("base_over", "base+over AUC", ".4f"), ("base_over_ne", "base+over NE", ".4f"),

@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 import psutil
-import ray
 
-from fedrec.config import FederatedConfig
-from fedrec.model import ModelConfig
-from fedrec.ray_runtime import ensure_ray
-from fedrec.server import FederatedServer
+from fedrec.config import config_from_dict
+from fedrec.runtime import ClientPool, FederatedRun, RoundLoop
+from fedrec.runtime.ray_runtime import ensure_ray
 from fedrec.synthetic import synthetic_federated_data
 
 
@@ -30,19 +28,19 @@ def measure(num_clients: int, rounds: int, per_round: int, max_cardinality: int)
     t0 = time.perf_counter()
     data = synthetic_federated_data(num_clients, max_cardinality=max_cardinality)
     load_s = time.perf_counter() - t0
-    cfg = FederatedConfig(
-        rounds=rounds, clients_per_round=per_round, eval_every=10**6, model=ModelConfig(embedding_dim=16, dense_arch=(16,), over_arch=(16,)),
-    )
-    server = FederatedServer(cfg, data)
-    server.start_actors()
-    try:
-        server.run_round(1)  # warm-up: actors cache their first clients, Ray warms its transport
+    cfg = config_from_dict({"rounds": rounds, "clients_per_round": per_round, "eval_every": 10**6,
+                            "model": {"embedding_dim": 16, "dense_arch": [16], "over_arch": [16]}})
+    with ClientPool.from_config(cfg) as pool:
+        pool.set_data(data)
+        run = FederatedRun(cfg, data, pool)
+        loop = RoundLoop(pool, [run], rounds=rounds + 1, eval_every=10**6)  # no evaluation in the timed rounds
+        loop.round(1)  # warm-up: actors cache their first clients, Ray warms its transport
         t = time.perf_counter()
-        updates = sum(server.run_round(r)["client_updates"] for r in range(2, rounds + 1))
+        for r in range(2, rounds + 1):
+            loop.round(r)
         wall = time.perf_counter() - t
-        actor_mb = sum(ray.get([a.memory_mb.remote() for a in server.actors]))
-    finally:
-        server.stop_actors()
+        updates = sum(h["client_updates"] for h in run.history[1:])
+        actor_mb = sum(pool.memory_mb())
     return {
         "clients": num_clients,
         "train_rows": len(data.train),
@@ -53,7 +51,7 @@ def measure(num_clients: int, rounds: int, per_round: int, max_cardinality: int)
         "load_seconds": load_s,
         "driver_rss_mb": psutil.Process().memory_info().rss / 2**20,
         "actors_rss_mb": actor_mb,
-        "model_mb": server.model_bytes / 2**20,
+        "model_mb": run.facts.model_bytes / 2**20,
     }
 
 

@@ -23,41 +23,41 @@ import torch
 import torch.nn.functional as F
 
 from data_pipeline.batches import Examples, gather_jagged
-from fedrec.client.local import ClientResult, ClientTrainConfig, LocalTrainer
-from fedrec.updates import State
+from fedrec.client.data import ClientData
+from fedrec.client.layout import ModelLayout
+from fedrec.client.local import ClientTrainConfig, LocalResult, whole_tables
+from fedrec.updates import ClientUpdate, State
 
 
 class BatchedTrainer:
     """Trains clients in groups of ``group_size`` with stacked parameters; same results as
-    ``LocalTrainer.train`` (up to float rounding), much faster for small clients."""
+    ``LocalTrainer.train`` (up to float rounding), much faster for small clients. Needs only the
+    state dict's layout, not a TorchRec module."""
 
-    def __init__(self, local: LocalTrainer, group_size: int = 64) -> None:
-        self.local = local
+    def __init__(self, data: ClientData, layout: ModelLayout, group_size: int = 64) -> None:
+        torch.set_num_threads(1)  # actors are one CPU each; intra-op threads would oversubscribe
+        self.data = data
         self.group_size = group_size
-        names = list(local.params)
-        self.dense_layers = _linear_pairs(names, "dense_arch.")
-        self.over_layers = _linear_pairs(names, "over_arch.")
-        self.features = local.examples.spec.sparse_names
-        feat_to_param = {f: n for n, f in local.emb.items()}
-        self.emb_params = [feat_to_param[f] for f in self.features]
+        self.dense_layers = list(layout.dense_layers)
+        self.over_layers = list(layout.over_layers)
+        self.features = data.spec.sparse_names
+        self.emb_params = [layout.table_of_feature[f] for f in self.features]
         n = len(self.features) + 1
         self.triu = torch.triu_indices(n, n, offset=1)
 
-    def train_many(
-        self, clients: list[int], rows: list[np.ndarray], global_state: State, cfg: ClientTrainConfig, seeds: list[int]
-    ) -> list[ClientResult]:
-        out: list[ClientResult] = []
+    def train_many(self, clients: list[int], global_state: State, cfg: ClientTrainConfig, seeds: list[int]) -> list[LocalResult]:
+        out: list[LocalResult] = []
         for start in range(0, len(clients), self.group_size):
             sl = slice(start, start + self.group_size)
-            out.extend(self._train_group(clients[sl], rows[sl], global_state, cfg, seeds[sl]))
+            out.extend(self._train_group(clients[sl], global_state, cfg, seeds[sl]))
         return out
 
-    def _train_group(self, clients, rows, global_state, cfg, seeds) -> list[ClientResult]:
+    def _train_group(self, clients, global_state, cfg, seeds) -> list[LocalResult]:
         C, B = len(clients), cfg.batch_size
-        data = [self.local.client_data(c, r) for c, r in zip(clients, rows)]
+        data = [self.data.client(c) for c in clients]
         exs: list[Examples] = [d[0] for d in data]
         # Local tables: each client's touched rows, concatenated; ids remapped into them.
-        touched = [[d[1][p].numpy() for p in self.emb_params] for d in data]
+        touched = [[d[1][f] for f in self.features] for d in data]
         base = np.zeros((C, len(self.features)), dtype=np.int64)
         tables = []
         for j, p in enumerate(self.emb_params):
@@ -107,24 +107,20 @@ class BatchedTrainer:
         results = []
         with torch.no_grad():
             for c, client in enumerate(clients):
-                dense_delta = {n: stacked[n][c] - global_state[n] for n in stacked}
+                dense = {n: stacked[n][c] - global_state[n] for n in stacked}
                 for n in global_state:  # parameters outside the arches (none in DLRM) stay put
-                    if n not in dense_delta and n not in self.emb_params:
-                        dense_delta[n] = torch.zeros_like(global_state[n])
-                sparse_delta = {}
+                    if n not in dense and n not in self.emb_params:
+                        dense[n] = torch.zeros_like(global_state[n])
+                sparse = {}
                 for j, p in enumerate(self.emb_params):
                     ids = torch.from_numpy(touched[c][j])
                     local = tables[j][base[c, j] : base[c, j] + len(ids)]
-                    sparse_delta[p] = (ids, local - global_state[p][ids])
+                    sparse[p] = (ids, local - global_state[p][ids])
+                update = ClientUpdate(client, float(len(exs[c])), dense, sparse)
+                if not cfg.sparse_updates:
+                    update = whole_tables(update, global_state)
                 steps = len(plans[c])
-                results.append(ClientResult(
-                    client=client, examples=len(exs[c]), steps=steps, loss=float(losses[c] / max(steps, 1)),
-                    bytes_up=self.local.upload_bytes_for(exs[c], global_state, cfg.sparse_updates),
-                    dense_delta=dense_delta, sparse_delta=sparse_delta,
-                ))
-        if not cfg.sparse_updates:
-            for r in results:
-                r.sparse_delta = self.local.full_table_deltas(r.sparse_delta)
+                results.append(LocalResult(update, len(exs[c]), steps, float(losses[c] / max(steps, 1))))
         return results
 
     def _step_loss(self, group: _GroupData, idx: np.ndarray, C: int, B: int, tables, stacked) -> torch.Tensor:
@@ -166,9 +162,3 @@ class _GroupData:
             lengths = np.concatenate([*(np.diff(ex.offsets[f]) for ex in exs), np.zeros(1, np.int64)])
             self.values[f] = np.concatenate(vals)
             self.offsets[f] = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-
-
-def _linear_pairs(names: list[str], prefix: str) -> list[tuple[str, str]]:
-    """(weight, bias) names of the Linear layers under ``prefix``, in forward order."""
-    weights = [n for n in names if n.startswith(prefix) and n.endswith(".weight")]
-    return [(w, w[: -len("weight")] + "bias") for w in weights]

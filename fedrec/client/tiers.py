@@ -2,50 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import yaml
+from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.errors import ConfigError
+from fedrec.configbase import StrictModel, validate
 
 
-@dataclass(frozen=True)
-class Tier:
+class Tier(StrictModel):
     name: str
-    share: float
-    speed: float = 1.0
-    memory_mb: float = 16.0
-    up_mbps: float = 10.0
-    down_mbps: float = 50.0
-    dropout: float = 0.0
-
-    def validate(self, where: str) -> None:
-        for field_name in ("share", "speed", "memory_mb", "up_mbps", "down_mbps"):
-            value = getattr(self, field_name)
-            if not isinstance(value, int | float) or value < 0 or (field_name != "share" and value == 0):
-                raise ConfigError(f"{where}.{field_name}", f"must be a positive number, got {value!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"{where}.dropout", f"must be in [0, 1), got {self.dropout}")
+    share: float = Field(ge=0, le=1)
+    speed: float = Field(1.0, gt=0)  # relative local-compute speed (1.0: the reference device)
+    memory_mb: float = Field(16.0, gt=0)
+    up_mbps: float = Field(10.0, gt=0)
+    down_mbps: float = Field(50.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)  # chance a selected client does not report
 
 
-@dataclass(frozen=True)
-class TierSpec:
-    tiers: tuple[Tier, ...]
+class TierSpec(StrictModel):
+    tiers: tuple[Tier, ...] = Field(min_length=1, strict=False)
 
-    def __post_init__(self) -> None:
-        if not self.tiers:
-            raise ConfigError("tiers", "at least one tier is needed")
-        for i, t in enumerate(self.tiers):
-            t.validate(f"tiers[{i}]")
+    @field_validator("tiers")
+    @classmethod
+    def _unique(cls, tiers):
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        return tiers
+
+    @model_validator(mode="after")
+    def _shares(self):
         total = sum(t.share for t in self.tiers)
         if not np.isclose(total, 1.0, atol=1e-6):
-            raise ConfigError("tiers.share", f"tier shares must sum to 1, got {total:.6g}")
-        names = [t.name for t in self.tiers]
-        if len(set(names)) != len(names):
-            raise ConfigError("tiers.name", f"tier names must be unique, got {names}")
+            raise ValueError(f"tier shares must sum to 1, got {total:.6g}")
+        return self
 
     @property
     def names(self) -> list[str]:
@@ -56,25 +50,18 @@ class TierSpec:
         return [t.share for t in self.tiers]
 
     @classmethod
-    def from_list(cls, items: list[dict]) -> TierSpec:
-        tiers = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise ConfigError(f"tiers[{i}]", f"expected a mapping, got {item!r}")
-            unknown = set(item) - set(Tier.__dataclass_fields__)
-            if unknown:
-                raise ConfigError(f"tiers[{i}]", f"unknown keys {sorted(unknown)}; expected {sorted(Tier.__dataclass_fields__)}")
-            if "name" not in item or "share" not in item:
-                raise ConfigError(f"tiers[{i}]", "needs at least 'name' and 'share'")
-            tiers.append(Tier(**item))
-        return cls(tuple(tiers))
+    def from_list(cls, items) -> TierSpec:
+        return validate(cls, {"tiers": items})
 
     @classmethod
     def load(cls, path: str | Path) -> TierSpec:
         p = Path(path)
-        if not p.exists():
+        if not p.is_file():
             raise ConfigError("tiers", f"tier spec file {p} not found")
-        doc = yaml.safe_load(p.read_text())
+        try:
+            doc = yaml.safe_load(p.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError("tiers", f"{p} is not valid YAML: {str(exc).splitlines()[0]}") from None
         items = doc.get("tiers") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             raise ConfigError("tiers", f"{p}: expected a list of tiers (or a mapping with 'tiers')")
@@ -86,4 +73,4 @@ class TierSpec:
         return cls.from_list(yaml.safe_load(text)["tiers"])
 
     def to_list(self) -> list[dict]:
-        return [asdict(t) for t in self.tiers]
+        return [t.model_dump() for t in self.tiers]

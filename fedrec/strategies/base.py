@@ -1,34 +1,52 @@
 """The server-strategy interface, after Flower's ``Strategy``: configure a round, aggregate it.
 
-``configure_fit`` picks the round's clients and their local-training settings; ``aggregate_fit``
-turns the averaged client delta into the next global model. Evaluation is the server's (it owns the
-held-out data), so strategies stay small: FedAvg is one file, FedYogi is a few lines on FedOpt.
+``configure_fit`` picks the round's clients and the local-training instructions they receive;
+whatever it returns is what the round loop sends (FedProx's proximal term rides on it).
+``aggregate_fit`` applies the round's aggregated update to the global model. Evaluation is the
+run's (it owns the held-out data), so strategies stay small: FedAvg is one file, FedYogi is a few
+lines on FedOpt.
+
+Embedding rows are updated lazily: a row no client touched this round is neither moved nor has its
+optimizer state (momentum, moments) changed, as in TorchRec's and Keras' lazy/sparse Adam. So the
+server writes only the touched rows (one ``index_add_``) and only those travel back to the actors.
+Dense parameters are always touched.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from data_pipeline.errors import ConfigError
 from fedrec.client.local import ClientTrainConfig
-from fedrec.updates import AggregatedUpdate, State
+from fedrec.configbase import StrictModel
+from fedrec.updates import AggregatedUpdate, MeanUpdate, State
 
+Sampling = Literal["uniform", "tier-stratified"]
 SAMPLING = ("uniform", "tier-stratified")
+StrategyName = Literal["fedavg", "fedavgm", "fedprox", "fedadagrad", "fedadam", "fedyogi"]
+
+
+class StrategyConfig(StrictModel):
+    name: StrategyName = "fedavg"
+    server_lr: float = Field(1.0, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # FedAvgM
+    proximal_mu: float = Field(0.01, ge=0)  # FedProx: sent to clients as ClientTrainConfig.proximal_mu
+    beta1: float = Field(0.9, ge=0, lt=1)  # FedOpt family (Reddi et al. 2021)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    tau: float = Field(1e-3, gt=0)  # adaptivity
 
 
 @dataclass(frozen=True)
-class StrategyConfig:
-    name: str = "fedavg"
-    server_lr: float = 1.0
-    momentum: float = 0.9  # FedAvgM
-    proximal_mu: float = 0.01  # FedProx
-    beta1: float = 0.9  # FedOpt family (Reddi et al. 2021)
-    beta2: float = 0.99
-    tau: float = 1e-3  # adaptivity
+class FitInstructions:
+    """A round's plan: which clients train, and the settings they train with."""
+
+    clients: np.ndarray
+    config: ClientTrainConfig
 
 
 class Strategy(ABC):
@@ -36,22 +54,33 @@ class Strategy(ABC):
         self.cfg = cfg
         self.client_cfg = client_cfg
 
-    def configure_fit(
-        self, rng: np.random.Generator, clients: np.ndarray, tiers: np.ndarray, n: int, sampling: str
-    ) -> tuple[np.ndarray, ClientTrainConfig]:
+    def configure_fit(self, rng: np.random.Generator, clients: np.ndarray, tiers: np.ndarray, n: int,
+                      sampling: str) -> FitInstructions:
         """Select ``n`` of ``clients`` (uniformly, or per tier in proportion to the tier sizes)."""
         n = min(n, len(clients))
-        if sampling == "uniform":
-            chosen = rng.choice(clients, size=n, replace=False)
-        elif sampling == "tier-stratified":
+        if sampling == "tier-stratified":
             chosen = _stratified(rng, clients, tiers, n)
         else:
-            raise ConfigError("sampling", f"unknown {sampling!r}; expected one of {SAMPLING}")
-        return np.sort(chosen), self.client_cfg
+            chosen = rng.choice(clients, size=n, replace=False)
+        return FitInstructions(np.sort(chosen), self.fit_config())
+
+    def fit_config(self) -> ClientTrainConfig:
+        """The local-training instructions clients receive (the run config's ``client`` section)."""
+        return self.client_cfg
+
+    def aggregate_fit(self, state: State, update: AggregatedUpdate) -> State:
+        """Apply the round's update to ``state`` in place (dense tensors in full, embedding rows
+        only where touched) and return it. An empty round leaves the model as it is."""
+        if update.clients == 0:
+            return state
+        mean = update.mean()
+        with torch.no_grad():
+            self.step(state, mean)
+        return state
 
     @abstractmethod
-    def aggregate_fit(self, global_state: State, update: AggregatedUpdate) -> State:
-        """The next global model from the current one and the round's aggregated update."""
+    def step(self, state: State, mean: MeanUpdate) -> None:
+        """One server-optimizer step on the averaged update (the pseudo-gradient is its negative)."""
 
     def state_dict(self) -> dict:
         return {}
@@ -73,9 +102,8 @@ def _stratified(rng: np.random.Generator, clients: np.ndarray, tiers: np.ndarray
     return np.concatenate(chosen)
 
 
-def apply_delta(global_state: State, delta: State, lr: float) -> State:
-    return {n: global_state[n] + lr * delta[n] for n in global_state}
-
-
-def zeros_like_state(state: State) -> State:
-    return {n: torch.zeros_like(t) for n, t in state.items()}
+def lazy_slot(slots: State, state: State, name: str, fill: float = 0.0) -> torch.Tensor:
+    """Optimizer state for parameter ``name`` (created on first use, shaped like the parameter)."""
+    if name not in slots:
+        slots[name] = torch.full_like(state[name], fill)
+    return slots[name]

@@ -1,45 +1,56 @@
 """Adaptive server optimizers (Reddi et al. 2021, "Adaptive Federated Optimization").
 
-The averaged client delta is a pseudo-gradient; the server keeps first and second moments and
-steps by ``server_lr * m / (sqrt(v) + tau)``. The three variants differ only in how ``v`` is updated,
-so each is a few lines on ``FedOpt``.
+The averaged client delta ``d`` is a pseudo-gradient; the server keeps first and second moments
+``m = beta1 m + (1 - beta1) d`` and ``v`` (initialised to ``tau**2``) and steps by
+``server_lr * m / (sqrt(v) + tau)``. The three variants differ only in how ``v`` is updated, so
+each is a few lines on ``FedOpt``.
+
+Embedding rows nobody touched this round keep their ``m`` and ``v`` and do not move (lazy, as in
+sparse/lazy Adam): a row's moments only ever see rounds in which some client trained it. The
+alternative, decaying every row's ``m`` towards zero each round, keeps moving rows no client has
+seen for many rounds and would make every round rewrite (and resend) every row of every table.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fedrec.strategies.base import Strategy, zeros_like_state
-from fedrec.updates import AggregatedUpdate, State
+from fedrec.strategies.base import Strategy, lazy_slot
+from fedrec.updates import MeanUpdate, State
 
 
 class FedOpt(Strategy):
-    m: State | None = None
-    v: State | None = None
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.m: State = {}
+        self.v: State = {}
 
-    def second_moment(self, v: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def second_moment(self, v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def aggregate_fit(self, global_state: State, update: AggregatedUpdate) -> State:
-        if update.clients == 0:
-            return global_state
-        delta = update.mean_delta(global_state)
-        if self.m is None:
-            self.m = zeros_like_state(global_state)
-            self.v = {n: torch.full_like(t, self.cfg.tau**2) for n, t in global_state.items()}
+    def _moments(self, m: torch.Tensor, v: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b1 = self.cfg.beta1
-        out = {}
-        for n, d in delta.items():
-            self.m[n] = b1 * self.m[n] + (1 - b1) * d
-            self.v[n] = self.second_moment(self.v[n], d)
-            out[n] = global_state[n] + self.cfg.server_lr * self.m[n] / (self.v[n].sqrt() + self.cfg.tau)
-        return out
+        m = b1 * m + (1 - b1) * d
+        v = self.second_moment(v, d)
+        return m, v, self.cfg.server_lr * m / (v.sqrt() + self.cfg.tau)
+
+    def step(self, state: State, mean: MeanUpdate) -> None:
+        tau2 = self.cfg.tau**2
+        for n, d in mean.dense.items():
+            m, v, step = self._moments(lazy_slot(self.m, state, n), lazy_slot(self.v, state, n, tau2), d)
+            self.m[n], self.v[n] = m, v
+            state[n].add_(step)
+        for n, (ids, rows) in mean.sparse.items():
+            m_all, v_all = lazy_slot(self.m, state, n), lazy_slot(self.v, state, n, tau2)
+            m, v, step = self._moments(m_all[ids], v_all[ids], rows)
+            m_all[ids], v_all[ids] = m, v
+            state[n].index_add_(0, ids, step)
 
     def state_dict(self) -> dict:
         return {"m": self.m, "v": self.v}
 
     def load_state_dict(self, state: dict) -> None:
-        self.m, self.v = state.get("m"), state.get("v")
+        self.m, self.v = dict(state.get("m") or {}), dict(state.get("v") or {})
 
 
 class FedAdagrad(FedOpt):

@@ -1,39 +1,33 @@
-"""Federated training on Ray, end to end on ML-100K: the JSON contract, fault tolerance, resume,
-and a real ``ray job submit`` against a head started on loopback."""
+"""Federated training on Ray, end to end on ML-100K: the JSON contract, the Strategy contract
+(FedProx's mu reaches the actors), fault tolerance, resume, and a real ``ray job submit`` against a
+head started on loopback. The tests share one actor pool and one load of the data."""
 
-import dataclasses
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import ray
 import torch
 
+from fedrec.algorithms import run_config
 from fedrec.config import load_config
-from fedrec.server import FederatedServer, load_federated_data
+from fedrec.runtime import ClientPool, load_federated_data
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "ml100k_fedavg.yaml"
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def pool():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
+    with ClientPool(num_actors=2) as p:
+        yield p
     ray.shutdown()
 
 
 @pytest.fixture(scope="module")
 def small_cfg(ml100k_path):
-    cfg = load_config(CONFIG)
-    return dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, path=str(ml100k_path)), rounds=3, clients_per_round=20, eval_every=1, num_actors=2
-    )
+    return load_config(CONFIG, rounds=3, clients_per_round=20, eval_every=1, num_actors=2, **{"data.path": str(ml100k_path)})
 
 
 @pytest.fixture(scope="module")
@@ -41,84 +35,83 @@ def fed_data(small_cfg):
     return load_federated_data(small_cfg)
 
 
-def test_contract_keys_and_sparse_bytes(ray_local, small_cfg, fed_data, tmp_path):
-    result = FederatedServer(dataclasses.replace(small_cfg, plot=str(tmp_path / "auc.png")), fed_data).run(progress=False)
+def _trained(cfg, fed_data, pool, ckpt: Path, resume: bool = False):
+    """Train (or resume) with checkpoints in ``ckpt``; returns the result and the final global
+    model, read back from the last checkpoint."""
+    result = run_config(cfg.with_(checkpoint_dir=str(ckpt)), fed_data, pool, resume=resume)
+    blob = torch.load(ckpt / "checkpoint.pt", weights_only=False)
+    return result, blob["runs"]["default"]["state"]
+
+
+def test_contract_keys_and_sparse_bytes(pool, small_cfg, fed_data, tmp_path):
+    result = run_config(small_cfg.with_(plot=str(tmp_path / "auc.png"), tensorboard=str(tmp_path / "tb")), fed_data, pool)
     out = tmp_path / "r.json"
     result.to_json(out)
     d = json.loads(out.read_text())
-    for key in ("final_auc", "rounds", "client_updates", "wall_seconds", "client_updates_per_second", "bytes_up", "bytes_down", "history"):
+    for key in ("final_auc", "validation_auc", "rounds", "client_updates", "wall_seconds", "client_updates_per_second",
+                "bytes_up", "bytes_down", "history", "resumed_from_round"):
         assert key in d
-    assert d["rounds"] == 3 and 0 < d["client_updates"] <= 60
-    assert len(d["history"]) == 3 and all("auc" in h for h in d["history"])
+    assert d["rounds"] == 3 and 0 < d["client_updates"] <= 60 and d["resumed_from_round"] == 0
+    assert len(d["history"]) == 3 and all("auc" in h and "validation_auc" in h for h in d["history"])
+    assert d["validation_auc"] == d["history"][-1]["validation_auc"] != d["final_auc"]  # two splits, two numbers
     assert d["bytes_up"] < d["dense_bytes_up"]
     assert set(d["per_tier_auc"]) <= {"low", "mid", "high"}
     assert (tmp_path / "auc.png").stat().st_size > 0
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
 
 
-def test_actor_crash_mid_round_does_not_stop_the_run(ray_local, small_cfg, fed_data):
-    cfg = dataclasses.replace(small_cfg, fault_round=2, fault_actor=0, clients_per_round=10, eval_every=3)
-    result = FederatedServer(cfg, fed_data).run(progress=False)
+def test_fedprox_mu_reaches_the_actors_and_is_the_only_difference(pool, small_cfg, fed_data, monkeypatch, tmp_path):
+    sent = []
+    real_submit = ClientPool.submit
+    monkeypatch.setattr(ClientPool, "submit", lambda self, key, clients, cfg, *a: sent.append(cfg) or real_submit(self, key, clients, cfg, *a))
+    base = small_cfg.with_(rounds=1, **{"client.lr": 0.3, "client.local_epochs": 3})
+    _, fedavg = _trained(base, fed_data, pool, tmp_path / "avg")
+    _, prox0 = _trained(base.with_(**{"strategy.name": "fedprox", "strategy.proximal_mu": 0.0}), fed_data, pool, tmp_path / "p0")
+    sent.clear()
+    _, prox = _trained(base.with_(**{"strategy.name": "fedprox", "strategy.proximal_mu": 1.0}), fed_data, pool, tmp_path / "p1")
+    assert sent and all(c.proximal_mu == 1.0 for c in sent)  # what configure_fit returned is what was sent
+    for name in fedavg:  # mu = 0 is FedAvg exactly: the proximal term is the only difference
+        assert torch.equal(fedavg[name], prox0[name]), name
+    assert max((fedavg[n] - prox[n]).abs().max().item() for n in fedavg) > 1e-4  # and mu changes the update
+    start = _initial(base, fed_data)
+    drift = sum((fedavg[n] - start[n]).norm() for n in start)
+    pulled = sum((prox[n] - start[n]).norm() for n in start)
+    assert pulled < drift  # the proximal pull keeps the clients, so the model, closer to where the round began
+
+
+def _initial(cfg, fed_data):
+    from fedrec.model import build_dlrm
+
+    return {k: v.detach() for k, v in build_dlrm(fed_data.train.spec, cfg.model, seed=cfg.seed).state_dict().items()}
+
+
+def test_actor_killed_mid_round_does_not_stop_the_run(pool, small_cfg, fed_data):
+    def kill_first_actor(rnd, p):
+        if rnd == 2:
+            ray.kill(p.actors[0], no_restart=True)
+
+    cfg = small_cfg.with_(clients_per_round=10, eval_every=3)
+    result = run_config(cfg, fed_data, pool, after_submit=[kill_first_actor])
     r1, r2, r3 = result.history
     assert r2["failed_updates"] > 0 and r2["client_updates"] > 0  # survivors finished round 2
     assert r3["failed_updates"] == 0 and r3["client_updates"] > 0  # the actor came back
-    assert result.rounds == 3
+    assert result.rounds == 3 and result.failed_updates == r2["failed_updates"]
 
 
-def test_resume_reaches_the_same_model(ray_local, small_cfg, fed_data, tmp_path):
-    cfg = dataclasses.replace(small_cfg, clients_per_round=10, eval_every=3)
-    straight = FederatedServer(dataclasses.replace(cfg, rounds=3), fed_data)
-    straight.run(progress=False)
-    ck = dataclasses.replace(cfg, rounds=2, checkpoint_dir=str(tmp_path / "ck"), checkpoint_every=2)
-    FederatedServer(ck, fed_data).run(progress=False)
-    resumed = FederatedServer(dataclasses.replace(ck, rounds=3), fed_data)
-    result = resumed.run(progress=False, resume=True)
-    assert result.rounds == 3 and len(result.history) == 3
-    for name, tensor in straight.state.items():
-        assert torch.equal(tensor, resumed.state[name]), name
+def test_resume_reaches_the_same_model(pool, small_cfg, fed_data, tmp_path):
+    cfg = small_cfg.with_(clients_per_round=10, eval_every=3, checkpoint_every=1,
+                          **{"strategy.name": "fedyogi", "strategy.server_lr": 0.03})
+    straight_result, straight = _trained(cfg, fed_data, pool, tmp_path / "straight")
+    _trained(cfg.with_(rounds=2), fed_data, pool, tmp_path / "ck")
+    result, resumed = _trained(cfg, fed_data, pool, tmp_path / "ck", resume=True)
+    assert result.rounds == 3 and len(result.history) == 3 and result.resumed_from_round == 2
+    for name in straight:  # server moments, state and client seeds all carried over: bit-identical
+        assert torch.equal(straight[name], resumed[name]), name
+    assert result.final_auc == straight_result.final_auc
+    from data_pipeline.errors import ConfigError
 
-
-@pytest.mark.skipif(shutil.which("ray", path=str(Path(sys.executable).parent)) is None, reason="ray CLI not installed")
-def test_ray_job_submit_on_loopback_head(ml100k_path, tmp_path):
-    if ray.is_initialized():
-        ray.shutdown()
-    bin_dir = Path(sys.executable).parent
-    # RAY_AUTH_MODE=disabled: Ray 2.60 keeps one auth token per user, which any other Ray instance
-    # on the machine may replace; this head listens on loopback only, so the token adds nothing.
-    env = {**os.environ, "FEDREC_DATA": str(Path(ml100k_path).parent), "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    temp = Path("/tmp") / f"fedrec-ray-{os.getpid()}"
-    dash = "8277"
-    start = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", "--port=6390",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", f"--temp-dir={temp}",
-             "--disable-usage-stats"]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
-    try:
-        out = tmp_path / "job.json"
-        cmd = [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--",
-               str(bin_dir / "fedrec"), "train", "--config", str(CONFIG), "--rounds", "2", "--json", str(out)]
-        deadline = time.time() + 120
-        not_ready = ("Connection", "try again later", "No available agent")
-        while True:  # the job server and its agent take a while to come up after `ray start`
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-            output = proc.stderr + proc.stdout
-            if proc.returncode == 0 or time.time() > deadline or not any(m in output for m in not_ready):
-                break
-            time.sleep(3)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        d = json.loads(out.read_text())
-        assert d["rounds"] == 2 and d["client_updates"] > 0
-    finally:
-        _stop_head(temp)
-
-
-def _stop_head(temp: Path) -> None:
-    """Stop only the Ray processes of the head this test started (their command lines name its temp
-    dir): `ray stop` would kill every Ray instance on the machine, other people's runs included."""
-    import psutil
-
-    mine = [p for p in psutil.process_iter(["cmdline"]) if any(str(temp) in a for a in (p.info["cmdline"] or []))]
-    for p in mine:
-        p.terminate()
-    _, alive = psutil.wait_procs(mine, timeout=20)
-    for p in alive:
-        p.kill()
+    with pytest.raises(ConfigError, match="'rounds'.*already finished round 3"):
+        run_config(cfg.with_(checkpoint_dir=str(tmp_path / "ck")), fed_data, pool, resume=True)
+    with pytest.raises(ConfigError, match="'client.lr': differs from the checkpoint"):
+        run_config(cfg.with_(rounds=4, checkpoint_dir=str(tmp_path / "ck"), **{"client.lr": 0.5}), fed_data, pool, resume=True)

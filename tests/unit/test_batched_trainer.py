@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from data_pipeline.features import interaction_examples
+from data_pipeline.partition import natural_partition
 from data_pipeline.schema import build_interactions
 from fedrec.client.batched import BatchedTrainer
+from fedrec.client.data import ClientData
 from fedrec.client.local import ClientTrainConfig, LocalTrainer
 from fedrec.model import ModelConfig
 from tests.unit.test_data_core import _toy
@@ -21,20 +23,21 @@ def test_batched_matches_per_client_torchrec(mu, epochs):
     data = build_interactions("toy", raw, item_features=items)
     ex = interaction_examples(data, features=("user", "item", "genres"))
     assert (np.diff(ex.offsets["genres"]) == 0).any() and (np.diff(ex.offsets["genres"]) == 2).any()
-    local = LocalTrainer(ex.spec, ModelConfig(embedding_dim=4, dense_arch=(8,), over_arch=(8,)), ex)
+    data = ClientData(ex, natural_partition(ex.groups))
+    local = LocalTrainer(data, ModelConfig(embedding_dim=4, dense_arch=(8,), over_arch=(8,)))
     state = {k: v.detach().clone() for k, v in local.model.state_dict().items()}
     local.load_global(state)
     cfg = ClientTrainConfig(lr=0.3, batch_size=5, local_epochs=epochs, proximal_mu=mu)
     clients = list(range(6))
-    rows = [np.flatnonzero(ex.groups == u) for u in np.unique(ex.groups)]
     seeds = [11 * c + 1 for c in clients]
-    expected = [local.train(c, r, state, cfg, s) for c, r, s in zip(clients, rows, seeds)]
-    got = BatchedTrainer(local, group_size=4).train_many(clients, rows, state, cfg, seeds)
+    expected = [local.train(c, state, cfg, s) for c, s in zip(clients, seeds)]
+    got = BatchedTrainer(data, local.layout, group_size=4).train_many(clients, state, cfg, seeds)
     for e, g in zip(expected, got):
-        assert (e.client, e.examples, e.steps, e.bytes_up) == (g.client, g.examples, g.steps, g.bytes_up)
+        eu, gu = e.update, g.update
+        assert (eu.client, e.examples, e.steps, eu.nbytes(), eu.weight) == (gu.client, g.examples, g.steps, gu.nbytes(), gu.weight)
         assert e.loss == pytest.approx(g.loss, rel=1e-4)
-        for n in e.dense_delta:
-            assert torch.allclose(e.dense_delta[n], g.dense_delta[n], atol=1e-5), n
-        for n, (ids, d) in e.sparse_delta.items():
-            gids, gd = g.sparse_delta[n]
+        for n in eu.dense:
+            assert torch.allclose(eu.dense[n], gu.dense[n], atol=1e-5), n
+        for n, (ids, d) in eu.sparse.items():
+            gids, gd = gu.sparse[n]
             assert torch.equal(ids, gids) and torch.allclose(d, gd, atol=1e-5), n

@@ -67,11 +67,12 @@ def test_bench_central_quick(tmp_path, ml100k_path):
     record = json.loads((tmp_path / "bench_central.json").read_text())
 
     assert record["config"]["epochs"] == 1 and len(record["history"]) == 1
-    assert record["train_rows"] + record["test_rows"] == record["max_ratings"] == 20_000
+    assert record["train_rows"] + record["validation_rows"] + record["test_rows"] == record["max_ratings"] == 20_000
     epoch = record["history"][0]
+    assert record["validation_rows"] > 0 and epoch["validation_auc"] != epoch["auc"]
     assert 0.55 < epoch["auc"] < 1.0  # measured 0.64 after one epoch on 16k ratings
     assert 0 < epoch["logloss"] < 1.0 and 0 < epoch["ne"] < 1.2
-    assert record["final"]["auc"] == epoch["auc"]
+    assert record["final"]["auc"] == epoch["auc"] and record["final"]["epoch"] == 1
     assert record["samples_per_second"] == pytest.approx(record["train_rows"] / record["train_seconds"])
     assert (tmp_path / "bench_central.png").stat().st_size > 5_000
     assert "test AUC" in proc.stdout and "samples/s" in proc.stdout

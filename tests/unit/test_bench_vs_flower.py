@@ -2,7 +2,6 @@
 frameworks, Flower's sampling and FedAvg matching fedrec's whole-table FedAvg, and the table maths.
 Nothing here creates the Flower venv or imports flwr."""
 
-import dataclasses
 import json
 import math
 import subprocess
@@ -12,21 +11,24 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from data_pipeline.features import interaction_examples
+from data_pipeline.partition import natural_partition
+from fedrec.client.data import ClientData
 from fedrec.client.local import ClientTrainConfig, LocalTrainer
 from fedrec.config import config_from_dict, config_to_dict
 from fedrec.model import ModelConfig
-from fedrec.server import FederatedServer
-from fedrec.updates import UpdateAccumulator
-from tests.unit.test_data_core import _toy
+from fedrec.runtime.run import FederatedRun
+from fedrec.updates import AggregatedUpdate
+from tests.factories import toy_interactions
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import _flower_app as fa  # noqa: E402
 import bench_vs_flower as bench  # noqa: E402
 
-CONFIG = ROOT / "configs" / "ml100k_fedavg.yaml"
+CONFIG = ROOT / "configs" / "ml100k_fedyogi_tuned.yaml"
 
 
 def _cfg(rounds=30, clients=50):
@@ -34,12 +36,14 @@ def _cfg(rounds=30, clients=50):
 
 
 def test_bench_config_is_the_yaml_workload_with_the_benchmark_rounds():
+    from fedrec.config import load_config
+
+    tuned = load_config(CONFIG)
     cfg = _cfg(7, 12)
     assert (cfg.rounds, cfg.clients_per_round, cfg.eval_every) == (7, 12, 7)
-    assert (cfg.client.lr, cfg.client.local_epochs, cfg.client.batch_size, cfg.client.proximal_mu) == (0.05, 1, 32, 0.0)
-    assert cfg.model.embedding_dim == 16 and cfg.model.dense_arch == (16,) and cfg.model.over_arch == (16,)
+    assert cfg.client == tuned.client and cfg.strategy == tuned.strategy and cfg.model == tuned.model
+    assert cfg.data == tuned.data and cfg.client.proximal_mu == 0.0
     assert tuple(cfg.data.features) == ("item", "occupation", "gender", "age_bucket")
-    assert cfg.strategy.name == "fedavg" and cfg.strategy.server_lr == 1.0
     assert all(t.dropout == 0 for t in cfg.tiers.tiers)  # every selected client reports, as in Flower
     assert cfg.deadline is None and cfg.over_selection == 0
 
@@ -64,18 +68,18 @@ def test_fedrec_variants_change_execution_not_the_workload():
 
 def test_a_different_hyper_parameter_is_caught():
     cfg = _cfg()
-    other = dataclasses.replace(cfg, client=dataclasses.replace(cfg.client, lr=0.1))
     with pytest.raises(ValueError, match="client"):
-        bench.check_same_workload(cfg, other)
+        bench.check_same_workload(cfg, cfg.with_(**{"client.lr": cfg.client.lr * 2}))
     with pytest.raises(ValueError, match="rounds"):
-        bench.check_same_workload(cfg, dataclasses.replace(cfg, rounds=3))
+        bench.check_same_workload(cfg, cfg.with_(rounds=3))
 
 
 @pytest.mark.parametrize("change, word", [
-    (lambda c: dataclasses.replace(c, strategy=dataclasses.replace(c.strategy, name="fedyogi")), "strategy"),
-    (lambda c: dataclasses.replace(c, client=dataclasses.replace(c.client, proximal_mu=0.01)), "proximal_mu"),
-    (lambda c: dataclasses.replace(c, deadline=5.0), "dropout"),
-    (lambda c: dataclasses.replace(c, sampling="tier-stratified"), "sampling"),
+    (lambda c: c.with_(**{"strategy.name": "fedavgm"}), "strategy"),
+    (lambda c: c.with_(**{"strategy.name": "fedavg", "strategy.server_lr": 0.5}), "server_lr"),
+    (lambda c: c.with_(**{"client.proximal_mu": 0.01}), "proximal_mu"),
+    (lambda c: c.with_(deadline=5.0), "dropout"),
+    (lambda c: c.with_(sampling="tier-stratified"), "sampling"),
 ])
 def test_configs_flower_cannot_run_the_same_way_are_refused(change, word):
     with pytest.raises(ValueError, match=word):
@@ -100,73 +104,88 @@ def test_scheduled_rounds_hand_each_sampled_node_a_partition():
 
 
 def test_flower_clients_use_fedrecs_training_seeds():
-    server = SimpleNamespace(cfg=SimpleNamespace(seed=3))
+    run = SimpleNamespace(cfg=SimpleNamespace(seed=3))
     for rnd, client in [(1, 0), (7, 942), (30, 17)]:
-        assert fa.client_seed(3, rnd, client) == FederatedServer.client_seed(server, rnd, client)
+        assert fa.client_seed(3, rnd, client) == FederatedRun.seed_of(run, rnd, client)
+
+
+def test_flower_strategy_settings_are_the_configs():
+    cfg = _cfg()
+    s = cfg.strategy
+    assert fa.STRATEGY_CLASSES[s.name] == "FedYogi"
+    assert fa.flower_strategy_kwargs(cfg, "message") == {"eta": s.server_lr, "tau": s.tau, "beta_1": s.beta1, "beta_2": s.beta2}
+    assert fa.flower_strategy_kwargs(cfg, "numpy")["eta_l"] == cfg.client.lr
+    assert fa.flower_strategy_kwargs(cfg.with_(**{"strategy.name": "fedavg", "strategy.server_lr": 1.0}), "numpy") == {}
 
 
 def test_flower_fedavg_of_full_parameters_equals_fedrec_whole_table_fedavg():
-    ex = interaction_examples(_toy(), features=("user", "item"))
-    trainer = LocalTrainer(ex.spec, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(4,)), ex)
+    ex = interaction_examples(toy_interactions(), features=("user", "item"))
+    data = ClientData(ex, natural_partition(ex.groups))
+    trainer = LocalTrainer(data, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(4,)))
     names = list(trainer.model.state_dict())
     state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     cfg = ClientTrainConfig(lr=0.5, batch_size=4, sparse_updates=False)
-    emb = set(trainer.emb)
-    acc = UpdateAccumulator(state, emb)
-    flower_sum, weights = None, 0.0
-    for client, user in enumerate(np.unique(ex.groups)[:3]):
-        rows = np.flatnonzero(ex.groups == user)
+    updates, flower_sum, weights = [], None, 0.0
+    for client in range(3):
         trainer.load_global(state)
-        r = trainer.train(client, rows, state, cfg, seed=client)
-        acc.add_client(r.dense_delta, r.sparse_delta, float(r.examples))
-        full = fa.updated_params(names, state, r)  # what the Flower client uploads
+        r = trainer.train(client, state, cfg, seed=client)
+        updates.append(r.update)
+        full = fa.updated_params(names, state, r.update)  # what the Flower client uploads
         weights += r.examples
         flower_sum = [a * r.examples for a in full] if flower_sum is None else [s + a * r.examples for s, a in zip(flower_sum, full)]
-    delta = acc.result().mean_delta(state)
+    mean = AggregatedUpdate.from_clients(updates).mean()
     for name, flower in zip(names, flower_sum):
-        assert np.allclose(flower / weights, (state[name] + delta[name]).numpy(), atol=1e-6), name
+        if name in mean.dense:
+            ours = state[name] + mean.dense[name]
+        else:  # whole tables: every row, each averaged over all clients
+            ids, rows = mean.sparse[name]
+            assert torch.equal(ids, torch.arange(state[name].shape[0]))
+            ours = state[name] + rows
+        assert np.allclose(flower / weights, ours.numpy(), atol=1e-6), name
 
 
 def _rounds(per_round):
     return [{"round": i + 1, "client_updates": u, "wall_seconds": s} for i, (u, s) in enumerate(per_round)]
 
 
-def test_summarize_separates_the_first_round():
-    s = bench.summarize(_rounds([(50, 20.0), (50, 1.0), (50, 1.0)]), total_seconds=40.0)
-    assert s["client_updates"] == 150 and s["train_seconds"] == 22.0 and s["first_round_seconds"] == 20.0
-    assert s["updates_per_second"] == pytest.approx(150 / 22) and s["warm_updates_per_second"] == 50.0
+def test_summarize_gives_both_clocks():
+    s = bench.summarize(_rounds([(50, 20.0), (50, 1.0), (50, 1.0)]), process_seconds=40.0)
+    assert s["client_updates"] == 150 and s["steady_seconds"] == 2.0 and s["first_round_seconds"] == 20.0
+    assert s["steady_updates_per_second"] == 50.0  # rounds 2..R over their own wall time
+    assert s["whole_updates_per_second"] == pytest.approx(150 / 40)  # every update over the process's life
     assert "client_busy" not in s
     timed = [{**r, "client_seconds": c} for r, c in zip(_rounds([(50, 20.0), (50, 1.0), (50, 1.0)]), (9.0, 0.5, 0.7))]
     assert bench.summarize(timed, 40.0, workers=2)["client_busy"] == pytest.approx(1.2 / 4)
-    assert math.isnan(bench.summarize(_rounds([(10, 2.0)]), 3.0)["warm_updates_per_second"])
+    assert math.isnan(bench.summarize(_rounds([(10, 2.0)]), 3.0)["steady_updates_per_second"])
 
 
-def _run(ups, warm, auc, updates=1500):
-    return {"rounds": 30, "client_updates": updates, "train_seconds": updates / ups, "total_seconds": 1.0,
-            "first_round_seconds": 1.0, "updates_per_second": ups, "warm_updates_per_second": warm, "auc": auc,
-            "logloss": 0.69}
+def _run(steady, whole, auc, updates=1500):
+    return {"rounds": 30, "client_updates": updates, "process_seconds": updates / whole, "first_round_seconds": 1.0,
+            "steady_seconds": updates / steady, "steady_updates_per_second": steady, "whole_updates_per_second": whole,
+            "auc": auc, "logloss": 0.69}
 
 
 def test_rows_ratios_and_verdicts():
     rows = [
-        bench.median_row("Flower A", "flower", [_run(30, 50, 0.52), _run(40, 70, 0.52)]),
-        bench.median_row("Flower B", "flower", [_run(20, 40, 0.53)]),
-        bench.median_row("fedrec", "fedrec", [_run(700, 800, 0.525), _run(500, 600, 0.515)]),
-        bench.median_row("fedrec slow", "fedrec", [_run(400, 500, 0.52)]),
-        bench.median_row("fedrec off", "fedrec", [_run(3000, 3000, 0.60)]),
+        bench.median_row("Flower A", "flower", [_run(80, 30, 0.70), _run(100, 50, 0.70)]),
+        bench.median_row("Flower B", "flower", [_run(60, 45, 0.71)]),
+        bench.median_row("fedrec", "fedrec", [_run(1000, 250, 0.705), _run(800, 150, 0.695)]),
+        bench.median_row("fedrec slow", "fedrec", [_run(950, 150, 0.70)]),
+        bench.median_row("fedrec off", "fedrec", [_run(3000, 500, 0.60)]),
     ]
-    assert rows[0]["updates_per_second"] == 35 and rows[2]["auc"] == pytest.approx(0.52)
+    assert rows[0]["steady_updates_per_second"] == 90 and rows[2]["auc"] == pytest.approx(0.70)
     ref = bench.add_ratios(rows)
-    assert ref["label"] == "Flower A"  # the faster Flower row is the reference
-    assert rows[2]["x_flower"] == pytest.approx(600 / 35) and rows[2]["x_flower_warm"] == pytest.approx(700 / 60)
+    assert ref["label"] == "Flower A"  # the faster Flower row in steady state is the reference
+    assert rows[2]["x_flower_steady"] == pytest.approx(900 / 90) and rows[2]["x_flower_whole"] == pytest.approx(200 / 40)
     vs = {v["label"]: v for v in bench.verdicts(rows)}
     assert set(vs) == {"fedrec", "fedrec slow", "fedrec off"}
-    assert vs["fedrec"]["met_overall"] and vs["fedrec"]["met_warm"]
-    assert vs["fedrec slow"]["met_overall"] and not vs["fedrec slow"]["met_warm"]  # 400/35 >= 10 > 500/60
-    assert not vs["fedrec off"]["met_overall"] and not vs["fedrec off"]["same_auc"]  # AUC off by 0.08
+    assert vs["fedrec"]["met_steady"] and vs["fedrec"]["met_whole"] and vs["fedrec"]["same_auc"]
+    assert vs["fedrec slow"]["met_steady"] and not vs["fedrec slow"]["met_whole"]  # 950/90 >= 10, 150/40 < 5
+    assert not vs["fedrec off"]["same_auc"]  # AUC off by 0.10
     table = bench.format_table(rows)
-    assert table.splitlines()[0].split()[:2] == ["framework", "rounds"] and "17.1x" in table
-    assert "MET" in bench.format_verdicts(rows, list(vs.values()), ref)
+    assert table.splitlines()[0].split()[:2] == ["framework", "rounds"] and "10.0x" in table
+    text = bench.format_verdicts(rows, list(vs.values()), ref)
+    assert "fedrec slow: steady 10.6x (target 10x: met), whole process 3.8x (target 5x: NOT met)" in text
 
 
 def test_median_row_refuses_repeats_with_different_update_counts():

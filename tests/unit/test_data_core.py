@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -12,16 +11,15 @@ from data_pipeline.partition import (
     natural_partition,
     quantity_skew_partition,
 )
-from data_pipeline.schema import OOV_INDEX, Vocabulary, build_interactions
+from data_pipeline.schema import OOV_INDEX, Vocabulary
 from data_pipeline.splits import leave_one_out_split, random_split, temporal_user_split
 from data_pipeline.stats import access_cdf, gini
 from data_pipeline.synth import SynthConfig, generate_chunks, zipf_ranks
+from tests.factories import toy_interactions
 
 
 def _toy(n_users=5, per_user=10, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = [(u, int(rng.integers(0, 30)), float(rng.integers(1, 6)), int(t)) for u in range(n_users) for t in rng.permutation(per_user)]
-    return build_interactions("toy", pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]))
+    return toy_interactions(n_users, per_user, seed)
 
 
 def test_vocabulary_roundtrip_and_oov():

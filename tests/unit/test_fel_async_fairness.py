@@ -1,44 +1,25 @@
 """FEL, FedBuff and RF^2 invariants without Ray: staleness weights, buffer semantics and
 concurrency, the server's over-arch data, disjoint clusters, MDAC, and config validation."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from data_pipeline.errors import ConfigError
-from data_pipeline.features import interaction_examples
-from data_pipeline.partition import natural_partition
-from data_pipeline.splits import split as split_rows
-from fedrec.async_ import scale_update, simulate, staleness_weight, time_to_target
+from fedrec.algorithms.fairness import mdac, relative_change
+from fedrec.algorithms.fedbuff import simulate, staleness_weight
+from fedrec.algorithms.fel import FEL, apportion, carve_server_rows, cluster_clients
+from fedrec.algorithms.over_arch import OverArch, top_features
 from fedrec.config import AsyncConfig, EnsembleConfig, config_from_dict
-from fedrec.ensemble import (
-    FELServer,
-    OverArch,
-    apportion,
-    carve_server_rows,
-    check_finite,
-    cluster_clients,
-    top_features,
-)
-from fedrec.fairness import mdac, relative_change
 from fedrec.model import ModelConfig, build_dlrm, forward_logits
-from fedrec.server import FederatedData, FederatedServer
-from fedrec.updates import UpdateAccumulator
-from tests.unit.test_data_core import _toy
+from fedrec.runtime.result import time_to_target
+from fedrec.runtime.run import FederatedRun
+from fedrec.updates import AggregatedUpdate, ClientUpdate
+from tests.factories import NullPool, toy_federated_data
 
 
-def _fed(n_users=30, per_user=12) -> FederatedData:
-    inter = _toy(n_users=n_users, per_user=per_user)
-    parts = split_rows(inter, "temporal", 0.25, 0)
-    train = interaction_examples(inter, ("item",), 4.0, parts.train)
-    test = interaction_examples(inter, ("item",), 4.0, parts.test)
-    partitions = natural_partition(train.groups)
-    users = np.array([train.groups[p[0]] for p in partitions])
-    lookup = np.full(int(users.max()) + 1, -1)
-    lookup[users] = np.arange(len(users))
-    return FederatedData(train, test, partitions, users, lookup[test.groups])
+def _fed():
+    return toy_federated_data()
 
 
 def _fel_cfg(**ensemble):
@@ -51,7 +32,7 @@ def _fel_cfg(**ensemble):
 def test_staleness_weights():
     poly = AsyncConfig()
     assert staleness_weight(0, poly) == 1.0 and staleness_weight(3, poly) == pytest.approx(0.5)
-    assert staleness_weight(8, dataclasses.replace(poly, staleness_exponent=1.0)) == pytest.approx(1 / 9)
+    assert staleness_weight(8, poly.model_copy(update={"staleness_exponent": 1.0})) == pytest.approx(1 / 9)
     assert staleness_weight(100, AsyncConfig(staleness="constant")) == 1.0
     thr = AsyncConfig(staleness="threshold", max_staleness=2)
     assert [staleness_weight(s, thr) for s in range(5)] == [1, 1, 1, 0, 0]
@@ -107,21 +88,11 @@ def test_slow_clients_are_staler():
     assert np.mean(slow) > 3 * np.mean(fast)
 
 
-def test_staleness_discount_is_absolute():
-    like = {"emb": torch.zeros(4, 2), "w": torch.zeros(2)}
-    acc = UpdateAccumulator(like, {"emb"})
-    acc.add_client({"w": torch.ones(2)}, {"emb": (torch.tensor([1]), torch.ones(1, 2))}, 3.0)
-    plain = acc.result()
-    scaled = scale_update(plain, 0.5).mean_delta(like)
-    ref = plain.mean_delta(like)
-    for k in like:
-        assert torch.allclose(scaled[k], 0.5 * ref[k])
-
-
 def test_time_to_target():
-    hist = [{"sim_seconds": 1.0, "bytes_up": 1, "bytes_down": 10, "auc": 0.55},
-            {"sim_seconds": 2.0, "bytes_up": 2, "bytes_down": 10}, {"sim_seconds": 3.0, "bytes_up": 3, "bytes_down": 10, "auc": 0.61}]
-    assert time_to_target(hist, 0.6) == (3.0, 36) and time_to_target(hist, 0.7) == (None, None)
+    hist = [{"round": 1, "sim_seconds": 1.0, "bytes_up": 1, "bytes_down": 10, "auc": 0.55},
+            {"round": 2, "sim_seconds": 2.0, "bytes_up": 2, "bytes_down": 10},
+            {"round": 3, "sim_seconds": 3.0, "bytes_up": 3, "bytes_down": 10, "auc": 0.61}]
+    assert time_to_target(hist, 0.6) == (3, 3.0, 36) and time_to_target(hist, 0.7) == (None, None, None)
 
 
 # --- FEL ---
@@ -148,13 +119,19 @@ def test_clusters_partition_the_clients(method):
         assert np.bincount(clusters).tolist() == [10, 10, 10]
 
 
-def test_fel_sub_servers_own_disjoint_clients_and_share_the_round_budget():
-    fel = FELServer(_fel_cfg(clustering="data"), _fed())
+def _fel(cfg=None):
+    data, server_rows = carve_server_rows(_fed(), 0.1, True, 0)
+    return FEL(cfg or _fel_cfg(), data, server_rows, NullPool())
+
+
+def test_fel_sub_runs_own_disjoint_clients_and_share_the_round_budget():
+    fel = _fel(_fel_cfg(clustering="data"))
     members = [set(s.clients.tolist()) for s in fel.subs]
     assert sum(len(m) for m in members) == len(fel.data.partitions)  # every client in exactly one cluster
     assert set().union(*members) == set(range(len(fel.data.partitions)))
     assert sum(s.cfg.clients_per_round for s in fel.subs) == 6 == fel.baseline.cfg.clients_per_round
     assert [s.cfg.model.embedding_dim for s in fel.subs] == [2, 4, 8] and fel.baseline.cfg.model.embedding_dim == 2
+    assert len({s.key for s in fel.runs}) == 4  # each run its own model on the shared pool
     assert apportion(10, np.array([5, 3, 2])).tolist() == [5, 3, 2] and apportion(7, np.array([1, 1, 1])).sum() == 7
 
 
@@ -163,32 +140,34 @@ def _row_keys(ex):
 
 
 def test_over_arch_is_trained_on_server_rows_only(monkeypatch):
-    import fedrec.ensemble as ens
+    import fedrec.algorithms.fel as fel_module
 
-    fel = FELServer(_fel_cfg(), _fed())
-    seen = []
-    real = ens.ensemble_inputs
-    monkeypatch.setattr(ens, "ensemble_inputs", lambda models, ex, *a: seen.append(ex) or real(models, ex, *a))
-    trained = []
-    real_train = ens.train_over_arch
-    monkeypatch.setattr(ens, "train_over_arch", lambda x, y, *a: trained.append(len(y)) or real_train(x, y, *a))
-    monkeypatch.setattr(FELServer, "train_submodels", lambda self, progress: ([{"round": 1, "sim_seconds": 1.0}], 1.0))
-    result = fel.run(progress=False)
+    fel = _fel()
+    seen, trained = [], []
+    real, real_train = fel_module.ensemble_inputs, fel_module.train_over_arch
+    monkeypatch.setattr(fel_module, "ensemble_inputs", lambda models, ex, *a: seen.append(ex) or real(models, ex, *a))
+    monkeypatch.setattr(fel_module, "train_over_arch", lambda x, y, *a: trained.append(len(y)) or real_train(x, y, *a))
+    for run in fel.runs:  # one (untrained) round on the record, as the round loop leaves it
+        run.round = 1
+        run.history = [{"round": 1, "sim_round_seconds": 1.0, "sim_seconds": 1.0, "wall_seconds": 0.1, "client_updates": 0,
+                        "failed_updates": 0, "bytes_up": 0, "bytes_down": 0, **run.evaluate()}]
+    result = fel.result(wall=1.0)
     over_rows = _row_keys(seen[0])  # the first call builds the over-arch's training set
     assert trained[0] == len(fel.server_rows) == len(seen[0]) == result.server_rows
     assert over_rows == _row_keys(fel.data.train.take(fel.server_rows))
     clients = _row_keys(fel.data.train.take(np.concatenate(fel.data.partitions)))
-    assert not over_rows & clients and not over_rows & _row_keys(fel.data.test)
+    assert not over_rows & clients and not over_rows & _row_keys(fel.data.test) and not over_rows & _row_keys(fel.data.validation)
     assert set(result.submodel_auc) == {"low", "mid", "high"} and "over_arch_auc" in result.baseline
+    assert result.final_auc == result.ensemble_auc and result.validation_auc == result.history[-1]["validation_auc"]
 
 
 def test_submodel_must_fit_its_tier_memory():
     cfg = _fel_cfg()
-    big = dataclasses.replace(cfg.ensemble, submodels=(*cfg.ensemble.submodels[:2], ModelConfig(embedding_dim=4096)))
-    tiers = [dataclasses.replace(t, memory_mb=0.01) if t.name == "high" else t for t in cfg.tiers.tiers]
-    cfg = dataclasses.replace(cfg, ensemble=big, tiers=dataclasses.replace(cfg.tiers, tiers=tuple(tiers)))
+    subs = [m.model_dump() for m in cfg.ensemble.submodels[:2]] + [{"embedding_dim": 4096}]
+    tiers = [{**t.model_dump(), "memory_mb": 0.01 if t.name == "high" else t.memory_mb} for t in cfg.tiers.tiers]
+    cfg = cfg.with_(tiers=tiers, **{"ensemble.submodels": subs})
     with pytest.raises(ConfigError, match=r"ensemble.submodels\[2\]"):
-        FELServer(cfg, _fed())
+        _fel(cfg)
 
 
 def test_over_arch_starts_as_the_logit_average_and_reads_top_layers():
@@ -204,11 +183,14 @@ def test_over_arch_starts_as_the_logit_average_and_reads_top_layers():
 
 
 def test_divergence_names_the_learning_rate():
-    server = FederatedServer(config_from_dict({"data": {"features": ["item"]}}), _fed())
-    check_finite(server, 1)
-    server.state = {k: v * float("nan") for k, v in server.state.items()}
+    run = FederatedRun(config_from_dict({"data": {"features": ["item"]}}), _fed(), NullPool())
+    table = next(iter(run.layout.tables))
+    dense = {n: torch.zeros_like(t) for n, t in run.state.items() if n not in run.layout.tables}
+    ok = ClientUpdate(0, 1.0, dense, {table: (torch.tensor([1]), torch.ones(1, run.state[table].shape[1]))})
+    run.apply(1, AggregatedUpdate.from_clients([ok]))
+    bad = ClientUpdate(0, 1.0, dense, {table: (torch.tensor([2]), torch.full((1, run.state[table].shape[1]), float("nan")))})
     with pytest.raises(ConfigError, match="'client.lr'.*round 3"):
-        check_finite(server, 3)
+        run.apply(3, AggregatedUpdate.from_clients([bad]))
 
 
 # --- RF^2 ---
@@ -224,14 +206,13 @@ def test_mdac():
     "doc, field",
     [
         ({"mode": "asynchronous"}, "mode"),
-        ({"ensemble": {"clustering": "kmeans"}}, "ensemble.clustering"),
-        ({"ensemble": {"submodels": [{"embedding_dim": 8}]}}, "ensemble.submodels"),
-        ({"ensemble": {"submodels": [{"dim": 8}, {}, {}]}}, "ensemble.submodels[0].dim"),
-        ({"ensemble": {"server_fraction": 1.5}}, "ensemble.server_fraction"),
-        ({"async": {"buffer_size": 0}}, "async_.buffer_size"),
-        ({"async_": {"buffer_size": 20, "concurrency": 10}}, "async_.concurrency"),
-        ({"async_": {"staleness": "hinge"}}, "async_.staleness"),
-        ({"fairness": {"optimizations": ["deadline", "magic"]}}, "fairness.optimizations"),
+        ({"mode": "fel", "ensemble": {"clustering": "kmeans"}}, "ensemble.clustering"),
+        ({"mode": "fel", "ensemble": {"submodels": [{"embedding_dim": 8}]}}, "ensemble.submodels"),
+        ({"mode": "fel", "ensemble": {"submodels": [{"dim": 8}, {}, {}]}}, "ensemble.submodels[0].dim"),
+        ({"mode": "fel", "ensemble": {"server_fraction": 1.5}}, "ensemble.server_fraction"),
+        ({"mode": "fedbuff", "async": {"buffer_size": 0}}, "async.buffer_size"),
+        ({"mode": "fedbuff", "async": {"staleness": "hinge"}}, "async.staleness"),
+        ({"mode": "fairness", "fairness": {"optimizations": ["deadline", "magic"]}}, "fairness.optimizations[1]"),
         ({"target_auc": 2}, "target_auc"),
     ],
 )
@@ -242,7 +223,7 @@ def test_bad_new_config_fields_are_named(doc, field):
 
 
 def test_new_sections_parse():
-    cfg = config_from_dict({"mode": "fedbuff", "async": {"buffer_size": 4, "concurrency": 8, "staleness": "constant"},
-                            "ensemble": {"clustering": "random", "submodels": [{"embedding_dim": 8}] * 2}})
+    cfg = config_from_dict({"mode": "fedbuff", "async": {"buffer_size": 4, "concurrency": 8, "staleness": "constant"}})
     assert cfg.async_ == AsyncConfig(buffer_size=4, concurrency=8, staleness="constant")
-    assert isinstance(cfg.ensemble, EnsembleConfig) and cfg.ensemble.submodels[1] == ModelConfig(embedding_dim=8)
+    fel = config_from_dict({"mode": "fel", "ensemble": {"clustering": "random", "submodels": [{"embedding_dim": 8}] * 2}})
+    assert isinstance(fel.ensemble, EnsembleConfig) and fel.ensemble.submodels[1] == ModelConfig(embedding_dim=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,8 +21,14 @@ def _package_data_files() -> set[str]:
 def test_wheel_contains_every_package_data_file(tmp_path):
     wanted = _package_data_files()
     assert "sampling/genie_model.json" in wanted  # the file `fedrec sample --method auto` needs
+    src = tmp_path / "src"  # build from a copy of the tracked files: a build writes build/ beside its source
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, src / f)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
         check=True, capture_output=True,
     )
     wheel = next(tmp_path.glob("fedrec-*.whl"))

@@ -1,0 +1,19 @@
+"""Federated algorithms on the one round loop; ``run_config`` dispatches a config by its ``mode``."""
+
+from __future__ import annotations
+
+from fedrec.algorithms.fairness import FairnessResult, run_fairness
+from fedrec.algorithms.fedbuff import FedBuffResult, run_fedbuff
+from fedrec.algorithms.fel import FELResult, run_fel
+from fedrec.algorithms.sync import run_sync
+
+RUNNERS = {"sync": run_sync, "fedbuff": run_fedbuff, "fel": run_fel, "fairness": run_fairness}
+
+
+def run_config(cfg, data=None, pool=None, *, progress: bool = False, resume: bool = False, after_submit=None):
+    """Train ``cfg`` by its mode and return the mode's result type."""
+    return RUNNERS[cfg.mode](cfg, data, pool, progress=progress, resume=resume, after_submit=after_submit)
+
+
+__all__ = ["FELResult", "FairnessResult", "FedBuffResult", "RUNNERS", "run_config", "run_fairness", "run_fedbuff",
+           "run_fel", "run_sync"]

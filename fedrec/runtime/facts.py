@@ -1,0 +1,76 @@
+"""What a run knows about each client before training: its tier, its local steps, the bytes it
+would send and receive, and so its round time on the simulated clock.
+
+Computed once per run for all clients at once (vectorised: 100k clients in seconds). The bytes a
+client uploads are exactly its update's serialized size (``ClientUpdate.nbytes``; a test checks
+the two agree), so deadlines and asynchronous ordering see the same numbers the run reports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data_pipeline.partition import assign_tiers
+from fedrec.client.clock import round_seconds
+from fedrec.client.layout import ModelLayout
+from fedrec.runtime.data import FederatedData
+from fedrec.updates import State, state_nbytes
+
+
+def client_tiers(cfg, data: FederatedData) -> np.ndarray:
+    """Tier index per client: at random in the spec's shares, or correlated with the amount of
+    data a client has (RF^2; ``tier_statistic`` picks the direction)."""
+    n = data.num_clients
+    if cfg.tier_assignment == "random":
+        return assign_tiers(n, cfg.tiers.shares, cfg.seed)
+    sizes = np.array([len(p) for p in data.partitions])
+    stat = sizes if cfg.tier_statistic == "rows" else -sizes
+    return assign_tiers(n, cfg.tiers.shares, cfg.seed, statistic=stat, alpha=cfg.tier_alpha)
+
+
+def touched_rows_per_client(data: FederatedData, layout: ModelLayout, state: State) -> dict[str, np.ndarray]:
+    """Per table, how many distinct rows each client's training data touches."""
+    parts = data.partitions
+    client_of_row = np.full(len(data.train), -1, dtype=np.int64)
+    for c, rows in enumerate(parts):
+        client_of_row[rows] = c
+    out = {}
+    for name, f in layout.tables.items():
+        rows_in_table = np.int64(state[name].shape[0])
+        owner = np.repeat(client_of_row, np.diff(data.train.offsets[f]))
+        ids = data.train.values[f]
+        keep = owner >= 0
+        pairs = np.unique(owner[keep] * rows_in_table + ids[keep])
+        out[name] = np.bincount(pairs // rows_in_table, minlength=len(parts))
+    return out
+
+
+class ClientFacts:
+    def __init__(self, cfg, data: FederatedData, state: State, layout: ModelLayout, tiers: np.ndarray) -> None:
+        self.cfg = cfg
+        self.tiers = tiers
+        self.model_bytes = state_nbytes(state)
+        dense = sum(t.numel() * t.element_size() for n, t in state.items() if n not in layout.tables)
+        sparse = np.zeros(data.num_clients, dtype=np.int64)
+        for name, counts in touched_rows_per_client(data, layout, state).items():
+            t = state[name]
+            sparse += counts * (8 + t.shape[1] * t.element_size())
+        self.sparse_bytes = dense + sparse  # dense deltas + touched rows with their ids
+        sizes = np.array([len(p) for p in data.partitions])
+        self.local_steps = cfg.client.local_epochs * -(-sizes // cfg.client.batch_size)
+        c, spec = cfg.client, cfg.tiers.tiers
+        self.up = self.sparse_bytes if c.sparse_updates else np.full(data.num_clients, self.model_bytes)
+        self.down = self.sparse_bytes if c.sparse_downloads else np.full(data.num_clients, self.model_bytes)
+        per_tier = {k: np.array([getattr(t, k) for t in spec])[tiers] for k in ("speed", "down_mbps", "up_mbps")}
+        self.seconds = round_seconds(self.local_steps, self.down, self.up, **per_tier, clock=cfg.clock)
+        self.dropout = np.array([t.dropout for t in spec])[tiers]
+
+    def upload_bytes(self, client: int) -> int:
+        return int(self.up[client])
+
+    def download_bytes(self, client: int) -> int:
+        """The whole model, or with ``client.sparse_downloads`` the same rows a sparse upload holds."""
+        return int(self.down[client])
+
+    def client_time(self, client: int) -> float:
+        return float(self.seconds[client])

@@ -1,0 +1,81 @@
+"""The one round loop: plan -> submit -> gather -> aggregate -> evaluate -> record -> checkpoint.
+
+It drives one run (sync, FedBuff) or several in lockstep on one pool (FEL's sub-models and
+baseline, the fairness study's arms): every round all runs submit before any gathers, so their
+clients train at the same time. Algorithms supply only what differs (``plan`` and ``finish`` on
+the run); evaluation cadence, history, progress, tracking and checkpoints live here once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from tqdm import tqdm
+
+from data_pipeline.errors import ConfigError
+from fedrec.runtime.checkpoint import Checkpointer
+from fedrec.runtime.pool import ClientPool
+
+# A test-only hook called after every run has submitted its round (e.g. to kill an actor mid-round).
+AfterSubmit = Callable[[int, ClientPool], None]
+
+
+class RoundLoop:
+    def __init__(self, pool: ClientPool, runs: list, *, rounds: int, eval_every: int, progress: bool = False,
+                 desc: str = "federated", checkpoint: Checkpointer | None = None, tracker=None,
+                 after_submit: list[AfterSubmit] | None = None) -> None:
+        self.pool, self.runs = pool, runs
+        self.rounds, self.eval_every = rounds, eval_every
+        self.progress, self.desc = progress, desc
+        self.checkpoint, self.tracker = checkpoint, tracker
+        self.after_submit = list(after_submit or [])
+
+    def resume(self) -> int:
+        """Load the checkpoint if there is one; returns the round it was taken after (0: none)."""
+        blob = self.checkpoint.load() if self.checkpoint else None
+        if blob is None:
+            return 0
+        if blob["round"] >= self.rounds:
+            raise ConfigError("rounds", f"the checkpoint in {self.checkpoint.path} already finished round {blob['round']} "
+                              f"of {self.rounds}; pass a larger --rounds to train further")
+        for run in self.runs:
+            run.load_state_dict(blob["runs"][run.key])
+        return int(blob["round"])
+
+    def run(self, start: int = 0) -> None:
+        bar = tqdm(total=self.rounds, initial=start, desc=self.desc, unit="round", disable=not self.progress)
+        for rnd in range(start + 1, self.rounds + 1):
+            self.round(rnd)
+            bar.update(1)
+            last = self.runs[0].history[-1] if self.runs[0].history else {}
+            if "auc" in last:
+                bar.set_postfix(auc=f"{last['auc']:.4f}")
+        bar.close()
+
+    def round(self, rnd: int) -> None:
+        started = time.perf_counter()
+        plans, pending = [], []
+        for run in self.runs:
+            run.round = rnd
+            plan = run.plan(rnd)
+            plans.append(plan)
+            pending.append([self.pool.submit(run.key, s.clients, s.config, [run.seed_of(rnd, c) for c in s.clients],
+                                             run.pipeline_ref(), rnd) for s in plan.submissions])
+        for hook in self.after_submit:
+            hook(rnd, self.pool)
+        rows = []
+        for run, plan, pend in zip(self.runs, plans, pending):
+            rows.append(run.finish(rnd, plan, [self.pool.gather(p) for p in pend]))
+        wall = time.perf_counter() - started
+        evaluate = rnd % self.eval_every == 0 or rnd == self.rounds
+        for run, row in zip(self.runs, rows):
+            run.totals["train_wall_seconds"] += wall  # lockstep runs share the round's wall time
+            row["wall_seconds"] = wall
+            if evaluate:
+                row.update(run.evaluate())
+            run.history.append(row)
+            if self.tracker is not None:
+                self.tracker.log(run.name, rnd, row)
+        if self.checkpoint is not None and self.checkpoint.due(rnd, self.rounds):
+            self.checkpoint.save(rnd, self.runs)

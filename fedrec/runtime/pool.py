@@ -1,0 +1,179 @@
+"""The client pool: Ray actors, the data they train on, and the models they host.
+
+One pool serves every run in a process through this interface: a sync run, the sub-models and
+baseline of FEL, the arms of the fairness study, a benchmark's repeats. Each run registers its model
+under a key; the pool keeps track of which version of each model every actor holds and sends an
+actor only what it lacks: nothing, the last ``StateChange`` (dense tensors plus the rows the server
+wrote), or the whole state (a model's first round, a replacement actor).
+
+Clients are assigned to actors by a stable rule (client id modulo the number of actors), so an
+actor trains the same clients every round (their cached data and per-client step state stay put)
+and the arithmetic does not depend on which clients happen to be selected together.
+
+An actor that dies mid-round loses its clients' updates for that round (counted by the caller);
+it is replaced by a fresh actor with the same data before the next submission.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+
+from fedrec.client.local import ClientTrainConfig
+from fedrec.model import ModelConfig
+from fedrec.pipeline import Arrivals
+from fedrec.runtime.actor import ClientActor, ClientStat, ModelSync
+from fedrec.runtime.ray_runtime import ensure_ray, ray_cpus
+from fedrec.updates import State, StateChange
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Model:
+    cfg: ModelConfig
+    state: State  # the run's own global state (the pool reads it; the run updates it)
+    version: int = 0
+    change_ref: ray.ObjectRef | None = None  # StateChange from version - 1 to version
+    full_ref: ray.ObjectRef | None = None  # the whole state at ``version`` (put on demand)
+
+
+@dataclass
+class Pending:
+    """Calls submitted for one group of clients; ``ClientPool.gather`` collects them."""
+
+    calls: list[tuple[ray.ObjectRef, list[int], int, object]] = field(default_factory=list)
+
+
+@dataclass
+class Gathered:
+    arrivals: list[Arrivals]
+    stats: list[ClientStat]
+    failed: int  # clients whose actor died before reporting
+
+
+class ClientPool:
+    def __init__(self, num_actors: int | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
+        self.num_actors = num_actors
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.actors: list = []
+        self._data_refs: tuple | None = None
+        self._models: dict[str, _Model] = {}
+        self._versions: list[dict[str, int]] = []
+
+    @staticmethod
+    def from_config(cfg) -> ClientPool:
+        return ClientPool(cfg.num_actors, cfg.actor_num_cpus, cfg.actor_num_gpus)
+
+    # --- life cycle ---
+    def start(self) -> ClientPool:
+        """Start the actors without waiting for them: they boot (and import torch) while the
+        driver loads data. Idempotent."""
+        if not self.actors:
+            ensure_ray()
+            n = self.num_actors or ray_cpus()
+            self.actors = [self._new_actor(i) for i in range(n)]
+            self._versions = [{} for _ in range(n)]
+        return self
+
+    def set_data(self, data) -> None:
+        """Ship the training examples and partitions (once, through the object store)."""
+        self.start()
+        self._data_refs = (ray.put(data.train), ray.put(data.partitions))
+        ray.get([a.set_data.remote(*self._data_refs) for a in self.actors])
+        self._models.clear()  # actors dropped every model built on the old data
+        self._versions = [{} for _ in self.actors]
+
+    def _new_actor(self, index: int):
+        actor = ClientActor.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(index)
+        if self._data_refs is not None:
+            actor.set_data.remote(*self._data_refs)  # actor calls run in order: before any training
+        return actor
+
+    def replace(self, i: int, dead=None) -> None:
+        """Replace actor ``i`` by a fresh one with the same data; ``dead``: the handle that failed,
+        so that runs sharing the pool replace it only once."""
+        if dead is not None and self.actors[i] is not dead:
+            return
+        ray.kill(self.actors[i], no_restart=True)
+        self.actors[i] = self._new_actor(i)
+        self._versions[i] = {}
+
+    def stop(self) -> None:
+        if ray.is_initialized():  # after ray.shutdown() the actors are gone already (and ray.kill would start Ray)
+            for a in self.actors:
+                ray.kill(a)
+        self.actors, self._versions = [], []
+
+    def __enter__(self) -> ClientPool:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- models ---
+    def register(self, key: str, cfg: ModelConfig, state: State) -> None:
+        """A model the actors will train under ``key``, starting from ``state`` (version 0). Registering
+        a key again (a resumed run) makes every actor fetch the whole state on its next round."""
+        self._models[key] = _Model(cfg, state)
+        for versions in self._versions:
+            versions.pop(key, None)
+
+    def publish(self, key: str, change: StateChange) -> None:
+        """The run applied a server step: its state moved to the next version by ``change``."""
+        m = self._models[key]
+        m.version += 1
+        m.change_ref, m.full_ref = ray.put(change), None
+
+    def _sync_for(self, i: int, key: str) -> tuple[ModelSync | None, object]:
+        m = self._models[key]
+        have = self._versions[i].get(key)
+        self._versions[i][key] = m.version
+        if have == m.version:
+            return None, None
+        if have == m.version - 1 and m.change_ref is not None:
+            return ModelSync("change", m.version), m.change_ref
+        if m.full_ref is None:
+            m.full_ref = ray.put(m.state)
+        return ModelSync("full", m.version, m.cfg), m.full_ref
+
+    # --- training ---
+    def owner(self, clients: np.ndarray) -> np.ndarray:
+        return np.asarray(clients, dtype=np.int64) % len(self.actors)
+
+    def submit(self, key: str, clients: np.ndarray, cfg: ClientTrainConfig, seeds: list[int], pipeline_ref, rnd: int) -> Pending:
+        """Start training ``clients`` of model ``key`` on their actors; returns at once. Several
+        runs can submit before any gathers, so their clients train at the same time."""
+        clients = np.asarray(clients, dtype=np.int64)
+        owner = self.owner(clients)
+        seed_of = dict(zip(clients.tolist(), seeds))
+        pending = Pending()
+        for i, actor in enumerate(self.actors):
+            group = clients[owner == i].tolist()
+            if not group:
+                continue
+            sync, payload = self._sync_for(i, key)
+            fut = actor.train.remote(key, sync, payload, group, cfg, [seed_of[c] for c in group], pipeline_ref, rnd)
+            pending.calls.append((fut, group, i, actor))
+        return pending
+
+    def gather(self, pending: Pending) -> Gathered:
+        """Wait for the calls; a dead actor's clients are counted as failed and it is replaced."""
+        arrivals, stats, failed = [], [], 0
+        for fut, group, i, actor in pending.calls:
+            try:
+                a, st = ray.get(fut)
+            except ray.exceptions.RayActorError:
+                failed += len(group)
+                log.warning("client actor %d died; its %d clients are lost this round, restarting it", i, len(group))
+                self.replace(i, actor)
+                continue
+            arrivals.append(a)
+            stats.extend(st)
+        return Gathered(arrivals, stats, failed)
+
+    def memory_mb(self) -> list[float]:
+        return ray.get([a.memory_mb.remote() for a in self.actors])

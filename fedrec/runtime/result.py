@@ -1,0 +1,118 @@
+"""What a federated run reports: one dataclass, assembled from a run's record by ``from_run``, and
+written as JSON (atomically) and, optionally, a PNG of AUC against rounds and simulated time.
+
+``final_auc`` is the test AUC of the final model; ``validation_auc`` is the same model on the
+validation split, the number hyper-parameters are chosen by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_pipeline.atomic import atomic_path, write_json_atomic
+
+
+@dataclass
+class FederatedResult:
+    final_auc: float
+    final_logloss: float
+    final_ne: float
+    validation_auc: float
+    validation_logloss: float
+    rounds: int
+    client_updates: int
+    wall_seconds: float
+    train_wall_seconds: float
+    sim_seconds: float
+    client_updates_per_second: float
+    bytes_up: int
+    bytes_down: int
+    dense_bytes_up: int  # what the same updates would cost uploading the whole model
+    per_tier_auc: dict[str, float]
+    resumed_from_round: int = 0  # 0: a fresh run
+    failed_updates: int = 0  # clients lost to dead actors
+    target_auc: float | None = None
+    rounds_to_target: int | None = None  # first evaluated round whose test AUC reached target_auc
+    sim_seconds_to_target: float | None = None
+    bytes_to_target: int | None = None  # up + down until then
+    history: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_run(cls, run, wall_seconds: float, **extra) -> FederatedResult:
+        """The result of ``run`` (a ``FederatedRun`` after its last round), plus mode-specific fields."""
+        from fedrec.config import config_to_dict
+
+        final = run.final_metrics()
+        t = run.totals
+        target = run.cfg.target_auc
+        reached = time_to_target(run.history, target)
+        base = dict(
+            final_auc=final["auc"], final_logloss=final["logloss"], final_ne=final["ne"],
+            validation_auc=final.get("validation_auc", float("nan")),
+            validation_logloss=final.get("validation_logloss", float("nan")),
+            rounds=run.round, client_updates=t["client_updates"], wall_seconds=wall_seconds,
+            train_wall_seconds=t["train_wall_seconds"], sim_seconds=t["sim_seconds"],
+            client_updates_per_second=t["client_updates"] / t["train_wall_seconds"] if t["train_wall_seconds"] else 0.0,
+            bytes_up=t["bytes_up"], bytes_down=t["bytes_down"], dense_bytes_up=t["dense_bytes_up"],
+            per_tier_auc=final.get("per_tier_auc", {}), resumed_from_round=run.resumed_from_round,
+            failed_updates=t["failed_updates"], target_auc=target, rounds_to_target=reached[0],
+            sim_seconds_to_target=reached[1], bytes_to_target=reached[2],
+            history=run.history, config=config_to_dict(run.cfg),
+        )
+        return cls(**{**base, **extra})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict(), default=float)
+
+    def summary(self) -> str:
+        return (f"federated: rounds={self.rounds} final_auc={self.final_auc:.4f} validation_auc={self.validation_auc:.4f} "
+                f"ne={self.final_ne:.4f} client_updates={self.client_updates} updates/s={self.client_updates_per_second:,.0f} "
+                f"wall={self.wall_seconds:.1f}s sim={self.sim_seconds:,.0f}s bytes_up={self.bytes_up:,} bytes_down={self.bytes_down:,}")
+
+
+def time_to_target(history: list[dict], target: float | None) -> tuple[int | None, float | None, int | None]:
+    """Round, simulated seconds and bytes (up + down) when the evaluated test AUC first reaches
+    ``target``."""
+    if target is None:
+        return None, None, None
+    moved = 0
+    for h in history:
+        moved += h.get("bytes_up", 0) + h.get("bytes_down", 0)
+        if h.get("auc", -1.0) >= target:
+            return int(h["round"]), float(h["sim_seconds"]), int(moved)
+    return None, None, None
+
+
+def plot_history(result: FederatedResult, out: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [h for h in result.history if "auc" in h]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, label in (("auc", "test"), ("validation_auc", "validation")):
+        axes[0].plot([h["round"] for h in rows], [h.get(key, float("nan")) for h in rows], marker="o", label=label)
+        axes[1].plot([h["sim_seconds"] for h in rows], [h.get(key, float("nan")) for h in rows], marker="o", label=label)
+    axes[0].set_xlabel("round")
+    axes[1].set_xlabel("simulated seconds")
+    for ax in axes:
+        ax.set_ylabel("AUC")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{result.config.get('strategy', {}).get('name', '')}: final test AUC {result.final_auc:.4f}")
+    fig.tight_layout()
+    with atomic_path(out, (".png", ".pdf", ".svg"), "plot") as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(out).suffix.lstrip(".").lower())
+    plt.close(fig)
+
+
+def load_result(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,214 @@
+"""One model trained federated: its global state, strategy, update pipeline, client facts and record.
+
+``FederatedRun`` is the synchronous algorithm (FedAvg and its family): each round it selects
+clients (strategy sampling, then dropout, deadline and over-selection on the simulated clock),
+has them train, aggregates what arrives through the pipeline and takes a server step. The round
+loop (``fedrec.runtime.loop``) drives it; FedBuff overrides only ``plan`` and ``finish``, FEL and
+the fairness study run several of them side by side on one pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+import torch
+
+from data_pipeline.errors import ConfigError
+from fedrec.client.layout import ModelLayout
+from fedrec.client.local import ClientTrainConfig
+from fedrec.metrics import binary_metrics
+from fedrec.model import build_dlrm, predict
+from fedrec.pipeline import Arrivals, ServerContext, build_pipeline
+from fedrec.runtime.data import FederatedData
+from fedrec.runtime.facts import ClientFacts, client_tiers
+from fedrec.runtime.pool import ClientPool, Gathered
+from fedrec.strategies import make_strategy
+from fedrec.updates import AggregatedUpdate, StateChange
+
+log = logging.getLogger(__name__)
+
+TOTALS = ("client_updates", "failed_updates", "bytes_up", "bytes_down", "dense_bytes_up", "sim_seconds", "train_wall_seconds")
+
+
+@dataclass
+class Submission:
+    clients: np.ndarray
+    config: ClientTrainConfig
+    tag: int = 0  # algorithm-specific (FedBuff: the server step the updates land in)
+
+
+@dataclass
+class RoundPlan:
+    submissions: list[Submission]
+    info: dict = field(default_factory=dict)  # row fields known before training
+
+
+class FederatedRun:
+    """``clients`` restricts selection to a subset (a FEL cluster); ``key`` names this run's model
+    on the shared pool; ``name`` labels it in logs and trackers."""
+
+    def __init__(self, cfg, data: FederatedData, pool: ClientPool | None, *, key: str = "default",
+                 clients: np.ndarray | None = None, name: str | None = None, pipeline=None) -> None:
+        self.cfg, self.data, self.pool, self.key = cfg, data, pool, key
+        self.name = name or key
+        n = data.num_clients
+        self.clients = np.arange(n) if clients is None else np.sort(np.asarray(clients, dtype=np.int64))
+        self.model = build_dlrm(data.train.spec, cfg.model, seed=cfg.seed)
+        self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.layout = ModelLayout.of(self.state, data.train.spec)
+        self.tiers = client_tiers(cfg, data)
+        self.facts = ClientFacts(cfg, data, self.state, self.layout, self.tiers)
+        self.strategy = make_strategy(cfg.strategy, cfg.client)
+        self.pipeline = pipeline if pipeline is not None else build_pipeline(cfg)
+        self._pipeline_ref = None
+        self.round = 0
+        self.resumed_from_round = 0
+        self.history: list[dict] = []
+        self.totals: dict = dict.fromkeys(TOTALS, 0)
+        self._eval_batches: dict[str, list] = {}
+        self._last_eval: dict = {}
+        if pool is not None:  # None: the server side alone (selection, aggregation, evaluation)
+            pool.register(key, cfg.model, self.state)
+
+    # --- selection (sync) ---
+    def seed_of(self, rnd: int, client: int) -> int:
+        """A client's training seed in a round: the same whichever actor trains it."""
+        return int(np.random.default_rng([self.cfg.seed, rnd, int(client)]).integers(2**31))
+
+    def select(self, rnd: int) -> tuple[np.ndarray, ClientTrainConfig, dict]:
+        """Clients that report this round (after dropout, deadline and over-selection), the
+        training instructions the strategy gives them, and what happened in selection."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, rnd])
+        want = cfg.clients_per_round
+        n_select = int(np.ceil(want * (1 + cfg.over_selection)))
+        fit = self.strategy.configure_fit(rng, self.clients, self.tiers, n_select, cfg.sampling)
+        chosen = fit.clients
+        alive = chosen[rng.random(len(chosen)) >= self.facts.dropout[chosen]]
+        times = self.facts.seconds[alive]
+        info = {"selected": int(len(chosen)), "dropped_out": int(len(chosen) - len(alive))}
+        keep = np.ones(len(alive), dtype=bool) if cfg.deadline is None else times <= cfg.deadline
+        info["missed_deadline"] = int((~keep).sum())
+        order = np.argsort(times[keep], kind="stable")
+        kept, kept_times = alive[keep][order][:want], times[keep][order][:want]
+        if cfg.deadline is not None and (~keep).any():
+            round_time = cfg.deadline
+        elif cfg.over_selection > 0 and len(kept) == want:
+            round_time = float(kept_times[-1]) if len(kept_times) else 0.0
+        else:
+            round_time = float(kept_times.max()) if len(kept_times) else (cfg.deadline or 0.0)
+        info["sim_round_seconds"] = round_time + cfg.clock.server_seconds
+        return np.sort(kept), fit.config, info
+
+    # --- the algorithm's two parts ---
+    def plan(self, rnd: int) -> RoundPlan:
+        clients, config, info = self.select(rnd)
+        return RoundPlan([Submission(clients, config)], info)
+
+    def finish(self, rnd: int, plan: RoundPlan, gathered: list[Gathered]) -> dict:
+        """Aggregate what arrived, take the server step, and return the round's row."""
+        arrivals = [a for g in gathered for a in g.arrivals]
+        self.apply(rnd, self.aggregate(rnd, arrivals))
+        sim = plan.info["sim_round_seconds"]
+        clients = np.concatenate([s.clients for s in plan.submissions])
+        return self.record(rnd, gathered, clients, sim, plan.info)
+
+    # --- shared steps ---
+    def pipeline_ref(self):
+        if self._pipeline_ref is None:
+            self._pipeline_ref = ray.put(self.pipeline)
+        return self._pipeline_ref
+
+    def aggregate(self, rnd: int, arrivals: list[Arrivals]) -> AggregatedUpdate:
+        ctx = ServerContext(rnd, self.cfg.seed, self.data.num_clients)
+        return self.pipeline.server_side(arrivals, ctx)
+
+    def apply(self, rnd: int, update: AggregatedUpdate) -> None:
+        """The server step, then the change the actors need (only rows the step wrote)."""
+        if update.clients == 0:
+            return
+        self.strategy.aggregate_fit(self.state, update)
+        change = StateChange.of(self.state, update, self.layout.tables)
+        if not all(torch.isfinite(t).all() for t in (*change.dense.values(), *(r for _, r in change.rows.values()))):
+            raise ConfigError("client.lr", f"model {self.name!r} diverged (non-finite weights) in round {rnd}; lower "
+                              f"client.lr ({self.cfg.client.lr}) or client.local_epochs ({self.cfg.client.local_epochs})")
+        if self.pool is not None:
+            self.pool.publish(self.key, change)
+
+    def record(self, rnd: int, gathered: list[Gathered], sent_to: np.ndarray, sim: float, info: dict,
+               bytes_up: int | None = None) -> dict:
+        """Add the round to the totals and return its row. Bytes up are what the clients sent
+        (measured after the pipeline's client steps) unless the algorithm counts them itself."""
+        stats = [s for g in gathered for s in g.stats]
+        failed = sum(g.failed for g in gathered)
+        up = sum(s.bytes_up for s in stats) if bytes_up is None else bytes_up
+        down = int(self.facts.down[sent_to].sum()) if len(sent_to) else 0
+        t = self.totals
+        t["client_updates"] += len(stats)
+        t["failed_updates"] += failed
+        t["bytes_up"] += up
+        t["bytes_down"] += down
+        t["dense_bytes_up"] += len(stats) * self.facts.model_bytes
+        t["sim_seconds"] += sim
+        return {"round": rnd, "client_updates": len(stats), "failed_updates": failed, "sim_seconds": t["sim_seconds"],
+                "bytes_up": up, "bytes_down": down,
+                "train_loss": float(np.mean([s.loss for s in stats])) if stats else float("nan"),
+                **info, "sim_round_seconds": sim}
+
+    # --- evaluation (on the driver, which holds the model and the held-out rows) ---
+    def predict(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        if split not in self._eval_batches:
+            examples, _ = self.data.heldout(split)
+            self._eval_batches[split] = list(examples.iter_batches(4096))
+        self.model.load_state_dict(self.state)
+        probs, labels = predict(self.model, self._eval_batches[split])
+        return labels.numpy(), probs.numpy()
+
+    def score(self, split: str, labels: np.ndarray, probs: np.ndarray) -> tuple[dict, dict[str, float]]:
+        """Metrics of predictions on ``split``, overall and AUC per client tier."""
+        metrics = binary_metrics(labels, probs)
+        per_tier = {}
+        _, row_client = self.data.heldout(split)
+        if (row_client >= 0).any():
+            row_tier = np.where(row_client >= 0, self.tiers[np.maximum(row_client, 0)], -1)
+            for t, name in enumerate(self.cfg.tiers.names):
+                mask = row_tier == t
+                if mask.sum() > 1:
+                    per_tier[name] = binary_metrics(labels[mask], probs[mask])["auc"]
+        return metrics, per_tier
+
+    def evaluate(self) -> dict:
+        """Test metrics (``auc``, ``logloss``, ``ne``, ``per_tier_auc``) and validation ones."""
+        out = {}
+        has_validation = self.data.validation is not None and len(self.data.validation) > 0
+        if has_validation:
+            val, _ = self.score("validation", *self.predict("validation"))
+            out.update({"validation_auc": val["auc"], "validation_logloss": val["logloss"]})
+        test, per_tier = self.score("test", *self.predict("test"))
+        out.update({"auc": test["auc"], "logloss": test["logloss"], "ne": test["ne"], "per_tier_auc": per_tier})
+        self._last_eval = {"round": self.round, **out}
+        return out
+
+    def final_metrics(self) -> dict:
+        if self._last_eval.get("round") != self.round:
+            self.evaluate()
+        return self._last_eval
+
+    # --- checkpoints ---
+    def state_dict(self) -> dict:
+        return {"round": self.round, "state": self.state, "strategy": self.strategy.state_dict(),
+                "pipeline": self.pipeline.state_dict(), "history": self.history, "totals": self.totals}
+
+    def load_state_dict(self, blob: dict) -> None:
+        self.round = blob["round"]
+        self.resumed_from_round = blob["round"]
+        for name, t in blob["state"].items():
+            self.state[name].copy_(t)
+        self.strategy.load_state_dict(blob["strategy"])
+        self.pipeline.load_state_dict(blob.get("pipeline", {}))
+        self.history, self.totals = blob["history"], blob["totals"]
+        if self.pool is not None:
+            self.pool.register(self.key, self.cfg.model, self.state)  # actors get the whole state again

@@ -1,0 +1,63 @@
+"""A real ``ray job submit`` of ``fedrec train`` against a Ray head started on loopback (its own
+module: it needs the in-process Ray shut down)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "ml100k_fedavg.yaml"
+
+
+@pytest.mark.skipif(shutil.which("ray", path=str(Path(sys.executable).parent)) is None, reason="ray CLI not installed")
+def test_ray_job_submit_on_loopback_head(ml100k_path, tmp_path):
+    if ray.is_initialized():
+        ray.shutdown()
+    bin_dir = Path(sys.executable).parent
+    # RAY_AUTH_MODE=disabled: Ray 2.60 keeps one auth token per user, which any other Ray instance
+    # on the machine may replace; this head listens on loopback only, so the token adds nothing.
+    env = {**os.environ, "FEDREC_DATA": str(Path(ml100k_path).parent), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    temp = Path("/tmp") / f"fedrec-ray-{os.getpid()}"
+    dash = "8277"
+    start = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", "--port=6390",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", f"--temp-dir={temp}",
+             "--disable-usage-stats"]
+    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+    try:
+        out = tmp_path / "job.json"
+        cmd = [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--",
+               str(bin_dir / "fedrec"), "train", "--config", str(CONFIG), "--rounds", "2", "--json", str(out)]
+        deadline = time.time() + 120
+        not_ready = ("Connection", "try again later", "No available agent")
+        while True:  # the job server and its agent take a while to come up after `ray start`
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+            output = proc.stderr + proc.stdout
+            if proc.returncode == 0 or time.time() > deadline or not any(m in output for m in not_ready):
+                break
+            time.sleep(3)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        d = json.loads(out.read_text())
+        assert d["rounds"] == 2 and d["client_updates"] > 0
+    finally:
+        _stop_head(temp)
+
+
+def _stop_head(temp: Path) -> None:
+    """Stop only the Ray processes of the head this test started (their command lines name its temp
+    dir): `ray stop` would kill every Ray instance on the machine, other people's runs included."""
+    import psutil
+
+    mine = [p for p in psutil.process_iter(["cmdline"]) if any(str(temp) in a for a in (p.info["cmdline"] or []))]
+    for p in mine:
+        p.terminate()
+    _, alive = psutil.wait_procs(mine, timeout=20)
+    for p in alive:
+        p.kill()
