@@ -1,5 +1,9 @@
 """data_pipeline: readers for real formats -> canonical Arrow tables -> splits, statistics,
-partitions and TorchRec batches. Data flows one way; nothing downstream re-parses files."""
+partitions and TorchRec batches. Data flows one way; nothing downstream re-parses files.
+
+The package exports are resolved on first use: a process that only needs ``Examples`` (a client
+actor) or the CLI's argument parser does not pay for pandas and pyarrow.
+"""
 
 import logging as _logging
 
@@ -7,22 +11,20 @@ import logging as _logging
 # fix and it buries real messages on every CLI call.
 _logging.getLogger("torch.fx._symbolic_trace").setLevel(_logging.ERROR)
 
-from data_pipeline.errors import (  # noqa: E402
-    ConfigError,
-    DataFormatError,
-    DatasetNotFoundError,
-    FedrecError,
-    ReadReport,
-)
-from data_pipeline.schema import InteractionData, Vocabulary, build_interactions  # noqa: E402
+_LAZY = {
+    "ConfigError": "data_pipeline.errors", "DataFormatError": "data_pipeline.errors",
+    "DatasetNotFoundError": "data_pipeline.errors", "FedrecError": "data_pipeline.errors",
+    "ReadReport": "data_pipeline.errors", "InteractionData": "data_pipeline.schema",
+    "Vocabulary": "data_pipeline.schema", "build_interactions": "data_pipeline.schema",
+}
 
-__all__ = [
-    "ConfigError",
-    "DataFormatError",
-    "DatasetNotFoundError",
-    "FedrecError",
-    "InteractionData",
-    "ReadReport",
-    "Vocabulary",
-    "build_interactions",
-]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'data_pipeline' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

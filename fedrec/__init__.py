@@ -25,13 +25,15 @@ if TYPE_CHECKING:
 
 
 def run(config: FederatedConfig | dict, *, progress: bool = False, resume: bool = False, data=None,
-        pool=None) -> FederatedResult:
+        pool=None, trackers=None) -> FederatedResult:
     """Train a federated run exactly as ``fedrec train --config`` does, dispatching on ``config.mode``.
 
     ``config``: a ``FederatedConfig`` (see ``load_config``) or plain data in the YAML schema (validated
     here; a bad field raises ``ConfigError`` naming it). ``resume`` continues from the config's
     ``checkpoint_dir``. ``data`` (a ``FederatedData``) and ``pool`` (a started ``ClientPool``) let
-    several runs share one load of the data and one set of actors.
+    several runs share one load of the data and one set of actors. ``trackers``: objects with
+    ``log(run_name, round, row)`` and ``close()`` that see every round's row (metrics every
+    ``eval_every`` rounds), e.g. to report to a tuner.
 
     Returns the mode's result: ``FederatedResult`` (sync), ``FedBuffResult``, ``FELResult`` or
     ``FairnessResult``; ``final_auc`` is the test AUC, ``validation_auc`` the validation AUC.
@@ -40,7 +42,7 @@ def run(config: FederatedConfig | dict, *, progress: bool = False, resume: bool 
     from fedrec.config import FederatedConfig, config_from_dict
 
     cfg = config if isinstance(config, FederatedConfig) else config_from_dict(config)
-    return run_config(cfg, data, pool, progress=progress, resume=resume)
+    return run_config(cfg, data, pool, progress=progress, resume=resume, trackers=trackers)
 
 
 def load_config(path, **overrides) -> FederatedConfig:

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    if not args.verbose:
+    if args.verbose:
+        os.environ["FEDREC_RAY_LOGS"] = "1"
+    else:
         for package in ("fedrec", "data_pipeline", "sharding", "sampling"):
             logging.getLogger(package).setLevel(logging.INFO)
     if not getattr(args, "func", None):

@@ -11,7 +11,6 @@ from data_pipeline.errors import ConfigError
 
 
 def run_federated_from_args(args) -> int:
-    from fedrec.algorithms import run_config
     from fedrec.config import load_config
 
     if not args.config:
@@ -24,11 +23,17 @@ def run_federated_from_args(args) -> int:
         cfg = cfg.with_(checkpoint_dir=str(Path("runs") / Path(args.config).stem / "checkpoints"))
     if cfg.checkpoint_every == 0:
         cfg = cfg.with_(checkpoint_every=cfg.eval_every)
-    result = run_config(cfg, progress=sys.stderr.isatty(), resume=args.resume)
+    result = _run(cfg, None, progress=sys.stderr.isatty(), resume=args.resume)
     if args.json:
         result.to_json(args.json)
     print(result.summary())
     return 0
+
+
+def _run(cfg, data, progress: bool, resume: bool = False):
+    from fedrec.algorithms import run_config
+
+    return run_config(cfg, data, progress=progress, resume=resume)
 
 
 def run_demo() -> int:
@@ -37,7 +42,6 @@ def run_demo() -> int:
     clients (a smoke run: no real data, so its AUC means little)."""
     import yaml
 
-    from fedrec.algorithms import run_config
     from fedrec.config import config_from_dict
 
     doc = yaml.safe_load(resources.files("fedrec").joinpath("defaults/demo.yaml").read_text())
@@ -51,6 +55,5 @@ def run_demo() -> int:
         data = synthetic_federated_data(1000, rows_per_client=20, max_cardinality=5_000)
         where = f"synthetic Criteo-like data ({data_root() / 'ml-100k'} not found)"
     print(f"demo: federated DLRM on {where} ({cfg.rounds} rounds x {cfg.clients_per_round} clients, {cfg.strategy.name})")
-    result = run_config(cfg, data, progress=True)
-    print(result.summary())
+    print(_run(cfg, data, progress=True).summary())
     return 0

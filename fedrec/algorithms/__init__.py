@@ -10,9 +10,12 @@ from fedrec.algorithms.sync import run_sync
 RUNNERS = {"sync": run_sync, "fedbuff": run_fedbuff, "fel": run_fel, "fairness": run_fairness}
 
 
-def run_config(cfg, data=None, pool=None, *, progress: bool = False, resume: bool = False, after_submit=None):
-    """Train ``cfg`` by its mode and return the mode's result type."""
-    return RUNNERS[cfg.mode](cfg, data, pool, progress=progress, resume=resume, after_submit=after_submit)
+def run_config(cfg, data=None, pool=None, *, progress: bool = False, resume: bool = False, after_submit=None,
+               trackers=None):
+    """Train ``cfg`` by its mode and return the mode's result type. ``trackers``: objects with
+    ``log(run_name, round, row)`` and ``close()`` that see every round's row."""
+    return RUNNERS[cfg.mode](cfg, data, pool, progress=progress, resume=resume, after_submit=after_submit,
+                             trackers=trackers)
 
 
 __all__ = ["FELResult", "FairnessResult", "FedBuffResult", "RUNNERS", "run_config", "run_fairness", "run_fedbuff",

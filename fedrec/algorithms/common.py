@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -36,9 +37,15 @@ def session(cfg, data: FederatedData | None = None, pool: ClientPool | None = No
     up; one made here is stopped at the end."""
     started = time.perf_counter()
     owned = pool is None
-    pool = (pool or ClientPool.from_config(cfg)).start()  # actors boot while the data loads
+    pool = pool or ClientPool.from_config(cfg)
     try:
-        data = data or load_federated_data(cfg)
+        # The data loads (and TorchRec, which the run's model needs, imports) on a thread while
+        # this thread starts Ray and the actors, whose processes then import torch: what a whole
+        # `fedrec train` costs overlaps instead of adding up.
+        with ThreadPoolExecutor(1, thread_name_prefix="fedrec-load") as ex:
+            loading = ex.submit(_load, cfg) if data is None else None
+            pool.start()
+            data = loading.result() if loading is not None else data
         if transform is not None:
             data = transform(data)
         pool.set_data(data)
@@ -48,24 +55,34 @@ def session(cfg, data: FederatedData | None = None, pool: ClientPool | None = No
             pool.stop()
 
 
-def make_loop(cfg, pool: ClientPool, runs: list, *, progress: bool, desc: str, after_submit=None) -> RoundLoop:
+def _load(cfg) -> FederatedData:
+    data = load_federated_data(cfg)
+    import torchrec.models.dlrm  # noqa: F401  (warm the import the run's model needs, off the main thread)
+
+    return data
+
+
+def make_loop(cfg, pool: ClientPool, runs: list, *, progress: bool, desc: str, after_submit=None,
+              trackers=None) -> RoundLoop:
+    """The round loop for ``runs`` with the config's checkpoints and TensorBoard, plus the caller's
+    trackers (e.g. a tuning library's reporter) and test hooks."""
     checkpoint = None
     if cfg.checkpoint_dir:
         checkpoint = Checkpointer(cfg.checkpoint_dir, cfg.checkpoint_every, config_to_dict(cfg))
-    tracker = TensorBoardTracker(cfg.tensorboard) if cfg.tensorboard else None
+    trackers = [*(trackers or []), *([TensorBoardTracker(cfg.tensorboard)] if cfg.tensorboard else [])]
     return RoundLoop(pool, runs, rounds=cfg.rounds, eval_every=cfg.eval_every, progress=progress, desc=desc,
-                     checkpoint=checkpoint, tracker=tracker, after_submit=after_submit)
+                     checkpoint=checkpoint, trackers=trackers, after_submit=after_submit)
 
 
 def drive(loop: RoundLoop, resume: bool) -> None:
-    """Run the loop to the end (from the checkpoint with ``resume``) and close its tracker."""
+    """Run the loop to the end (from the checkpoint with ``resume``) and close its trackers."""
     if resume and loop.checkpoint is None:
         raise ConfigError("checkpoint_dir", "--resume needs a checkpoint_dir (set it in the config)")
     try:
         loop.run(loop.resume() if resume else 0)
     finally:
-        if loop.tracker is not None:
-            loop.tracker.close()
+        for tracker in loop.trackers:
+            tracker.close()
 
 
 def finish(result: FederatedResult, cfg) -> FederatedResult:

@@ -107,14 +107,14 @@ def summarize(cfg, data: FederatedData, pool: ClientPool, arms: dict[str, Federa
 
 
 def run_fairness(cfg, data: FederatedData | None = None, pool: ClientPool | None = None, *, progress: bool = False,
-                 resume: bool = False, after_submit=None) -> FairnessResult:
+                 resume: bool = False, after_submit=None, trackers=None) -> FairnessResult:
     assignments = [cfg.tier_assignment]
     if cfg.fairness.compare_random and cfg.tier_assignment != "random":
         assignments.append("random")
     with session(cfg, data, pool) as s:
         arms = {a: sync_arms(cfg, s.data, s.pool, a) for a in assignments}
         all_runs = [r for by_name in arms.values() for r in by_name.values()]
-        drive(make_loop(cfg, s.pool, all_runs, progress=progress, desc="fairness", after_submit=after_submit), resume)
+        drive(make_loop(cfg, s.pool, all_runs, progress=progress, desc="fairness", after_submit=after_submit, trackers=trackers), resume)
         runs = {a: summarize(cfg, s.data, s.pool, arms[a], a, progress) for a in assignments}
         ours = runs[cfg.tier_assignment]
         opts = [o for o in cfg.fairness.optimizations if o in ours]

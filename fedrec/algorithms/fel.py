@@ -248,7 +248,7 @@ def _config_dict(cfg) -> dict:
 
 
 def run_fel(cfg, data: FederatedData | None = None, pool: ClientPool | None = None, *, progress: bool = False,
-            resume: bool = False, after_submit=None) -> FELResult:
+            resume: bool = False, after_submit=None, trackers=None) -> FELResult:
     e = cfg.ensemble
     carved: dict = {}
 
@@ -258,6 +258,6 @@ def run_fel(cfg, data: FederatedData | None = None, pool: ClientPool | None = No
 
     with session(cfg, data, pool, transform=carve) as s:
         fel = FEL(cfg, s.data, carved["rows"], s.pool)
-        drive(make_loop(cfg, s.pool, fel.runs, progress=progress, desc="fel", after_submit=after_submit), resume)
+        drive(make_loop(cfg, s.pool, fel.runs, progress=progress, desc="fel", after_submit=after_submit, trackers=trackers), resume)
         result = fel.result(s.wall())
     return finish(result, cfg)

@@ -1,14 +1,25 @@
 """The federated runtime: the client pool (actors, data, models), one run's state and record, the
-round loop that drives runs, checkpoints, results and tracking."""
+round loop that drives runs, checkpoints, results and tracking.
 
-from fedrec.runtime.checkpoint import Checkpointer
-from fedrec.runtime.data import FederatedData, load_federated_data
-from fedrec.runtime.loop import RoundLoop
-from fedrec.runtime.pool import ClientPool
-from fedrec.runtime.result import FederatedResult, plot_history
-from fedrec.runtime.run import FederatedRun, RoundPlan, Submission
+Exports resolve on first use, so a client actor importing ``fedrec.runtime.actor`` loads only what
+it runs (torch, not the driver's readers, metrics or TorchRec).
+"""
 
-__all__ = [
-    "Checkpointer", "ClientPool", "FederatedData", "FederatedResult", "FederatedRun", "RoundLoop", "RoundPlan",
-    "Submission", "load_federated_data", "plot_history",
-]
+_LAZY = {
+    "Checkpointer": "fedrec.runtime.checkpoint", "ClientPool": "fedrec.runtime.pool",
+    "FederatedData": "fedrec.runtime.data", "FederatedResult": "fedrec.runtime.result",
+    "FederatedRun": "fedrec.runtime.run", "RoundLoop": "fedrec.runtime.loop", "RoundPlan": "fedrec.runtime.run",
+    "Submission": "fedrec.runtime.run", "load_federated_data": "fedrec.runtime.data",
+    "plot_history": "fedrec.runtime.result",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fedrec.runtime' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

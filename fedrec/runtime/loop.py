@@ -23,12 +23,13 @@ AfterSubmit = Callable[[int, ClientPool], None]
 
 class RoundLoop:
     def __init__(self, pool: ClientPool, runs: list, *, rounds: int, eval_every: int, progress: bool = False,
-                 desc: str = "federated", checkpoint: Checkpointer | None = None, tracker=None,
+                 desc: str = "federated", checkpoint: Checkpointer | None = None, trackers: list | None = None,
                  after_submit: list[AfterSubmit] | None = None) -> None:
         self.pool, self.runs = pool, runs
         self.rounds, self.eval_every = rounds, eval_every
         self.progress, self.desc = progress, desc
-        self.checkpoint, self.tracker = checkpoint, tracker
+        self.checkpoint = checkpoint
+        self.trackers = list(trackers or [])  # objects with log(run_name, round, row) and close()
         self.after_submit = list(after_submit or [])
 
     def resume(self) -> int:
@@ -75,7 +76,7 @@ class RoundLoop:
             if evaluate:
                 row.update(run.evaluate())
             run.history.append(row)
-            if self.tracker is not None:
-                self.tracker.log(run.name, rnd, row)
+            for tracker in self.trackers:
+                tracker.log(run.name, rnd, row)
         if self.checkpoint is not None and self.checkpoint.due(rnd, self.rounds):
             self.checkpoint.save(rnd, self.runs)

@@ -70,8 +70,9 @@ class ClientPool:
 
     # --- life cycle ---
     def start(self) -> ClientPool:
-        """Start the actors without waiting for them: they boot (and import torch) while the
-        driver loads data. Idempotent."""
+        """Join or start Ray and create the actors, without waiting for the actors to boot (they
+        import torch while the driver loads data). Idempotent. Call it from the main thread: Ray's
+        driver connection does not survive being made on another thread."""
         if not self.actors:
             ensure_ray()
             n = self.num_actors or ray_cpus()

@@ -21,9 +21,12 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     torch.set_num_threads(1)
     if ray.is_initialized():
         return
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    # Ray's start-up banners (token authentication, signal handlers when started off the main
+    # thread) are noise on every run; FEDREC_RAY_LOGS=1 (or `fedrec -v`) shows them again.
+    quiet = os.environ.get("FEDREC_RAY_LOGS", "") not in ("1", "true", "yes")
+    logging.getLogger("ray").setLevel(logging.ERROR if quiet else logging.INFO)
+    if os.environ.get("RAY_ADDRESS"):  # `ray job submit` sets it; RAY_ADDRESS=auto joins a `ray start` cluster
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, configure_logging=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
