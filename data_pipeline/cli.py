@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError, ReadReport
-from data_pipeline.readers import INTERACTION_FORMATS, load_interactions
+from data_pipeline.readers import INTERACTION_FORMATS, dataset_extras, load_interactions
 from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
 from data_pipeline.stats import criteo_stats, interaction_stats, plot_stats
 from data_pipeline.synth import DENSE_NAMES, PROFILES, SPARSE_NAMES, SynthConfig, write_synthetic
@@ -83,7 +83,9 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="file, or folder for --format movielens")
+    p.add_argument(
+        "path", help="file, or the release folder for movielens, lastfm, filmtrust, citeulike and coat"
+    )
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument(
         "--columns",
@@ -121,7 +123,7 @@ def cmd_stats(args) -> int:
         )
         report = data.report
         st = interaction_stats(data)
-        out = st.to_dict()
+        out = {**st.to_dict(), **dataset_extras(data, args.format)}
         if args.workload:
             user = data.column("user")
             item = data.column("item")

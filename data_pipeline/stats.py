@@ -101,12 +101,26 @@ def interaction_stats(data: InteractionData) -> InteractionStats:
         density=float(data.num_rows / max(1, (user_deg > 0).sum() * (item_deg > 0).sum())),
         user_degree=degree_summary(user_deg[user_deg > 0]),
         item_degree=degree_summary(item_deg[item_deg > 0]),
-        rating_counts={_key(v): int(c) for v, c in zip(values, counts)},
+        rating_counts=_rating_counts(values, counts),
         time_span=(int(ts.min()), int(ts.max())),
         item_access_cdf=access_cdf(item_deg),
         user_access_cdf=access_cdf(user_deg),
         side_features=side,
     )
+
+
+MAX_RATING_VALUES = 50
+
+
+def _rating_counts(values: np.ndarray, counts: np.ndarray) -> dict:
+    """Count per rating value; for implicit weights with many distinct values (Last.fm play
+    counts) a summary instead, which is what a reader of the statistics can use."""
+    if values.size <= MAX_RATING_VALUES:
+        return {_key(v): int(c) for v, c in zip(values, counts)}
+    expanded = np.repeat(values, counts)
+    q = np.percentile(expanded, [50, 90, 99])
+    return {"distinct_values": int(values.size), "min": float(values[0]), "median": float(q[0]),
+            "p90": float(q[1]), "p99": float(q[2]), "max": float(values[-1])}  # fmt: skip
 
 
 def _key(v: float) -> str:

@@ -1,4 +1,4 @@
-"""MovieLens readers: 100K (``u.data``), 1M/10M (``ratings.dat``), 20M/25M (``ratings.csv``).
+"""MovieLens readers: 100K (``u.data``), 1M/10M (``ratings.dat``), latest-small/20M/25M (``ratings.csv``).
 
 ``read_movielens(folder)`` finds which release the folder holds by its files, so a user points it at
 the unpacked download. Side features come along where the release has them: user age, gender,
@@ -44,7 +44,7 @@ def read_movielens(
     if (folder / "ratings.csv").exists():
         return _read_csv_release(folder, on_bad_lines, with_features)
     raise DatasetNotFoundError(
-        f"{folder}: not a MovieLens folder (expected u.data for 100K, ratings.dat for 1M/10M, ratings.csv for 20M/25M)"
+        f"{folder}: not a MovieLens folder (expected u.data for 100K, ratings.dat for 1M/10M, ratings.csv for latest-small/20M/25M)"
     )
 
 
@@ -160,11 +160,48 @@ def _read_csv_release(folder: Path, on_bad_lines: str, with_features: bool) -> I
     )
     items = None
     if with_features and (folder / "movies.csv").exists():
-        # movies.csv quotes titles that contain commas, so it needs a real CSV parser.
-        movies = pd.read_csv(folder / "movies.csv").rename(columns={"movieId": "item"})
-        items = _genre_lists(movies)
-    name = "ml-20m" if ratings.height < 22_000_000 else "ml-25m"
+        items = _genre_lists(_read_movies_csv(folder / "movies.csv"))
+    # latest-small (100,836 ratings) shares the 20M/25M layout; the size tells the releases apart.
+    name = (
+        "ml-latest-small"
+        if ratings.height < 1_000_000
+        else "ml-20m"
+        if ratings.height < 22_000_000
+        else "ml-25m"
+    )
     return _finish(name, ratings, report, folder, None, items)
+
+
+def _read_movies_csv(path: Path) -> pd.DataFrame:
+    """movies.csv quotes titles that contain commas, so it needs a real CSV parser; a missing
+    column or a non-integer id is named like any other bad field."""
+    try:
+        movies = pd.read_csv(path, dtype={"genres": str, "title": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataFormatError(
+            path, expected="CSV with columns movieId,title,genres", found=str(exc).splitlines()[0]
+        ) from None
+    missing = [c for c in ("movieId", "genres") if c not in movies.columns]
+    if missing:
+        raise DataFormatError(
+            path,
+            f"missing columns {missing}",
+            expected="columns movieId,title,genres",
+            found=list(movies.columns),
+        )
+    ids = pd.to_numeric(movies["movieId"], errors="coerce")
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise DataFormatError(
+            path,
+            line=row + 2,
+            field="movieId",
+            expected="an integer movie id",
+            found=movies["movieId"].iloc[row],
+        )
+    return pd.DataFrame(
+        {"item": ids.astype(np.int64), "genres": movies["genres"].fillna("(no genres listed)")}
+    )
 
 
 def _genre_lists(movies: pd.DataFrame) -> pd.DataFrame:
