@@ -10,11 +10,12 @@ which adds no information and so no leakage.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from data_pipeline.batches import Examples, FeatureSpec, SparseFeature
+from data_pipeline.batches import Examples, FeatureSpec, SparseFeature, gather_jagged
 from data_pipeline.errors import ConfigError
 from data_pipeline.schema import InteractionData
 from data_pipeline.synth import DENSE_NAMES, SPARSE_NAMES
@@ -118,3 +119,54 @@ def criteo_examples(table: pa.Table, num_buckets: int | Sequence[int]) -> Exampl
         np.arange(n, dtype=np.int64),
         np.arange(n, dtype=np.int64),
     )
+
+
+def user_side_features(data: InteractionData, features: Sequence[str]) -> tuple[str, ...]:
+    """The features whose value comes from the user (``user`` and user side columns)."""
+    cols = set(data.user_features.column_names[1:]) if data.user_features is not None else set()
+    return tuple(f for f in features if f == "user" or f in cols)
+
+
+def pair_examples(data: InteractionData, features: Sequence[str], users: np.ndarray, items: np.ndarray) -> Examples:
+    """Examples for arbitrary (user, item) pairs (label 0) in the layout ``interaction_examples``
+    gives the dataset's own interactions: what a model scores when it ranks a catalogue."""
+    from dataclasses import replace
+
+    n = len(users)
+    table = pa.table({"user": np.asarray(users, dtype=np.int64), "item": np.asarray(items, dtype=np.int64),
+                      "rating": np.zeros(n, dtype=np.float32), "timestamp": np.zeros(n, dtype=np.int64)})
+    return interaction_examples(replace(data, interactions=table), features, float("inf"))
+
+
+@dataclass
+class Catalogue:
+    """What ranking the whole catalogue for one user needs: one example row per item (ids 1..n;
+    0 is the unknown-item slot) and one per user, and which features are the user's. A user's
+    candidates are the item rows with the user-side features set to that user's values."""
+
+    item_rows: Examples
+    user_rows: Examples  # row u: user u
+    user_side: tuple[str, ...]
+
+    @staticmethod
+    def build(data: InteractionData, features: Sequence[str]) -> Catalogue:
+        items = np.arange(1, data.num_items + 1)
+        users = np.arange(data.num_users + 1)
+        return Catalogue(pair_examples(data, features, np.zeros(len(items), np.int64), items),
+                         pair_examples(data, features, users, np.zeros(len(users), np.int64)),
+                         user_side_features(data, features))
+
+    @property
+    def items(self) -> np.ndarray:
+        return self.item_rows.values["item"] if "item" in self.item_rows.values else np.arange(1, len(self.item_rows) + 1)
+
+    def candidates(self, user: int) -> Examples:
+        """Every catalogue item as an example for ``user``."""
+        n = len(self.item_rows)
+        values, offsets = dict(self.item_rows.values), dict(self.item_rows.offsets)
+        for f in self.user_side:
+            vals, _ = gather_jagged(self.user_rows.values[f], self.user_rows.offsets[f], np.array([user]))
+            values[f] = np.tile(vals, n)
+            offsets[f] = np.arange(n + 1, dtype=np.int64) * len(vals)
+        return Examples(self.item_rows.spec, self.item_rows.dense, values, offsets, np.zeros(n, np.float32),
+                        np.full(n, user, dtype=np.int64), np.zeros(n, dtype=np.int64))

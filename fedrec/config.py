@@ -119,6 +119,15 @@ class DataConfig(StrictModel):
         return self
 
 
+class ClientStateConfig(StrictModel):
+    """Where each actor keeps its clients' device state (private rows): in memory up to
+    ``max_memory_mb`` per actor, memory-mapped files under ``spill_dir`` (default: the temp folder)
+    beyond."""
+
+    max_memory_mb: float = Field(1024.0, ge=0)
+    spill_dir: str | None = None
+
+
 class FederatedConfig(StrictModel):
     mode: Mode = "sync"  # sync FedAvg-family rounds, fel ensembles, fedbuff async, fairness (RF^2)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -126,6 +135,7 @@ class FederatedConfig(StrictModel):
     client: ClientTrainConfig = Field(default_factory=ClientTrainConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     clock: ClockConfig = Field(default_factory=ClockConfig)
+    client_state: ClientStateConfig = Field(default_factory=ClientStateConfig)
     tiers: TierSpec = Field(default_factory=TierSpec.default)
     rounds: int = Field(30, ge=1)
     clients_per_round: int = Field(50, ge=1)
@@ -169,6 +179,12 @@ class FederatedConfig(StrictModel):
             if section in self.model_fields_set and self.mode not in modes:
                 name = "async" if section == "async_" else section
                 raise ConfigError(name, f"this section is only for mode {' or '.join(modes)}, not {self.mode!r}")
+        features = self.model.features or self.data.features
+        unknown = [f for f in self.model.private if f not in features]
+        if unknown:
+            raise ConfigError("model.private", f"{unknown} are not model features {list(features)}")
+        if self.model.private and self.mode == "fel":
+            raise ConfigError("model.private", "FEL's server-side over-arch cannot read private tables; use mode sync")
         e, k = self.ensemble, len(self.tiers.tiers)
         if self.mode in ("fel", "fairness") and e.clustering == "tier" and len(e.submodels) != k:
             raise ConfigError("ensemble.submodels", f"tier clustering needs one sub-model per tier ({k}), got {len(e.submodels)}")

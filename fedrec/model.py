@@ -25,6 +25,9 @@ class ModelConfig(StrictModel):
     dense_arch: PositiveIntTuple = (32,)  # hidden sizes; the last layer is embedding_dim (DLRM needs it)
     over_arch: PositiveIntTuple = (64, 32)  # hidden sizes; a final 1-unit logit layer is added
     features: StrTuple | None = None  # sparse features to use (None: all in the spec)
+    # Tables that never leave the device (e.g. [user]): trained by each client on its own rows, kept
+    # on the client between rounds, never uploaded or aggregated (fedrec.client.private).
+    private: StrTuple = ()
 
 
 def table_name(feature: str) -> str:

@@ -26,6 +26,7 @@ from data_pipeline.batches import Examples, gather_jagged
 from fedrec.client.data import ClientData
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig, LocalResult, whole_tables
+from fedrec.client.private import PrivateRows
 from fedrec.updates import ClientUpdate, State
 
 
@@ -45,26 +46,31 @@ class BatchedTrainer:
         n = len(self.features) + 1
         self.triu = torch.triu_indices(n, n, offset=1)
 
-    def train_many(self, clients: list[int], global_state: State, cfg: ClientTrainConfig, seeds: list[int]) -> list[LocalResult]:
+    def train_many(self, clients: list[int], global_state: State, cfg: ClientTrainConfig, seeds: list[int],
+                   private: PrivateRows | None = None) -> list[LocalResult]:
+        """As ``LocalTrainer.train`` for each client; tables in ``private`` start from the clients'
+        stored rows, are written back there and are left out of the updates."""
         out: list[LocalResult] = []
         for start in range(0, len(clients), self.group_size):
             sl = slice(start, start + self.group_size)
-            out.extend(self._train_group(clients[sl], global_state, cfg, seeds[sl]))
+            out.extend(self._train_group(clients[sl], global_state, cfg, seeds[sl], private))
         return out
 
-    def _train_group(self, clients, global_state, cfg, seeds) -> list[LocalResult]:
+    def _train_group(self, clients, global_state, cfg, seeds, private) -> list[LocalResult]:
         C, B = len(clients), cfg.batch_size
         data = [self.data.client(c) for c in clients]
         exs: list[Examples] = [d[0] for d in data]
         # Local tables: each client's touched rows, concatenated; ids remapped into them.
         touched = [[d[1][f] for f in self.features] for d in data]
         base = np.zeros((C, len(self.features)), dtype=np.int64)
+        mine = [private is not None and p in private.ids for p in self.emb_params]
         tables = []
         for j, p in enumerate(self.emb_params):
             sizes = np.array([len(t[j]) for t in touched])
             base[:, j] = np.r_[0, np.cumsum(sizes)[:-1]]
-            ids = torch.from_numpy(np.concatenate([t[j] for t in touched]))
-            tables.append(global_state[p][ids].clone().requires_grad_(True))
+            ids = np.concatenate([t[j] for t in touched])
+            start = private.get(p, ids) if mine[j] else global_state[p][torch.from_numpy(ids)]
+            tables.append(start.clone().requires_grad_(True))
         stacked = {n: global_state[n].unsqueeze(0).repeat(C, *([1] * global_state[n].dim())).requires_grad_(True)
                    for pair in self.dense_layers + self.over_layers for n in pair}
         prox_ref = None
@@ -82,6 +88,7 @@ class BatchedTrainer:
         n_steps = max(len(p) for p in plans)
         losses = np.zeros(C)
         params = tables + list(stacked.values())
+        lrs = [cfg.lr_private if m else cfg.lr for m in mine] + [cfg.lr] * len(stacked)
         for t in range(n_steps):
             idx = np.full((C, B), group.empty_row, dtype=np.int64)
             active = []
@@ -96,12 +103,13 @@ class BatchedTrainer:
             per_client.sum().backward()
             losses[active] += per_client.detach().numpy()[active]
             with torch.no_grad():
-                for p in params:
+                for p, lr in zip(params, lrs):
                     if p.grad is not None:
-                        p.add_(p.grad, alpha=-cfg.lr)
+                        p.add_(p.grad, alpha=-lr)
                 if prox_ref is not None:
-                    for p, ref in zip(tables, prox_ref[0]):
-                        p.add_(p - ref, alpha=-cfg.lr * cfg.proximal_mu)
+                    for j, (p, ref) in enumerate(zip(tables, prox_ref[0])):
+                        if not mine[j]:  # a private row has no global anchor
+                            p.add_(p - ref, alpha=-cfg.lr * cfg.proximal_mu)
                     for n, p in stacked.items():
                         p.add_(p - prox_ref[1][n], alpha=-cfg.lr * cfg.proximal_mu)
         results = []
@@ -115,7 +123,10 @@ class BatchedTrainer:
                 for j, p in enumerate(self.emb_params):
                     ids = torch.from_numpy(touched[c][j])
                     local = tables[j][base[c, j] : base[c, j] + len(ids)]
-                    sparse[p] = (ids, local - global_state[p][ids])
+                    if mine[j]:
+                        private.put(p, touched[c][j], local)  # stays on the device
+                    else:
+                        sparse[p] = (ids, local - global_state[p][ids])
                 update = ClientUpdate(client, float(len(exs[c])), dense, sparse)
                 if not cfg.sparse_updates:
                     update = whole_tables(update, global_state)
@@ -130,20 +141,54 @@ class BatchedTrainer:
         for j, f in enumerate(self.features):
             vals, offs = gather_jagged(group.values[f], group.offsets[f], idx)
             pooled.append(F.embedding_bag(torch.from_numpy(vals), tables[j], torch.from_numpy(offs[:-1]), mode="sum").view(C, B, -1))
-        h = torch.from_numpy(group.dense[idx]).view(C, B, -1)
-        for w, b in self.dense_layers:
-            h = torch.relu(torch.baddbmm(stacked[b].unsqueeze(1), h, stacked[w].transpose(1, 2)))
-        combined = torch.stack([h, *pooled], dim=2)  # [C, B, F+1, D]
-        inter = torch.einsum("cbid,cbjd->cbij", combined, combined)[:, :, self.triu[0], self.triu[1]]
-        z = torch.cat([h, inter], dim=2)
-        for i, (w, b) in enumerate(self.over_layers):
-            z = torch.baddbmm(stacked[b].unsqueeze(1), z, stacked[w].transpose(1, 2))
-            if i < len(self.over_layers) - 1:
-                z = torch.relu(z)
+        dense = torch.from_numpy(group.dense[idx]).view(C, B, -1)
+        z = stacked_dlrm_logits(dense, pooled, stacked, self.dense_layers, self.over_layers, self.triu)
         m = torch.from_numpy((idx != group.empty_row).astype(np.float32)).view(C, B)
         labels = torch.from_numpy(group.labels[idx]).view(C, B)
-        bce = F.binary_cross_entropy_with_logits(z.squeeze(-1), labels, reduction="none")
+        bce = F.binary_cross_entropy_with_logits(z, labels, reduction="none")
         return (bce * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def stacked_dlrm_logits(dense: torch.Tensor, pooled: list[torch.Tensor], stacked: dict, dense_layers, over_layers,
+                        triu: torch.Tensor) -> torch.Tensor:
+    """TorchRec's DLRM forward for C stacked models at once: ``dense`` [C, B, D_in], ``pooled`` one
+    [C, B, D] per sparse feature, ``stacked`` the arches' weights with a leading C; logits [C, B]."""
+    h = dense
+    for w, b in dense_layers:
+        h = torch.relu(torch.baddbmm(stacked[b].unsqueeze(1), h, stacked[w].transpose(1, 2)))
+    combined = torch.stack([h, *pooled], dim=2)  # [C, B, F+1, D]
+    inter = torch.einsum("cbid,cbjd->cbij", combined, combined)[:, :, triu[0], triu[1]]
+    z = torch.cat([h, inter], dim=2)
+    for i, (w, b) in enumerate(over_layers):
+        z = torch.baddbmm(stacked[b].unsqueeze(1), z, stacked[w].transpose(1, 2))
+        if i < len(over_layers) - 1:
+            z = torch.relu(z)
+    return z.squeeze(-1)
+
+
+@torch.no_grad()
+def dlrm_probs(examples: Examples, state: State, layout: ModelLayout, tables: dict[str, torch.Tensor] | None = None,
+               batch_size: int = 8192) -> np.ndarray:
+    """Click probabilities of every row of ``examples`` under the DLRM in ``state`` (the batched
+    path's forward with one model); ``tables`` replaces some embedding tables (a client's private
+    rows). What TorchRec's DLRM computes on the same weights (tested)."""
+    features = examples.spec.sparse_names
+    table_of = layout.table_of_feature
+    use = {f: (tables or {}).get(table_of[f], state[table_of[f]]) for f in features}
+    stacked = {n: state[n].unsqueeze(0) for pair in (*layout.dense_layers, *layout.over_layers) for n in pair}
+    n = len(features) + 1
+    triu = torch.triu_indices(n, n, offset=1)
+    out = []
+    for start in range(0, len(examples), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(examples)))
+        pooled = []
+        for f in features:
+            vals, offs = gather_jagged(examples.values[f], examples.offsets[f], rows)
+            pooled.append(F.embedding_bag(torch.from_numpy(vals), use[f], torch.from_numpy(offs[:-1]), mode="sum").unsqueeze(0))
+        dense = torch.from_numpy(np.ascontiguousarray(examples.dense[rows])).unsqueeze(0)
+        logits = stacked_dlrm_logits(dense, pooled, stacked, layout.dense_layers, layout.over_layers, triu)
+        out.append(torch.sigmoid(logits[0]).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 class _GroupData:

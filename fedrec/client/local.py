@@ -17,6 +17,7 @@ from pydantic import Field
 
 from fedrec.client.data import ClientData
 from fedrec.client.layout import ModelLayout
+from fedrec.client.private import PrivateRows
 from fedrec.configbase import StrictModel
 from fedrec.model import ModelConfig, build_dlrm, forward_logits
 from fedrec.updates import ClientUpdate, State
@@ -36,6 +37,11 @@ class ClientTrainConfig(StrictModel):
     # Training is identical either way (a client only reads its own rows); only bytes and time change.
     sparse_downloads: bool = False
     batched: bool = True  # train an actor's clients together (fedrec.client.batched); same results
+    private_lr: float | None = Field(None, gt=0)  # SGD lr of private tables (model.private); None: lr
+
+    @property
+    def lr_private(self) -> float:
+        return self.lr if self.private_lr is None else self.private_lr
 
 
 @dataclass
@@ -76,10 +82,17 @@ class LocalTrainer:
         for name, p in self.params.items():
             p.copy_(state[name])
 
-    def train(self, client: int, global_state: State, cfg: ClientTrainConfig, seed: int) -> LocalResult:
-        """Train one client from ``global_state`` (already loaded in the model) and restore it."""
+    def train(self, client: int, global_state: State, cfg: ClientTrainConfig, seed: int,
+              private: PrivateRows | None = None) -> LocalResult:
+        """Train one client from ``global_state`` (already loaded in the model) and restore it.
+        Tables in ``private`` start from the client's stored rows, are written back there and are
+        left out of the update."""
         ex, touched_ids = self.data.client(client)
         touched = {n: torch.from_numpy(touched_ids[f]) for n, f in self.layout.tables.items()}
+        mine = set(private.ids) if private is not None else set()
+        with torch.no_grad():
+            for name in mine:
+                self.params[name][touched[name]] = private.get(name, touched[name].numpy())
         torch.manual_seed(seed)
         steps, loss_sum = 0, 0.0
         dense_names = [n for n in self.params if n not in self.layout.tables]
@@ -93,8 +106,8 @@ class LocalTrainer:
                     for name, p in self.params.items():
                         if p.grad is None:
                             continue
-                        p.add_(p.grad, alpha=-cfg.lr)
-                        if cfg.proximal_mu > 0:
+                        p.add_(p.grad, alpha=-(cfg.lr_private if name in mine else cfg.lr))
+                        if cfg.proximal_mu > 0 and name not in mine:  # a private row has no global anchor
                             if name in self.layout.tables:
                                 ids = touched[name]
                                 p[ids] -= cfg.lr * cfg.proximal_mu * (p[ids] - global_state[name][ids])
@@ -106,7 +119,10 @@ class LocalTrainer:
             dense = {n: self.params[n] - global_state[n] for n in dense_names}
             sparse = {}
             for name, ids in touched.items():
-                sparse[name] = (ids, self.params[name][ids] - global_state[name][ids])
+                if name in mine:
+                    private.put(name, ids.numpy(), self.params[name][ids])  # stays on the device
+                else:
+                    sparse[name] = (ids, self.params[name][ids] - global_state[name][ids])
                 self.params[name][ids] = global_state[name][ids]  # restore only what changed
             for n in dense_names:
                 self.params[n].copy_(global_state[n])

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import ray
 import torch
 
+from fedrec.client.batched import BatchedTrainer, dlrm_probs
 from fedrec.client.data import ClientData
+from fedrec.client.evaluate import model_tables, rank_clients
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig, LocalTrainer
+from fedrec.client.private import PrivateRows, owned_rows
 from fedrec.model import ModelConfig
 from fedrec.pipeline import Arrivals, ClientContext, UpdatePipeline
 from fedrec.updates import State, StateChange
@@ -54,28 +58,70 @@ class _Slot:
     version: int
     layout: ModelLayout
     trainers: dict = field(default_factory=dict)
+    private: PrivateRows | None = None  # this actor's clients' rows of the model's private tables
+
+
+@dataclass
+class ActorData:
+    """What an actor is sent once: the training rows and partition, and for evaluation on the
+    clients the held-out rows (with each row's client), the catalogue and each client's user."""
+
+    train: object  # Examples
+    partitions: list
+    heldout: dict = field(default_factory=dict)  # split -> (Examples, row client)
+    catalogue: object | None = None
+    client_users: object | None = None
+    n_actors: int = 1
 
 
 class ClientActorImpl:
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, private_max_bytes: int = 1 << 30, spill_dir: str | None = None) -> None:
         torch.set_num_threads(1)  # one CPU per actor; intra-op threads would oversubscribe
         self.index = index
         self.data: ClientData | None = None
+        self.extra: ActorData | None = None
         self.slots: dict[str, _Slot] = {}
         self.client_state: dict[tuple[str, int], dict] = {}
+        self.private_max_bytes, self.spill_dir = private_max_bytes, spill_dir
+        self._pending_private: dict[str, dict] = {}
 
-    def set_data(self, examples, partitions) -> bool:
-        """New training data: models and client state built on the old data are dropped."""
-        self.data = ClientData(examples, partitions)
+    def set_data(self, data: ActorData) -> bool:
+        """New data: models and client state built on the old data are dropped."""
+        self.data = ClientData(data.train, data.partitions)
+        self.extra = data
         self.slots.clear()
         self.client_state.clear()
         return True
+
+    def owned(self) -> np.ndarray:
+        """The clients this actor trains (client id modulo the number of actors)."""
+        n = len(self.data.partitions)
+        return np.arange(self.index, n, self.extra.n_actors, dtype=np.int64)
+
+    def _private_store(self, key: str, model_cfg: ModelConfig, state: State, layout: ModelLayout) -> PrivateRows | None:
+        if not model_cfg.private:
+            return None
+        owned = self.owned()
+        init = {}
+        for f in model_cfg.private:
+            name = layout.table_of_feature[f]
+            ids = owned_rows(self.data.examples, self.data.partitions, f, owned)
+            init[name] = (ids, state[name][torch.from_numpy(ids)].numpy())
+        store = PrivateRows(init, self.private_max_bytes, self.spill_dir, tag=f"{self.index}-{key}")
+        if key in self._pending_private:
+            store.load_state_dict(self._pending_private.pop(key))
+        return store
 
     def _sync(self, key: str, sync: ModelSync | None, payload) -> _Slot:
         if sync is not None:
             if sync.kind == "full":
                 state = {n: t.clone() for n, t in payload.items()}
-                self.slots[key] = _Slot(sync.model_cfg, state, sync.version, ModelLayout.of(state, self.data.spec))
+                layout = ModelLayout.of(state, self.data.spec)
+                old = self.slots.get(key)
+                private = old.private if old is not None and old.private is not None else None
+                if private is None:
+                    private = self._private_store(key, sync.model_cfg, state, layout)
+                self.slots[key] = _Slot(sync.model_cfg, state, sync.version, layout, private=private)
             else:
                 slot = self.slots[key]
                 if slot.version != sync.version - 1:
@@ -83,6 +129,9 @@ class ClientActorImpl:
                 payload.apply_to(slot.state)
                 slot.version = sync.version
         return self.slots[key]
+
+    def sync(self, key: str, sync: ModelSync | None, payload) -> int:
+        return self._sync(key, sync, payload).version
 
     def train(
         self, key: str, sync: ModelSync | None, payload: State | StateChange | None, clients: list[int],
@@ -92,22 +141,69 @@ class ClientActorImpl:
         each update before it is packed for the driver."""
         slot = self._sync(key, sync, payload)
         if cfg.batched:
-            from fedrec.client.batched import BatchedTrainer
 
             trainer = slot.trainers.get("batched") or slot.trainers.setdefault("batched", BatchedTrainer(self.data, slot.layout))
-            results = trainer.train_many(clients, slot.state, cfg, seeds)
+            results = trainer.train_many(clients, slot.state, cfg, seeds, slot.private)
         else:
             trainer = slot.trainers.get("local") or slot.trainers.setdefault("local", LocalTrainer(self.data, slot.model_cfg))
             trainer.load_global(slot.state)
-            results = [trainer.train(c, slot.state, cfg, s) for c, s in zip(clients, seeds)]
+            results = [trainer.train(c, slot.state, cfg, s, slot.private) for c, s in zip(clients, seeds)]
         updates, stats = [], []
         for r, seed in zip(results, seeds):
             client = r.update.client
+            if slot.private is not None and set(r.update.sparse) & set(slot.private.ids):
+                raise AssertionError(f"client {client}: a private table is in its upload")  # never: trainers keep them
             ctx = ClientContext(client, rnd, seed, self.client_state.setdefault((key, client), {}))
             update = pipeline.client_side(r.update, ctx)
             updates.append(update)
             stats.append(ClientStat(client, r.examples, r.steps, r.loss, update.nbytes()))
         return pipeline.pack(updates), stats
+
+    def evaluate(self, key: str, split: str, ranking: bool = False, k: int = 10) -> dict:
+        """This actor's clients score their own ``split`` rows (global weights + their private
+        rows): the rows' positions and probabilities, whether each row's client has trained its
+        private rows, and with ``ranking`` the clients' summed HR@k / nDCG@k over the catalogue."""
+        slot = self.slots[key]
+        examples, row_client = self.extra.heldout[split]
+        owned = self.owned()
+        rows = np.flatnonzero(np.isin(row_client, owned))
+        ex = examples.take(rows)
+        tables = model_tables(slot.state, slot.private)
+        probs = dlrm_probs(ex, slot.state, slot.layout, tables)
+        trained = np.zeros(len(rows), dtype=bool)
+        if slot.private is not None:
+            for name, f in slot.layout.tables.items():
+                if name in slot.private.ids:
+                    trained |= slot.private.is_trained(name, ex.values[f][ex.offsets[f][:-1]])
+        out = {"rows": rows, "probs": probs, "trained": trained}
+        if ranking and self.extra.catalogue is not None:
+            out["ranking"] = rank_clients([int(c) for c in owned], self.extra.client_users, slot.state, slot.layout,
+                                          slot.private, self.extra.catalogue, examples, row_client,
+                                          lambda c: self._seen_items(c, split), k)
+        return out
+
+    def _seen_items(self, client: int, split: str) -> np.ndarray:
+        """Items a client has already interacted with before ``split``: never recommended to it."""
+        seen = [self.data.client(client)[1]["item"]]
+        if split == "test" and "validation" in self.extra.heldout:
+            val, val_client = self.extra.heldout["validation"]
+            seen.append(val.values["item"][val_client == client])
+        return np.unique(np.concatenate(seen))
+
+    def export_private(self, key: str) -> dict | None:
+        slot = self.slots.get(key)
+        return None if slot is None or slot.private is None else slot.private.state_dict()
+
+    def import_private(self, key: str, blob: dict | None) -> bool:
+        """Private rows from a checkpoint (applied now, or when the model first arrives)."""
+        if blob is None:
+            return False
+        slot = self.slots.get(key)
+        if slot is not None and slot.private is not None:
+            slot.private.load_state_dict(blob)
+        else:
+            self._pending_private[key] = blob
+        return True
 
     def ping(self) -> int:
         return self.index

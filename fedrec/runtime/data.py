@@ -14,7 +14,7 @@ import numpy as np
 from data_pipeline.batches import Examples
 from data_pipeline.datasets import resolve_data_path
 from data_pipeline.errors import ConfigError
-from data_pipeline.features import interaction_examples
+from data_pipeline.features import Catalogue, interaction_examples
 from data_pipeline.partition import dirichlet_partition, natural_partition, quantity_skew_partition
 from data_pipeline.readers import load_interactions
 from data_pipeline.splits import split as split_rows
@@ -29,6 +29,7 @@ class FederatedData:
     test_client: np.ndarray  # client of each test row (-1: none)
     validation: Examples | None = None
     validation_client: np.ndarray | None = None  # client of each validation row (-1: none)
+    catalogue: Catalogue | None = None  # every item as a candidate, for ranking metrics (one client per user)
 
     @property
     def num_clients(self) -> int:
@@ -58,7 +59,8 @@ def load_federated_data(cfg) -> FederatedData:
         size = int(max(train.groups.max(), test.groups.max(initial=0), validation.groups.max(initial=0))) + 1
         lookup = np.full(size, -1)
         lookup[users] = np.arange(len(users))
-        return FederatedData(train, test, partitions, users, lookup[test.groups], validation, lookup[validation.groups])
+        return FederatedData(train, test, partitions, users, lookup[test.groups], validation, lookup[validation.groups],
+                             Catalogue.build(inter, d.features))
     partitions = (
         dirichlet_partition(train.labels.astype(int), d.num_clients, d.alpha, cfg.seed)
         if d.partition == "dirichlet"

@@ -46,13 +46,19 @@ def touched_rows_per_client(data: FederatedData, layout: ModelLayout, state: Sta
 
 
 class ClientFacts:
-    def __init__(self, cfg, data: FederatedData, state: State, layout: ModelLayout, tiers: np.ndarray) -> None:
+    """``private``: tables that never leave the device; they are neither uploaded nor part of the
+    model a client downloads (a client starts its own rows from the initialisation)."""
+
+    def __init__(self, cfg, data: FederatedData, state: State, layout: ModelLayout, tiers: np.ndarray,
+                 private: set[str] = frozenset()) -> None:
         self.cfg = cfg
         self.tiers = tiers
-        self.model_bytes = state_nbytes(state)
+        self.model_bytes = state_nbytes({n: t for n, t in state.items() if n not in private})
         dense = sum(t.numel() * t.element_size() for n, t in state.items() if n not in layout.tables)
         sparse = np.zeros(data.num_clients, dtype=np.int64)
         for name, counts in touched_rows_per_client(data, layout, state).items():
+            if name in private:
+                continue
             t = state[name]
             sparse += counts * (8 + t.shape[1] * t.element_size())
         self.sparse_bytes = dense + sparse  # dense deltas + touched rows with their ids

@@ -69,12 +69,17 @@ class RoundLoop:
         for run, plan, pend in zip(self.runs, plans, pending):
             rows.append(run.finish(rnd, plan, [self.pool.gather(p) for p in pend]))
         wall = time.perf_counter() - started
+        replaced = self.pool.take_replaced()
+        if replaced:  # the devices those actors simulated get their state back from the last checkpoint
+            blob = self.checkpoint.load() if self.checkpoint is not None else None
+            for run in self.runs:
+                run.restore_devices(replaced, blob)
         evaluate = rnd % self.eval_every == 0 or rnd == self.rounds
         for run, row in zip(self.runs, rows):
             run.totals["train_wall_seconds"] += wall  # lockstep runs share the round's wall time
             row["wall_seconds"] = wall
             if evaluate:
-                row.update(run.evaluate())
+                row.update(run.evaluate(final=rnd == self.rounds))
             run.history.append(row)
             for tracker in self.trackers:
                 tracker.log(run.name, rnd, row)

@@ -25,7 +25,7 @@ import ray
 from fedrec.client.local import ClientTrainConfig
 from fedrec.model import ModelConfig
 from fedrec.pipeline import Arrivals
-from fedrec.runtime.actor import ClientActor, ClientStat, ModelSync
+from fedrec.runtime.actor import ActorData, ClientActor, ClientStat, ModelSync
 from fedrec.runtime.ray_runtime import ensure_ray, ray_cpus
 from fedrec.updates import State, StateChange
 
@@ -56,17 +56,21 @@ class Gathered:
 
 
 class ClientPool:
-    def __init__(self, num_actors: int | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
+    def __init__(self, num_actors: int | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                 private_max_mb: float = 1024.0, spill_dir: str | None = None) -> None:
         self.num_actors = num_actors
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.private_max_bytes, self.spill_dir = int(private_max_mb * 2**20), spill_dir
         self.actors: list = []
-        self._data_refs: tuple | None = None
+        self._data_ref = None
+        self._replaced: list[int] = []
         self._models: dict[str, _Model] = {}
         self._versions: list[dict[str, int]] = []
 
     @staticmethod
     def from_config(cfg) -> ClientPool:
-        return ClientPool(cfg.num_actors, cfg.actor_num_cpus, cfg.actor_num_gpus)
+        return ClientPool(cfg.num_actors, cfg.actor_num_cpus, cfg.actor_num_gpus, cfg.client_state.max_memory_mb,
+                          cfg.client_state.spill_dir)
 
     # --- life cycle ---
     def start(self) -> ClientPool:
@@ -81,17 +85,23 @@ class ClientPool:
         return self
 
     def set_data(self, data) -> None:
-        """Ship the training examples and partitions (once, through the object store)."""
+        """Ship the training examples and partitions, and what evaluating on the clients needs
+        (held-out rows with their clients, the catalogue), once, through the object store."""
         self.start()
-        self._data_refs = (ray.put(data.train), ray.put(data.partitions))
-        ray.get([a.set_data.remote(*self._data_refs) for a in self.actors])
+        heldout = {"test": (data.test, data.test_client)}
+        if data.validation is not None and len(data.validation):
+            heldout["validation"] = (data.validation, data.validation_client)
+        self._data_ref = ray.put(ActorData(data.train, data.partitions, heldout, data.catalogue, data.client_users,
+                                           len(self.actors)))
+        ray.get([a.set_data.remote(self._data_ref) for a in self.actors])
         self._models.clear()  # actors dropped every model built on the old data
         self._versions = [{} for _ in self.actors]
 
     def _new_actor(self, index: int):
-        actor = ClientActor.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(index)
-        if self._data_refs is not None:
-            actor.set_data.remote(*self._data_refs)  # actor calls run in order: before any training
+        actor = ClientActor.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(
+            index, self.private_max_bytes, self.spill_dir)
+        if self._data_ref is not None:
+            actor.set_data.remote(self._data_ref)  # actor calls run in order: before any training
         return actor
 
     def replace(self, i: int, dead=None) -> None:
@@ -102,6 +112,12 @@ class ClientPool:
         ray.kill(self.actors[i], no_restart=True)
         self.actors[i] = self._new_actor(i)
         self._versions[i] = {}
+        self._replaced.append(i)
+
+    def take_replaced(self) -> list[int]:
+        """Actors replaced since the last call (their clients' device state must be restored)."""
+        out, self._replaced = sorted(set(self._replaced)), []
+        return out
 
     def stop(self) -> None:
         if ray.is_initialized():  # after ray.shutdown() the actors are gone already (and ray.kill would start Ray)
@@ -175,6 +191,29 @@ class ClientPool:
             arrivals.append(a)
             stats.extend(st)
         return Gathered(arrivals, stats, failed)
+
+    # --- on the clients: evaluation and device state ---
+    def evaluate(self, key: str, split: str, ranking: bool = False) -> list[dict]:
+        """Every actor's clients score their own ``split`` rows (see ``ClientActor.evaluate``)."""
+        self._ensure_synced(key)
+        return ray.get([a.evaluate.remote(key, split, ranking) for a in self.actors])
+
+    def _ensure_synced(self, key: str) -> None:
+        """Bring every actor's copy of ``key`` to the current version (an actor that trained none
+        of the last round's clients is behind)."""
+        calls = []
+        for i, actor in enumerate(self.actors):
+            sync, payload = self._sync_for(i, key)
+            if sync is not None:
+                calls.append(actor.sync.remote(key, sync, payload))
+        ray.get(calls)
+
+    def export_private(self, key: str) -> list[dict | None]:
+        return ray.get([a.export_private.remote(key) for a in self.actors])
+
+    def import_private(self, key: str, blobs: list[dict | None], actors: list[int] | None = None) -> None:
+        idx = range(len(self.actors)) if actors is None else actors
+        ray.get([self.actors[i].import_private.remote(key, blobs[i]) for i in idx])
 
     def memory_mb(self) -> list[float]:
         return ray.get([a.memory_mb.remote() for a in self.actors])

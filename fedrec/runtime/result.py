@@ -34,6 +34,14 @@ class FederatedResult:
     per_tier_auc: dict[str, float]
     resumed_from_round: int = 0  # 0: a fresh run
     failed_updates: int = 0  # clients lost to dead actors
+    test_hr_at_10: float | None = None  # the catalogue ranked for each user (natural partitions)
+    test_ndcg_at_10: float | None = None
+    validation_hr_at_10: float | None = None
+    validation_ndcg_at_10: float | None = None
+    private_tables: list[str] = field(default_factory=list)  # never left a device
+    uploaded_tables: list[str] = field(default_factory=list)  # tables whose rows left some device
+    auc_trained_clients: float | None = None  # test AUC of clients that have trained their private rows
+    auc_untrained_clients: float | None = None  # ... and of those still on the initial rows
     target_auc: float | None = None
     rounds_to_target: int | None = None  # first evaluated round whose test AUC reached target_auc
     sim_seconds_to_target: float | None = None
@@ -60,6 +68,11 @@ class FederatedResult:
             bytes_up=t["bytes_up"], bytes_down=t["bytes_down"], dense_bytes_up=t["dense_bytes_up"],
             per_tier_auc=final.get("per_tier_auc", {}), resumed_from_round=run.resumed_from_round,
             failed_updates=t["failed_updates"], target_auc=target, rounds_to_target=reached[0],
+            test_hr_at_10=final.get("test_hr_at_10"), test_ndcg_at_10=final.get("test_ndcg_at_10"),
+            validation_hr_at_10=final.get("validation_hr_at_10"), validation_ndcg_at_10=final.get("validation_ndcg_at_10"),
+            private_tables=[_feature(run, n) for n in run.private_tables],
+            uploaded_tables=sorted(_feature(run, n) for n in run.uploaded_tables),
+            auc_trained_clients=final.get("auc_trained_clients"), auc_untrained_clients=final.get("auc_untrained_clients"),
             sim_seconds_to_target=reached[1], bytes_to_target=reached[2],
             history=run.history, config=config_to_dict(run.cfg),
         )
@@ -75,6 +88,11 @@ class FederatedResult:
         return (f"federated: rounds={self.rounds} final_auc={self.final_auc:.4f} validation_auc={self.validation_auc:.4f} "
                 f"ne={self.final_ne:.4f} client_updates={self.client_updates} updates/s={self.client_updates_per_second:,.0f} "
                 f"wall={self.wall_seconds:.1f}s sim={self.sim_seconds:,.0f}s bytes_up={self.bytes_up:,} bytes_down={self.bytes_down:,}")
+
+
+def _feature(run, table: str) -> str:
+    """Tables are named in results by their feature (``user``, ``item``), as configs name them."""
+    return run.layout.tables.get(table, table)
 
 
 def time_to_target(history: list[dict], target: float | None) -> tuple[int | None, float | None, int | None]:

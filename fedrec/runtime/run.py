@@ -19,6 +19,7 @@ import torch
 from data_pipeline.errors import ConfigError
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig
+from fedrec.client.private import check_single_owner
 from fedrec.metrics import binary_metrics
 from fedrec.model import build_dlrm, predict
 from fedrec.pipeline import Arrivals, ServerContext, build_pipeline
@@ -60,7 +61,11 @@ class FederatedRun:
         self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.layout = ModelLayout.of(self.state, data.train.spec)
         self.tiers = client_tiers(cfg, data)
-        self.facts = ClientFacts(cfg, data, self.state, self.layout, self.tiers)
+        self.private_tables = sorted(self.layout.table_of_feature[f] for f in cfg.model.private)
+        self.facts = ClientFacts(cfg, data, self.state, self.layout, self.tiers, set(self.private_tables))
+        for f in cfg.model.private:
+            check_single_owner(data.train, data.partitions, f)
+        self.uploaded_tables: set[str] = set()
         self.strategy = make_strategy(cfg.strategy, cfg.client)
         self.pipeline = pipeline if pipeline is not None else build_pipeline(cfg)
         self._pipeline_ref = None
@@ -124,6 +129,9 @@ class FederatedRun:
 
     def aggregate(self, rnd: int, arrivals: list[Arrivals]) -> AggregatedUpdate:
         ctx = ServerContext(rnd, self.cfg.seed, self.data.num_clients)
+        for a in arrivals:  # which tables' rows left a device (a private one never does)
+            for u in a.updates if a.updates is not None else [a.aggregate]:
+                self.uploaded_tables |= {n for n, r in u.sparse.items() if len(r[0] if isinstance(r, tuple) else r.ids)}
         return self.pipeline.server_side(arrivals, ctx)
 
     def apply(self, rnd: int, update: AggregatedUpdate) -> None:
@@ -158,8 +166,9 @@ class FederatedRun:
                 "train_loss": float(np.mean([s.loss for s in stats])) if stats else float("nan"),
                 **info, "sim_round_seconds": sim}
 
-    # --- evaluation (on the driver, which holds the model and the held-out rows) ---
+    # --- evaluation ---
     def predict(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities of ``split`` on the driver (the global model; no private rows)."""
         if split not in self._eval_batches:
             examples, _ = self.data.heldout(split)
             self._eval_batches[split] = list(examples.iter_batches(4096))
@@ -180,27 +189,76 @@ class FederatedRun:
                     per_tier[name] = binary_metrics(labels[mask], probs[mask])["auc"]
         return metrics, per_tier
 
-    def evaluate(self) -> dict:
-        """Test metrics (``auc``, ``logloss``, ``ne``, ``per_tier_auc``) and validation ones."""
+    def _on_clients(self, split: str, ranking: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+        """The clients score their own held-out rows (with their private rows): labels, probs and
+        the ranking / trained-client extras."""
+        examples, _ = self.data.heldout(split)
+        parts = self.pool.evaluate(self.key, split, ranking)
+        probs = np.full(len(examples), np.nan, dtype=np.float64)
+        trained = np.zeros(len(examples), dtype=bool)
+        for p in parts:
+            probs[p["rows"]] = p["probs"]
+            trained[p["rows"]] = p["trained"]
+        extra: dict = {}
+        if self.private_tables:
+            for name, mask in (("trained", trained), ("untrained", ~trained)):
+                if 0 < examples.labels[mask].sum() < mask.sum():
+                    extra[f"auc_{name}_clients"] = binary_metrics(examples.labels[mask], probs[mask])["auc"]
+        if ranking and all("ranking" in p for p in parts):
+            users = sum(p["ranking"]["users"] for p in parts)
+            if users:
+                extra["hr_at_10"] = sum(p["ranking"]["hr_sum"] for p in parts) / users
+                extra["ndcg_at_10"] = sum(p["ranking"]["ndcg_sum"] for p in parts) / users
+        return examples.labels, probs, extra
+
+    def evaluate(self, final: bool = False) -> dict:
+        """Test metrics (``auc``, ``logloss``, ``ne``, ``per_tier_auc``) and validation ones, scored
+        by the clients themselves (each with its private rows); ``final`` adds HR@10 and nDCG@10
+        over the whole catalogue. Without a pool (the server side alone) the driver scores the
+        global model."""
         out = {}
         has_validation = self.data.validation is not None and len(self.data.validation) > 0
-        if has_validation:
-            val, _ = self.score("validation", *self.predict("validation"))
-            out.update({"validation_auc": val["auc"], "validation_logloss": val["logloss"]})
-        test, per_tier = self.score("test", *self.predict("test"))
-        out.update({"auc": test["auc"], "logloss": test["logloss"], "ne": test["ne"], "per_tier_auc": per_tier})
-        self._last_eval = {"round": self.round, **out}
+        ranking = final and self.data.catalogue is not None
+        for split in (["validation"] if has_validation else []) + ["test"]:
+            if self.pool is None:
+                labels, probs, extra = *self.predict(split), {}
+            else:
+                labels, probs, extra = self._on_clients(split, ranking)
+            metrics, per_tier = self.score(split, labels, probs)
+            if split == "validation":
+                out.update({"validation_auc": metrics["auc"], "validation_logloss": metrics["logloss"],
+                            **{f"validation_{k}": v for k, v in extra.items() if "at_10" in k}})
+            else:
+                out.update({"auc": metrics["auc"], "logloss": metrics["logloss"], "ne": metrics["ne"],
+                            "per_tier_auc": per_tier, **{("test_" + k if "at_10" in k else k): v for k, v in extra.items()}})
+        self._last_eval = {"round": self.round, "final": final, **out}
         return out
 
     def final_metrics(self) -> dict:
-        if self._last_eval.get("round") != self.round:
-            self.evaluate()
+        if self._last_eval.get("round") != self.round or not self._last_eval.get("final"):
+            self.evaluate(final=True)
         return self._last_eval
+
+    def restore_devices(self, actors: list[int], checkpoint: dict | None) -> None:
+        """Actors were replaced: their clients' private rows come back from the last checkpoint
+        (or, without one, restart from their initial values: logged)."""
+        if not self.private_tables or self.pool is None:
+            return
+        blobs = (checkpoint or {}).get("runs", {}).get(self.key, {}).get("private")
+        if blobs is None:
+            log.warning("run %s: actors %s were replaced and no checkpoint holds their clients' private rows: "
+                        "those clients restart from the initial rows", self.name, actors)
+            return
+        self.pool.import_private(self.key, blobs, actors)
 
     # --- checkpoints ---
     def state_dict(self) -> dict:
-        return {"round": self.round, "state": self.state, "strategy": self.strategy.state_dict(),
-                "pipeline": self.pipeline.state_dict(), "history": self.history, "totals": self.totals}
+        blob = {"round": self.round, "state": self.state, "strategy": self.strategy.state_dict(),
+                "pipeline": self.pipeline.state_dict(), "history": self.history, "totals": self.totals,
+                "uploaded_tables": sorted(self.uploaded_tables)}
+        if self.private_tables and self.pool is not None:
+            blob["private"] = self.pool.export_private(self.key)  # the devices' state, per actor
+        return blob
 
     def load_state_dict(self, blob: dict) -> None:
         self.round = blob["round"]
@@ -210,5 +268,8 @@ class FederatedRun:
         self.strategy.load_state_dict(blob["strategy"])
         self.pipeline.load_state_dict(blob.get("pipeline", {}))
         self.history, self.totals = blob["history"], blob["totals"]
+        self.uploaded_tables = set(blob.get("uploaded_tables", []))
         if self.pool is not None:
             self.pool.register(self.key, self.cfg.model, self.state)  # actors get the whole state again
+            if blob.get("private") is not None:
+                self.pool.import_private(self.key, blob["private"])

@@ -5,6 +5,7 @@ head started on loopback. The tests share one actor pool and one load of the dat
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 import torch
@@ -115,3 +116,47 @@ def test_resume_reaches_the_same_model(pool, small_cfg, fed_data, tmp_path):
         run_config(cfg.with_(checkpoint_dir=str(tmp_path / "ck")), fed_data, pool, resume=True)
     with pytest.raises(ConfigError, match="'client.lr': differs from the checkpoint"):
         run_config(cfg.with_(rounds=4, checkpoint_dir=str(tmp_path / "ck"), **{"client.lr": 0.5}), fed_data, pool, resume=True)
+
+
+@pytest.fixture(scope="module")
+def private_cfg(ml100k_path):
+    return load_config(ROOT / "configs" / "ml100k_private_user.yaml", rounds=3, clients_per_round=30, eval_every=3,
+                       num_actors=2, checkpoint_every=1, **{"data.path": str(ml100k_path)})
+
+
+@pytest.fixture(scope="module")
+def private_data(private_cfg):
+    return load_federated_data(private_cfg)
+
+
+def test_private_user_rows_never_uploaded_and_resume_restores_them(pool, private_cfg, private_data, tmp_path):
+    straight, _ = _trained(private_cfg, private_data, pool, tmp_path / "straight")
+    d = straight.to_dict()
+    assert d["private_tables"] == ["user"] and "user" not in d["uploaded_tables"] and "item" in d["uploaded_tables"]
+    assert 0 <= d["test_hr_at_10"] <= 1 and d["test_ndcg_at_10"] <= d["test_hr_at_10"]
+    assert d["auc_trained_clients"] is not None and d["auc_untrained_clients"] is not None
+    _trained(private_cfg.with_(rounds=2), private_data, pool, tmp_path / "ck")
+    resumed, _ = _trained(private_cfg, private_data, pool, tmp_path / "ck", resume=True)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["runs"]["default"]
+    b = torch.load(tmp_path / "ck" / "checkpoint.pt", weights_only=False)["runs"]["default"]
+    for x, y in zip(a["private"], b["private"]):  # every client's device rows, bit for bit
+        table = next(iter(x))
+        assert np.array_equal(x[table]["rows"], y[table]["rows"])
+    assert resumed.final_auc == straight.final_auc and resumed.test_ndcg_at_10 == straight.test_ndcg_at_10
+
+
+def test_a_lost_actor_gets_its_clients_private_rows_back_from_the_checkpoint(pool, private_cfg, private_data, tmp_path):
+    ckpt = tmp_path / "ck"
+    seen = {}
+
+    def kill_in_round_3(rnd, p):
+        if rnd == 3:
+            seen["before"] = torch.load(ckpt / "checkpoint.pt", weights_only=False)["runs"]["default"]["private"][0]
+            ray.kill(p.actors[0], no_restart=True)
+
+    result = run_config(private_cfg.with_(checkpoint_dir=str(ckpt)), private_data, pool, after_submit=[kill_in_round_3])
+    assert result.history[2]["failed_updates"] > 0
+    after = pool.export_private("default")[0]  # actor 0 was replaced; its clients lost round 3's training
+    table = next(iter(after))
+    assert np.array_equal(after[table]["rows"], seen["before"][table]["rows"])
+    assert np.array_equal(after[table]["trained"], seen["before"][table]["trained"]) and after[table]["trained"].any()

@@ -121,7 +121,7 @@ def test_clusters_partition_the_clients(method):
 
 def _fel(cfg=None):
     data, server_rows = carve_server_rows(_fed(), 0.1, True, 0)
-    return FEL(cfg or _fel_cfg(), data, server_rows, NullPool())
+    return FEL(cfg or _fel_cfg(), data, server_rows, None)  # the server side alone: the driver scores
 
 
 def test_fel_sub_runs_own_disjoint_clients_and_share_the_round_budget():
