@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # torchrec is imported where a batch is built: a process that
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 
+NEGATIVE_TIMESTAMP = -1  # the timestamp of sampled negative rows (never real interactions)
+
+
 @dataclass(frozen=True)
 class SparseFeature:
     name: str

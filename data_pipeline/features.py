@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from data_pipeline.batches import Examples, FeatureSpec, SparseFeature, gather_jagged
+from data_pipeline.batches import NEGATIVE_TIMESTAMP, Examples, FeatureSpec, SparseFeature, gather_jagged
 from data_pipeline.errors import ConfigError
 from data_pipeline.schema import InteractionData
 from data_pipeline.synth import DENSE_NAMES, SPARSE_NAMES
@@ -170,3 +170,36 @@ class Catalogue:
             offsets[f] = np.arange(n + 1, dtype=np.int64) * len(vals)
         return Examples(self.item_rows.spec, self.item_rows.dense, values, offsets, np.zeros(n, np.float32),
                         np.full(n, user, dtype=np.int64), np.zeros(n, dtype=np.int64))
+
+
+def sample_negatives(data: InteractionData, rows: np.ndarray, per_positive: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) of ``per_positive`` sampled negatives for each interaction at ``rows``: items
+    drawn uniformly from the catalogue, redrawn while the user has interacted with them anywhere in
+    the log (so no negative is a hidden positive)."""
+    user_all, item_all = data.column("user").astype(np.int64), data.column("item").astype(np.int64)
+    width = np.int64(data.num_items + 1)
+    seen = np.unique(user_all * width + item_all)
+    users = np.repeat(user_all[rows], per_positive)
+    rng = np.random.default_rng([seed, 0xBAD])
+    items = rng.integers(1, data.num_items + 1, size=len(users))
+    for _ in range(100):
+        clash = np.isin(users * width + items, seen)
+        if not clash.any():
+            break
+        items[clash] = rng.integers(1, data.num_items + 1, size=int(clash.sum()))
+    else:
+        raise ConfigError("data.negatives", "could not sample negatives: users have interacted with almost every item")
+    return users, items
+
+
+def implicit_examples(data: InteractionData, features: Sequence[str], rows: np.ndarray, per_positive: int,
+                      seed: int) -> Examples:
+    """Implicit feedback: every interaction at ``rows`` is a positive (label 1), followed by
+    ``per_positive`` sampled negatives each (label 0, timestamp ``NEGATIVE_TIMESTAMP``)."""
+    from data_pipeline.batches import concat_examples
+
+    positives = interaction_examples(data, features, float("-inf"), rows)
+    users, items = sample_negatives(data, rows, per_positive, seed)
+    negatives = pair_examples(data, features, users, items)
+    negatives.timestamps[:] = NEGATIVE_TIMESTAMP
+    return concat_examples([positives, negatives])

@@ -17,7 +17,7 @@ import numpy as np
 from data_pipeline.errors import ConfigError
 from data_pipeline.schema import InteractionData
 
-SPLIT_METHODS = ("temporal", "random", "leave-one-out", "official")
+SPLIT_METHODS = ("temporal", "random", "user_random", "leave-one-out", "official")
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,17 @@ def _held_out(counts: np.ndarray, fraction: float, keep: np.ndarray) -> np.ndarr
     return np.where((keep > 1) & (n == 0) & (fraction > 0), 1, np.minimum(n, np.maximum(keep - 1, 0)))
 
 
-def temporal_user_split(data: InteractionData, test_fraction: float = 0.2, validation_fraction: float = 0.0) -> Split:
+def temporal_user_split(data: InteractionData, test_fraction: float = 0.2, validation_fraction: float = 0.0,
+                        order_key: np.ndarray | None = None) -> Split:
     """Per user, the latest ``test_fraction`` of their interactions go to test and the
     ``validation_fraction`` before them to validation (ties broken by file order). Each user keeps
-    at least one interaction in train, so every held-out user was seen."""
+    at least one interaction in train, so every held-out user was seen. ``order_key`` replaces the
+    timestamps as the order within a user (a random key: a per-user random split)."""
     _check_fraction(test_fraction)
     _check_fraction(validation_fraction, "validation_fraction")
     _check_fraction(test_fraction + validation_fraction, "test_fraction + validation_fraction")
     user = data.column("user")
-    ts = data.column("timestamp")
+    ts = data.column("timestamp") if order_key is None else order_key
     order = np.lexsort((np.arange(len(user)), ts, user))  # by user, then time, then file order
     sorted_users = user[order]
     starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
@@ -73,6 +75,15 @@ def random_split(data: InteractionData, test_fraction: float = 0.2, seed: int = 
     return Split(np.sort(perm[n_test + n_val:]), np.sort(perm[:n_test]), np.sort(perm[n_test:n_test + n_val]))
 
 
+def user_random_split(data: InteractionData, test_fraction: float = 0.2, seed: int = 0,
+                      validation_fraction: float = 0.0) -> Split:
+    """Per user, a random ``test_fraction`` of their interactions to test and ``validation_fraction``
+    to validation (for logs without times, e.g. Last.fm's listening counts); every user keeps at
+    least one interaction in train."""
+    key = np.random.default_rng([seed, 0x5E1]).random(data.num_rows)
+    return temporal_user_split(data, test_fraction, validation_fraction, order_key=key)
+
+
 def leave_one_out_split(data: InteractionData) -> Split:
     """Each user's latest interaction is the test item (users with one interaction stay in train)."""
     user = data.column("user")
@@ -93,12 +104,14 @@ def split(
         return temporal_user_split(data, test_fraction, validation_fraction)
     if method == "random":
         return random_split(data, test_fraction, seed, validation_fraction)
+    if method == "user_random":
+        return user_random_split(data, test_fraction, seed, validation_fraction)
     if method == "leave-one-out":
         if validation_fraction:
             raise ConfigError("validation_fraction", "leave-one-out holds out one test row per user; use temporal for a validation split")
         return leave_one_out_split(data)
     raise ConfigError(
-        "split", f"unknown method {method!r}; expected one of {SPLIT_METHODS[:3]} (or use official_fold)"
+        "split", f"unknown method {method!r}; expected one of {SPLIT_METHODS[:4]} (or use official_fold)"
     )
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def run(config: FederatedConfig | dict, *, progress: bool = False, resume: bool = False, data=None,
-        pool=None, trackers=None) -> FederatedResult:
+        pool=None, trackers=None, model_fn=None) -> FederatedResult:
     """Train a federated run exactly as ``fedrec train --config`` does, dispatching on ``config.mode``.
 
     ``config``: a ``FederatedConfig`` (see ``load_config``) or plain data in the YAML schema (validated
@@ -33,7 +33,10 @@ def run(config: FederatedConfig | dict, *, progress: bool = False, resume: bool 
     ``checkpoint_dir``. ``data`` (a ``FederatedData``) and ``pool`` (a started ``ClientPool``) let
     several runs share one load of the data and one set of actors. ``trackers``: objects with
     ``log(run_name, round, row)`` and ``close()`` that see every round's row (metrics every
-    ``eval_every`` rounds), e.g. to report to a tuner.
+    ``eval_every`` rounds), e.g. to report to a tuner. ``model_fn(spec, model_cfg, seed)`` builds a
+    custom ``torch.nn.Module`` over TorchRec batches (``module(dense, kjt)`` -> one logit per row)
+    whose embeddings live in EmbeddingBagCollections, one table per feature named ``t_<feature>``
+    or otherwise; it trains on the per-client path, with sparse row updates and private tables.
 
     Returns the mode's result: ``FederatedResult`` (sync), ``FedBuffResult``, ``FELResult`` or
     ``FairnessResult``; ``final_auc`` is the test AUC, ``validation_auc`` the validation AUC.
@@ -42,7 +45,7 @@ def run(config: FederatedConfig | dict, *, progress: bool = False, resume: bool 
     from fedrec.config import FederatedConfig, config_from_dict
 
     cfg = config if isinstance(config, FederatedConfig) else config_from_dict(config)
-    return run_config(cfg, data, pool, progress=progress, resume=resume, trackers=trackers)
+    return run_config(cfg, data, pool, progress=progress, resume=resume, trackers=trackers, model_fn=model_fn)
 
 
 def load_config(path, **overrides) -> FederatedConfig:

@@ -17,7 +17,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from data_pipeline.atomic import atomic_path, write_json_atomic
-from data_pipeline.batches import Examples
+from data_pipeline.batches import NEGATIVE_TIMESTAMP, Examples
 from data_pipeline.datasets import resolve_data_path
 from data_pipeline.errors import ConfigError
 from data_pipeline.features import ML_FEATURES, available_features, criteo_examples, interaction_examples
@@ -26,7 +26,7 @@ from data_pipeline.readers.criteo import CriteoOptions, read_criteo
 from data_pipeline.splits import split as split_rows
 from fedrec.configbase import StrictModel, StrTuple
 from fedrec.metrics import binary_metrics
-from fedrec.model import ModelConfig, build_dlrm, forward_logits, predict
+from fedrec.model import ModelConfig, build_model, forward_logits, predict
 
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 
@@ -65,6 +65,9 @@ class CentralResult:
     validation_rows: int
     test_rows: int
     history: list[dict]
+    test_hr_at_10: float | None = None  # the catalogue ranked per user (with --config on user data)
+    test_ndcg_at_10: float | None = None
+    validation_ndcg_at_10: float | None = None
 
     def to_json(self, path: str | Path) -> None:
         write_json_atomic(path, asdict(self), default=float)
@@ -118,28 +121,75 @@ def _scores(model, batches) -> dict:
 def train_central(cfg: CentralConfig, progress: bool = True) -> CentralResult:
     """Train for ``cfg.epochs``; the returned (and checkpointed) model is the epoch with the best
     validation AUC, its test metrics the reported ones."""
-    torch.manual_seed(cfg.seed)
     data = load_examples(
         cfg.data, cfg.format, columns=cfg.columns, split=cfg.split, validation_fraction=cfg.validation_fraction,
         test_fraction=cfg.test_fraction, label_threshold=cfg.label_threshold, features=cfg.features, seed=cfg.seed,
         criteo_buckets=cfg.criteo_buckets,
     )
+    model, result = _fit(data, cfg.model, cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.weight_decay, cfg.seed, progress)
+    if cfg.checkpoint:
+        save_checkpoint(model, cfg.checkpoint, {"config": cfg.model_dump(mode="json"), "spec": repr(data.train.spec),
+                                                "epoch": result.best_epoch})
+    return result
+
+
+def central_baseline(fed_cfg, epochs: int = 3, batch_size: int = 256, lr: float = 0.003, optimizer: str = "adam",
+                     progress: bool = True) -> CentralResult:
+    """The centralized baseline of a federated config: the same data, split, negatives, features
+    and model (private tables are ordinary tables here), trained on all training rows at once,
+    with the same out-of-sample choice of epoch and the same ranking metrics."""
+    from fedrec.client.evaluate import rank_clients
+    from fedrec.runtime.data import load_federated_data
+
+    fed = load_federated_data(fed_cfg)
+    data = SplitExamples(fed.train, fed.validation, fed.test)
+    model, result = _fit(data, fed_cfg.model, epochs, batch_size, lr, optimizer, 0.0, fed_cfg.seed, progress)
+    if fed.catalogue is None:
+        return result
+    users = np.arange(len(fed.catalogue.user_rows))
+    real = fed.train.timestamps != NEGATIVE_TIMESTAMP
+    seen = {"validation": _items_by_user(fed.train.groups[real], fed.train.values["item"][real])}
+    val_real = fed.validation.timestamps != NEGATIVE_TIMESTAMP
+    seen["test"] = _items_by_user(np.r_[fed.train.groups[real], fed.validation.groups[val_real]],
+                                  np.r_[fed.train.values["item"][real], fed.validation.values["item"][val_real]])
+    for split, examples in (("validation", fed.validation), ("test", fed.test)):
+        r = rank_clients(np.unique(examples.groups).tolist(), users, lambda ex: predict(model, ex.iter_batches(8192))[0].numpy(),
+                         fed.catalogue, examples, examples.groups, lambda u, s=seen[split]: s.get(u, np.zeros(0, np.int64)))
+        if r["users"]:
+            if split == "test":
+                result.test_hr_at_10, result.test_ndcg_at_10 = r["hr_sum"] / r["users"], r["ndcg_sum"] / r["users"]
+            else:
+                result.validation_ndcg_at_10 = r["ndcg_sum"] / r["users"]
+    return result
+
+
+def _items_by_user(users: np.ndarray, items: np.ndarray) -> dict[int, np.ndarray]:
+    order = np.argsort(users, kind="stable")
+    users, items = users[order], items[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    return {int(users[s]): np.unique(items[s:e]) for s, e in zip(starts, np.r_[starts[1:], len(users)])}
+
+
+def _fit(data: SplitExamples, model_cfg: ModelConfig, epochs: int, batch_size: int, lr: float, optimizer: str,
+         weight_decay: float, seed: int, progress: bool):
+    """The training loop; returns the model restored to the epoch of best validation AUC, and the result."""
+    torch.manual_seed(seed)
     train = data.train
-    model = build_dlrm(train.spec, cfg.model, seed=cfg.seed)
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    model = build_model(train.spec, model_cfg, seed=seed)
+    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     history = []
     test_batches = list(data.test.iter_batches(4096))
     val_batches = list(data.validation.iter_batches(4096)) if len(data.validation) else []
     best = (-1.0, 0, None)
     seconds = 0.0
-    steps_per_epoch = -(-len(train) // cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc="central", unit="step", disable=not progress)
-    for epoch in range(cfg.epochs):
+    steps_per_epoch = -(-len(train) // batch_size)
+    bar = tqdm(total=epochs * steps_per_epoch, desc="central", unit="step", disable=not progress)
+    for epoch in range(epochs):
         start = time.perf_counter()
         model.train()
         total = 0.0
-        for batch in train.iter_batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
+        for batch in train.iter_batches(batch_size, shuffle=True, seed=seed * 1000 + epoch):
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(forward_logits(model, batch), batch.labels)
             loss.backward()
@@ -155,14 +205,11 @@ def train_central(cfg: CentralConfig, progress: bool = True) -> CentralResult:
         bar.set_postfix(val_auc=f"{val:.4f}")
     bar.close()
     model.load_state_dict(best[2])
-    if cfg.checkpoint:
-        save_checkpoint(model, cfg.checkpoint, {"config": cfg.model_dump(mode="json"), "spec": repr(train.spec),
-                                                "epoch": best[1]})
     chosen = history[best[1] - 1]
-    return CentralResult(
+    return model, CentralResult(
         auc=chosen["auc"], logloss=chosen["logloss"], ne=chosen["ne"], validation_auc=best[0], best_epoch=best[1],
-        train_seconds=seconds, samples_per_second=cfg.epochs * len(train) / seconds if seconds else 0.0,
-        epochs=cfg.epochs, train_rows=len(train), validation_rows=len(data.validation), test_rows=len(data.test),
+        train_seconds=seconds, samples_per_second=epochs * len(train) / seconds if seconds else 0.0,
+        epochs=epochs, train_rows=len(train), validation_rows=len(data.validation), test_rows=len(data.test),
         history=history,
     )
 

@@ -87,10 +87,13 @@ class DataConfig(StrictModel):
     path: str = "ml-100k"  # resolved under $FEDREC_DATA when not found as given
     format: str = "movielens"
     columns: str | None = None
-    split: Literal["temporal", "random"] = "temporal"
+    split: Literal["temporal", "random", "user_random"] = "temporal"  # user_random: per user, for logs without times
     validation_fraction: float = Field(0.1, ge=0, lt=1)  # per user, just before the test rows
     test_fraction: float = Field(0.2, gt=0, lt=1)
     label_threshold: float = 4.0  # label = rating >= threshold
+    # Implicit feedback (e.g. listening counts): every interaction is a positive and this many
+    # negatives per interaction are sampled from the items the user never interacted with.
+    negatives: int = Field(0, ge=0)
     # ml100k-fed: no user embedding (a user's own vector never leaves their device in practice)
     features: StrTuple = Field(("item", "occupation", "gender", "age_bucket"), min_length=1)
     partition: Literal["natural", "dirichlet", "quantity"] = "natural"

@@ -1,5 +1,9 @@
-"""The DLRM every fedrec trainer uses: TorchRec's ``DLRM`` over an ``EmbeddingBagCollection``
-built from a dataset's ``FeatureSpec`` (one table per sparse feature, sum pooling).
+"""The models fedrec trains, built from a dataset's ``FeatureSpec`` (one EmbeddingBagCollection
+table per sparse feature, sum pooling): TorchRec's ``DLRM`` (the default, with the batched fast
+path), TorchRec's ``DLRM_DCN`` and ``SimpleDeepFMNN``, and a two-tower retrieval model
+(``fedrec.models.two_tower``). Every model maps (dense, sparse) to one logit per row; any other
+``torch.nn.Module`` of that shape whose embeddings live in EmbeddingBagCollections can be given to
+``fedrec.run(config, model_fn=...)``.
 
 TorchRec is imported only when a model is built: client actors on the batched path never build
 one (they train stacked copies from the state dict), and importing torchrec with fbgemm costs
@@ -8,7 +12,7 @@ seconds per process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
 
 
 class ModelConfig(StrictModel):
+    name: Literal["dlrm", "dlrm_dcn", "deepfm", "two_tower"] = "dlrm"
     embedding_dim: int = Field(16, ge=1)
     dense_arch: PositiveIntTuple = (32,)  # hidden sizes; the last layer is embedding_dim (DLRM needs it)
     over_arch: PositiveIntTuple = (64, 32)  # hidden sizes; a final 1-unit logit layer is added
@@ -28,38 +33,64 @@ class ModelConfig(StrictModel):
     # Tables that never leave the device (e.g. [user]): trained by each client on its own rows, kept
     # on the client between rounds, never uploaded or aggregated (fedrec.client.private).
     private: StrTuple = ()
+    dcn_layers: int = Field(2, ge=1)  # dlrm_dcn: cross layers
+    dcn_low_rank: int = Field(8, ge=1)  # dlrm_dcn: rank of each cross layer's weight
+    deepfm_dim: int = Field(8, ge=1)  # deepfm: output width of the deep part
+    query_features: StrTuple = ("user",)  # two_tower: the query tower's features (the rest: candidate)
+
 
 
 def table_name(feature: str) -> str:
     return f"t_{feature}"
 
 
-def build_dlrm(spec: FeatureSpec, cfg: ModelConfig | None = None, seed: int | None = None) -> DLRM:
-    from torchrec.models.dlrm import DLRM
+def _ebc(spec: FeatureSpec, dim: int, features=None):
     from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
     from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
+    tables = [
+        EmbeddingBagConfig(name=table_name(f.name), embedding_dim=dim, num_embeddings=f.cardinality,
+                           feature_names=[f.name], pooling=PoolingType.SUM)
+        for f in spec.sparse if features is None or f.name in features
+    ]
+    return EmbeddingBagCollection(tables=tables, device=torch.device("cpu"))
+
+
+def build_model(spec: FeatureSpec, cfg: ModelConfig | None = None, seed: int | None = None) -> torch.nn.Module:
+    """The model ``cfg.name`` names over ``spec``'s features (``cfg.features`` selects some)."""
     cfg = cfg or ModelConfig()
     if seed is not None:
         torch.manual_seed(seed)
     spec = spec.select(cfg.features) if cfg.features else spec
-    tables = [
-        EmbeddingBagConfig(
-            name=table_name(f.name),
-            embedding_dim=cfg.embedding_dim,
-            num_embeddings=f.cardinality,
-            feature_names=[f.name],
-            pooling=PoolingType.SUM,
-        )
-        for f in spec.sparse
-    ]
-    ebc = EmbeddingBagCollection(tables=tables, device=torch.device("cpu"))
-    return DLRM(
-        embedding_bag_collection=ebc,
-        dense_in_features=len(spec.dense),
-        dense_arch_layer_sizes=[*cfg.dense_arch, cfg.embedding_dim],
-        over_arch_layer_sizes=[*cfg.over_arch, 1],
-    )
+    if cfg.name == "two_tower":
+        from data_pipeline.errors import ConfigError
+        from fedrec.models.two_tower import TwoTower
+
+        query = [f for f in spec.sparse_names if f in cfg.query_features]
+        candidate = [f for f in spec.sparse_names if f not in cfg.query_features]
+        if not query or not candidate:
+            raise ConfigError("model.query_features", f"both towers need features; query {query}, candidate {candidate}")
+        return TwoTower(_ebc(spec, cfg.embedding_dim, query), _ebc(spec, cfg.embedding_dim, candidate), cfg.embedding_dim,
+                        (*cfg.dense_arch, cfg.embedding_dim), query, candidate)
+    ebc = _ebc(spec, cfg.embedding_dim)
+    if cfg.name == "deepfm":
+        from torchrec.models.deepfm import SimpleDeepFMNN
+
+        model = SimpleDeepFMNN(len(spec.dense), ebc, hidden_layer_size=cfg.dense_arch[0], deep_fm_dimension=cfg.deepfm_dim)
+        # TorchRec's DeepFM ends in a sigmoid; every fedrec model returns logits (the stable loss is
+        # BCE-with-logits), so the last activation goes.
+        model.over_arch.model[1] = torch.nn.Identity()
+        return model
+    if cfg.name == "dlrm_dcn":
+        from torchrec.models.dlrm import DLRM_DCN
+
+        return DLRM_DCN(ebc, dense_in_features=len(spec.dense), dense_arch_layer_sizes=[*cfg.dense_arch, cfg.embedding_dim],
+                        over_arch_layer_sizes=[*cfg.over_arch, 1], dcn_num_layers=cfg.dcn_layers,
+                        dcn_low_rank_dim=cfg.dcn_low_rank)
+    from torchrec.models.dlrm import DLRM
+
+    return DLRM(embedding_bag_collection=ebc, dense_in_features=len(spec.dense),
+                dense_arch_layer_sizes=[*cfg.dense_arch, cfg.embedding_dim], over_arch_layer_sizes=[*cfg.over_arch, 1])
 
 
 def forward_logits(model: DLRM, batch) -> torch.Tensor:

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     )
     train.add_argument("--mode", choices=("central", "federated"), default=None,
                        help="central baseline or federated (default: federated with --config, else central)")
-    train.add_argument("--config", help="YAML run config (federated)")
+    train.add_argument("--config", help="YAML run config (federated; with --mode central: its data and model, trained centrally)")
     train.add_argument("--data", help="dataset path (a folder for movielens); relative names resolve under $FEDREC_DATA")
     train.add_argument("--format", default="movielens", choices=("movielens", "criteo", "csv", "tsv", "parquet", "jsonl"))
     train.add_argument("--columns", help="column names for csv/tsv/parquet/jsonl")
@@ -47,6 +47,18 @@ def cmd_train(args) -> int:
         from fedrec.federated_cli import run_federated_from_args
 
         return run_federated_from_args(args)
+    if args.config:  # the centralized baseline of a federated config: its data, split and model
+        from fedrec.central import central_baseline
+        from fedrec.config import load_config
+
+        result = central_baseline(load_config(args.config), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                  progress=sys.stderr.isatty())
+        if args.json:
+            result.to_json(args.json)
+        ranking = (f" hr@10={result.test_hr_at_10:.4f} ndcg@10={result.test_ndcg_at_10:.4f}"
+                   if result.test_ndcg_at_10 is not None else "")
+        print(f"central: auc={result.auc:.4f} validation_auc={result.validation_auc:.4f} epoch={result.best_epoch}{ranking}")
+        return 0
     from data_pipeline.errors import ConfigError
     from fedrec.central import CentralConfig, train_central
     from fedrec.configbase import validate

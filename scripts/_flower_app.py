@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fedrec.config import config_from_dict, config_to_dict
     from fedrec.metrics import binary_metrics
-    from fedrec.model import build_dlrm, predict
+    from fedrec.model import build_model, predict
     from fedrec.runtime.data import load_federated_data
 
     start = time.perf_counter()
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(cfg.seed)  # Flower samples clients with `random`
     data = load_federated_data(cfg)
     n = len(data.partitions)
-    model = build_dlrm(data.train.spec, cfg.model, seed=cfg.seed)  # fedrec's initial global model
+    model = build_model(data.train.spec, cfg.model, seed=cfg.seed)  # fedrec's initial global model
     names = list(model.state_dict())
     init = [t.detach().numpy().copy() for t in model.state_dict().values()]
     clock, final = RoundClock(), {}

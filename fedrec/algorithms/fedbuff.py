@@ -178,9 +178,9 @@ class FedBuffRun(FederatedRun):
 
 
 def run_fedbuff(cfg, data: FederatedData | None = None, pool: ClientPool | None = None, *, progress: bool = False,
-                resume: bool = False, after_submit=None, trackers=None) -> FedBuffResult:
+                resume: bool = False, after_submit=None, trackers=None, model_fn=None) -> FedBuffResult:
     with session(cfg, data, pool) as s:
-        run = FedBuffRun(cfg, s.data, s.pool)
+        run = FedBuffRun(cfg, s.data, s.pool, model_fn=model_fn)
         loop = make_loop(cfg.model_copy(update={"rounds": run.steps}), s.pool, [run], progress=progress, desc="fedbuff",
                          after_submit=after_submit, trackers=trackers)
         drive(loop, resume)

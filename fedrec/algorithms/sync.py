@@ -10,9 +10,9 @@ from fedrec.runtime.run import FederatedRun
 
 
 def run_sync(cfg, data: FederatedData | None = None, pool: ClientPool | None = None, *, progress: bool = False,
-             resume: bool = False, after_submit=None, trackers=None) -> FederatedResult:
+             resume: bool = False, after_submit=None, trackers=None, model_fn=None) -> FederatedResult:
     with session(cfg, data, pool) as s:
-        run = FederatedRun(cfg, s.data, s.pool)
+        run = FederatedRun(cfg, s.data, s.pool, model_fn=model_fn)
         drive(make_loop(cfg, s.pool, [run], progress=progress, desc=cfg.strategy.name, after_submit=after_submit, trackers=trackers), resume)
         result = FederatedResult.from_run(run, s.wall())
     return finish(result, cfg)

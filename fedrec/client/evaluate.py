@@ -13,8 +13,6 @@ import numpy as np
 import torch
 
 from data_pipeline.batches import Examples
-from fedrec.client.batched import dlrm_probs
-from fedrec.client.layout import ModelLayout
 from fedrec.client.private import PrivateRows
 from fedrec.updates import State
 
@@ -42,11 +40,11 @@ def ranking_metrics(scores: np.ndarray, items: np.ndarray, positives: np.ndarray
     return 1.0, dcg / ideal
 
 
-def rank_clients(clients: list[int], users: np.ndarray, state: State, layout: ModelLayout, private: PrivateRows | None,
-                 catalogue, heldout: Examples, heldout_client: np.ndarray, exclude_of, k: int = 10) -> dict:
+def rank_clients(clients: list[int], users: np.ndarray, score, catalogue, heldout: Examples, heldout_client: np.ndarray,
+                 exclude_of, k: int = 10) -> dict:
     """Sums of HR@k and nDCG@k over ``clients`` that have positive held-out rows, and their count.
-    ``exclude_of(client)`` gives the items a client has already seen (never recommended)."""
-    tables = model_tables(state, private)
+    ``score(examples)`` gives the client's model's probabilities; ``exclude_of(client)`` the items it
+    has already seen (never recommended)."""
     items = catalogue.items
     hr = ndcg = 0.0
     counted = 0
@@ -55,7 +53,7 @@ def rank_clients(clients: list[int], users: np.ndarray, state: State, layout: Mo
         if not len(rows):
             continue
         positives = heldout.values["item"][rows]
-        probs = dlrm_probs(catalogue.candidates(int(users[c])), state, layout, tables)
+        probs = score(catalogue.candidates(int(users[c])))
         h, n = ranking_metrics(probs, items, positives, exclude_of(c), k)
         hr, ndcg, counted = hr + h, ndcg + n, counted + 1
     return {"hr_sum": hr, "ndcg_sum": ndcg, "users": counted}

@@ -29,6 +29,27 @@ class ModelLayout:
                     tables[name] = f
         return ModelLayout(tables, _linear_pairs(names, "dense_arch."), _linear_pairs(names, "over_arch."))
 
+    @staticmethod
+    def of_module(model, spec: FeatureSpec) -> ModelLayout:
+        """The layout of any module whose embeddings live in EmbeddingBagCollections: each table
+        found through the collections' configs (one feature per table), the arches by name."""
+        from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+        from data_pipeline.errors import ConfigError
+
+        tables = {}
+        for prefix, module in model.named_modules():
+            if isinstance(module, EmbeddingBagCollection):
+                for config in module.embedding_bag_configs():
+                    if len(config.feature_names) != 1:
+                        raise ConfigError("model", f"table {config.name!r} serves {config.feature_names}; one feature a table")
+                    tables[f"{prefix + '.' if prefix else ''}embedding_bags.{config.name}.weight"] = config.feature_names[0]
+        unknown = set(tables.values()) - set(spec.sparse_names)
+        if unknown:
+            raise ConfigError("model", f"the model reads features {sorted(unknown)} the data does not have")
+        names = [n for n, _ in model.named_parameters()]
+        return ModelLayout(tables, _linear_pairs(names, "dense_arch."), _linear_pairs(names, "over_arch."))
+
     @property
     def table_of_feature(self) -> dict[str, str]:
         return {f: n for n, f in self.tables.items()}

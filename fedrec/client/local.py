@@ -19,7 +19,7 @@ from fedrec.client.data import ClientData
 from fedrec.client.layout import ModelLayout
 from fedrec.client.private import PrivateRows
 from fedrec.configbase import StrictModel
-from fedrec.model import ModelConfig, build_dlrm, forward_logits
+from fedrec.model import ModelConfig, build_model, forward_logits
 from fedrec.updates import ClientUpdate, State
 
 
@@ -65,16 +65,19 @@ def whole_tables(update: ClientUpdate, state: State) -> ClientUpdate:
 
 
 class LocalTrainer:
-    def __init__(self, data: ClientData, model_cfg: ModelConfig) -> None:
+    """The per-client path for any model (``model_fn`` builds a custom one): TorchRec modules,
+    sparse embedding gradients, one client at a time."""
+
+    def __init__(self, data: ClientData, model_cfg: ModelConfig, model_fn=None) -> None:
         torch.set_num_threads(1)  # actors are one CPU each; intra-op threads would oversubscribe
         self.data = data
-        self.model = build_dlrm(data.spec, model_cfg, seed=0)
+        self.model = (model_fn or build_model)(data.spec, model_cfg, seed=0)
         self.model.train()
         for module in self.model.modules():
             if isinstance(module, torch.nn.EmbeddingBag):
                 module.sparse = True
         self.params = dict(self.model.named_parameters())
-        self.layout = ModelLayout.of(self.params, data.spec)
+        self.layout = ModelLayout.of_module(self.model, data.spec)
         self.loss_fn = torch.nn.BCEWithLogitsLoss()
 
     @torch.no_grad()

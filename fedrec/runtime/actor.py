@@ -20,13 +20,14 @@ import numpy as np
 import ray
 import torch
 
+from data_pipeline.batches import NEGATIVE_TIMESTAMP
 from fedrec.client.batched import BatchedTrainer, dlrm_probs
 from fedrec.client.data import ClientData
 from fedrec.client.evaluate import model_tables, rank_clients
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig, LocalTrainer
 from fedrec.client.private import PrivateRows, owned_rows
-from fedrec.model import ModelConfig
+from fedrec.model import ModelConfig, predict
 from fedrec.pipeline import Arrivals, ClientContext, UpdatePipeline
 from fedrec.updates import State, StateChange
 
@@ -49,6 +50,7 @@ class ModelSync:
     kind: str  # "full" | "change"
     version: int
     model_cfg: ModelConfig | None = None
+    model_fn: object = None  # a custom model builder (fedrec.run(..., model_fn=...)); None: model_cfg.name
 
 
 @dataclass
@@ -59,6 +61,12 @@ class _Slot:
     layout: ModelLayout
     trainers: dict = field(default_factory=dict)
     private: PrivateRows | None = None  # this actor's clients' rows of the model's private tables
+    model_fn: object = None
+
+    @property
+    def batched(self) -> bool:
+        """The stacked fast path covers TorchRec's DLRM; any other model trains client by client."""
+        return self.model_cfg.name == "dlrm" and self.model_fn is None
 
 
 @dataclass
@@ -116,12 +124,17 @@ class ClientActorImpl:
         if sync is not None:
             if sync.kind == "full":
                 state = {n: t.clone() for n, t in payload.items()}
-                layout = ModelLayout.of(state, self.data.spec)
+                slot = _Slot(sync.model_cfg, state, sync.version, None, model_fn=sync.model_fn)
+                if slot.batched:
+                    slot.layout = ModelLayout.of(state, self.data.spec)
+                else:  # the module tells where its tables are
+                    local = LocalTrainer(self.data, sync.model_cfg, sync.model_fn)
+                    slot.trainers["local"], slot.layout = local, local.layout
                 old = self.slots.get(key)
-                private = old.private if old is not None and old.private is not None else None
-                if private is None:
-                    private = self._private_store(key, sync.model_cfg, state, layout)
-                self.slots[key] = _Slot(sync.model_cfg, state, sync.version, layout, private=private)
+                slot.private = old.private if old is not None and old.private is not None else None
+                if slot.private is None:
+                    slot.private = self._private_store(key, sync.model_cfg, state, slot.layout)
+                self.slots[key] = slot
             else:
                 slot = self.slots[key]
                 if slot.version != sync.version - 1:
@@ -140,12 +153,11 @@ class ClientActorImpl:
         """Train ``clients`` of model ``key`` from its current global version; client steps run on
         each update before it is packed for the driver."""
         slot = self._sync(key, sync, payload)
-        if cfg.batched:
-
+        if cfg.batched and slot.batched:
             trainer = slot.trainers.get("batched") or slot.trainers.setdefault("batched", BatchedTrainer(self.data, slot.layout))
             results = trainer.train_many(clients, slot.state, cfg, seeds, slot.private)
         else:
-            trainer = slot.trainers.get("local") or slot.trainers.setdefault("local", LocalTrainer(self.data, slot.model_cfg))
+            trainer = self._local(slot)
             trainer.load_global(slot.state)
             results = [trainer.train(c, slot.state, cfg, s, slot.private) for c, s in zip(clients, seeds)]
         updates, stats = [], []
@@ -168,8 +180,8 @@ class ClientActorImpl:
         owned = self.owned()
         rows = np.flatnonzero(np.isin(row_client, owned))
         ex = examples.take(rows)
-        tables = model_tables(slot.state, slot.private)
-        probs = dlrm_probs(ex, slot.state, slot.layout, tables)
+        score = self._scorer(slot)
+        probs = score(ex)
         trained = np.zeros(len(rows), dtype=bool)
         if slot.private is not None:
             for name, f in slot.layout.tables.items():
@@ -177,17 +189,31 @@ class ClientActorImpl:
                     trained |= slot.private.is_trained(name, ex.values[f][ex.offsets[f][:-1]])
         out = {"rows": rows, "probs": probs, "trained": trained}
         if ranking and self.extra.catalogue is not None:
-            out["ranking"] = rank_clients([int(c) for c in owned], self.extra.client_users, slot.state, slot.layout,
-                                          slot.private, self.extra.catalogue, examples, row_client,
-                                          lambda c: self._seen_items(c, split), k)
+            out["ranking"] = rank_clients([int(c) for c in owned], self.extra.client_users, score, self.extra.catalogue,
+                                          examples, row_client, lambda c: self._seen_items(c, split), k)
         return out
+
+    def _local(self, slot: _Slot) -> LocalTrainer:
+        if "local" not in slot.trainers:
+            slot.trainers["local"] = LocalTrainer(self.data, slot.model_cfg, slot.model_fn)
+        return slot.trainers["local"]
+
+    def _scorer(self, slot: _Slot):
+        """examples -> probabilities under the global weights with this actor's private rows."""
+        tables = model_tables(slot.state, slot.private)
+        if slot.batched:
+            return lambda ex: dlrm_probs(ex, slot.state, slot.layout, tables)
+        model = self._local(slot).model
+        model.load_state_dict({**slot.state, **tables})
+        return lambda ex: predict(model, ex.iter_batches(8192))[0].numpy()
 
     def _seen_items(self, client: int, split: str) -> np.ndarray:
         """Items a client has already interacted with before ``split``: never recommended to it."""
-        seen = [self.data.client(client)[1]["item"]]
+        ex = self.data.client(client)[0]
+        seen = [ex.values["item"][ex.timestamps != NEGATIVE_TIMESTAMP]]  # real interactions, not sampled negatives
         if split == "test" and "validation" in self.extra.heldout:
             val, val_client = self.extra.heldout["validation"]
-            seen.append(val.values["item"][val_client == client])
+            seen.append(val.values["item"][(val_client == client) & (val.timestamps != NEGATIVE_TIMESTAMP)])
         return np.unique(np.concatenate(seen))
 
     def export_private(self, key: str) -> dict | None:

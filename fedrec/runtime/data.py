@@ -14,7 +14,7 @@ import numpy as np
 from data_pipeline.batches import Examples
 from data_pipeline.datasets import resolve_data_path
 from data_pipeline.errors import ConfigError
-from data_pipeline.features import Catalogue, interaction_examples
+from data_pipeline.features import Catalogue, implicit_examples, interaction_examples
 from data_pipeline.partition import dirichlet_partition, natural_partition, quantity_skew_partition
 from data_pipeline.readers import load_interactions
 from data_pipeline.splits import split as split_rows
@@ -49,10 +49,13 @@ def load_federated_data(cfg) -> FederatedData:
     d = cfg.data
     inter = load_interactions(resolve_data_path(d.path), d.format, columns=d.columns)
     parts = split_rows(inter, d.split, d.test_fraction, cfg.seed, validation_fraction=d.validation_fraction)
-    train = interaction_examples(inter, d.features, d.label_threshold, parts.train)
-    _check_labels(train.labels, d.label_threshold)
-    test = interaction_examples(inter, d.features, d.label_threshold, parts.test)
-    validation = interaction_examples(inter, d.features, d.label_threshold, parts.validation)
+    if d.negatives:
+        train, validation, test = (implicit_examples(inter, d.features, rows, d.negatives, cfg.seed + i)
+                                   for i, rows in enumerate((parts.train, parts.validation, parts.test)))
+    else:
+        train, validation, test = (interaction_examples(inter, d.features, d.label_threshold, rows)
+                                   for rows in (parts.train, parts.validation, parts.test))
+        _check_labels(train.labels, d.label_threshold)
     if d.partition == "natural":
         partitions = natural_partition(train.groups)
         users = np.array([train.groups[p[0]] for p in partitions])

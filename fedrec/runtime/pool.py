@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 class _Model:
     cfg: ModelConfig
     state: State  # the run's own global state (the pool reads it; the run updates it)
+    model_fn: object = None
     version: int = 0
     change_ref: ray.ObjectRef | None = None  # StateChange from version - 1 to version
     full_ref: ray.ObjectRef | None = None  # the whole state at ``version`` (put on demand)
@@ -132,10 +133,10 @@ class ClientPool:
         self.stop()
 
     # --- models ---
-    def register(self, key: str, cfg: ModelConfig, state: State) -> None:
+    def register(self, key: str, cfg: ModelConfig, state: State, model_fn=None) -> None:
         """A model the actors will train under ``key``, starting from ``state`` (version 0). Registering
         a key again (a resumed run) makes every actor fetch the whole state on its next round."""
-        self._models[key] = _Model(cfg, state)
+        self._models[key] = _Model(cfg, state, model_fn=model_fn)
         for versions in self._versions:
             versions.pop(key, None)
 
@@ -155,7 +156,7 @@ class ClientPool:
             return ModelSync("change", m.version), m.change_ref
         if m.full_ref is None:
             m.full_ref = ray.put(m.state)
-        return ModelSync("full", m.version, m.cfg), m.full_ref
+        return ModelSync("full", m.version, m.cfg, m.model_fn), m.full_ref
 
     # --- training ---
     def owner(self, clients: np.ndarray) -> np.ndarray:

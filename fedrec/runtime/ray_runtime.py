@@ -27,8 +27,16 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     logging.getLogger("ray").setLevel(logging.ERROR if quiet else logging.INFO)
     if os.environ.get("RAY_ADDRESS"):  # `ray job submit` sets it; RAY_ADDRESS=auto joins a `ray start` cluster
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            return
+        except Exception as exc:  # Ray gives its raylet a fixed 30 s to come up; a loaded machine can miss it
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+            logging.getLogger(__name__).warning("Ray did not start in time (a busy machine?); trying again")
+            ray.shutdown()
 
 
 def ray_cpus() -> int:

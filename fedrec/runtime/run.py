@@ -21,7 +21,7 @@ from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig
 from fedrec.client.private import check_single_owner
 from fedrec.metrics import binary_metrics
-from fedrec.model import build_dlrm, predict
+from fedrec.model import build_model, predict
 from fedrec.pipeline import Arrivals, ServerContext, build_pipeline
 from fedrec.runtime.data import FederatedData
 from fedrec.runtime.facts import ClientFacts, client_tiers
@@ -52,14 +52,15 @@ class FederatedRun:
     on the shared pool; ``name`` labels it in logs and trackers."""
 
     def __init__(self, cfg, data: FederatedData, pool: ClientPool | None, *, key: str = "default",
-                 clients: np.ndarray | None = None, name: str | None = None, pipeline=None) -> None:
+                 clients: np.ndarray | None = None, name: str | None = None, pipeline=None, model_fn=None) -> None:
         self.cfg, self.data, self.pool, self.key = cfg, data, pool, key
         self.name = name or key
         n = data.num_clients
         self.clients = np.arange(n) if clients is None else np.sort(np.asarray(clients, dtype=np.int64))
-        self.model = build_dlrm(data.train.spec, cfg.model, seed=cfg.seed)
+        self.model_fn = model_fn  # a custom model builder; None: cfg.model.name
+        self.model = (model_fn or build_model)(data.train.spec, cfg.model, seed=cfg.seed)
         self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.layout = ModelLayout.of(self.state, data.train.spec)
+        self.layout = ModelLayout.of_module(self.model, data.train.spec)
         self.tiers = client_tiers(cfg, data)
         self.private_tables = sorted(self.layout.table_of_feature[f] for f in cfg.model.private)
         self.facts = ClientFacts(cfg, data, self.state, self.layout, self.tiers, set(self.private_tables))
@@ -76,7 +77,7 @@ class FederatedRun:
         self._eval_batches: dict[str, list] = {}
         self._last_eval: dict = {}
         if pool is not None:  # None: the server side alone (selection, aggregation, evaluation)
-            pool.register(key, cfg.model, self.state)
+            pool.register(key, cfg.model, self.state, model_fn)
 
     # --- selection (sync) ---
     def seed_of(self, rnd: int, client: int) -> int:
@@ -270,6 +271,6 @@ class FederatedRun:
         self.history, self.totals = blob["history"], blob["totals"]
         self.uploaded_tables = set(blob.get("uploaded_tables", []))
         if self.pool is not None:
-            self.pool.register(self.key, self.cfg.model, self.state)  # actors get the whole state again
+            self.pool.register(self.key, self.cfg.model, self.state, self.model_fn)  # actors get the whole state again
             if blob.get("private") is not None:
                 self.pool.import_private(self.key, blob["private"])

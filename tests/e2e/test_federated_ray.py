@@ -82,9 +82,9 @@ def test_fedprox_mu_reaches_the_actors_and_is_the_only_difference(pool, small_cf
 
 
 def _initial(cfg, fed_data):
-    from fedrec.model import build_dlrm
+    from fedrec.model import build_model
 
-    return {k: v.detach() for k, v in build_dlrm(fed_data.train.spec, cfg.model, seed=cfg.seed).state_dict().items()}
+    return {k: v.detach() for k, v in build_model(fed_data.train.spec, cfg.model, seed=cfg.seed).state_dict().items()}
 
 
 def test_actor_killed_mid_round_does_not_stop_the_run(pool, small_cfg, fed_data):

@@ -8,7 +8,7 @@ from data_pipeline.features import interaction_examples
 from fedrec.central import load_checkpoint, save_checkpoint
 from fedrec.cli import build_parser, main
 from fedrec.metrics import binary_metrics
-from fedrec.model import ModelConfig, build_dlrm, forward_logits
+from fedrec.model import ModelConfig, build_model, forward_logits
 from tests.unit.test_data_core import _toy
 
 
@@ -61,12 +61,12 @@ def test_metrics_known_values():
 
 def test_dlrm_forward_backward_and_checkpoint(tmp_path):
     ex = interaction_examples(_toy(), features=("user", "item"))
-    model = build_dlrm(ex.spec, ModelConfig(embedding_dim=8), seed=0)
+    model = build_model(ex.spec, ModelConfig(embedding_dim=8), seed=0)
     batch = ex.batch(np.arange(8))
     logits = forward_logits(model, batch)
     assert logits.shape == (8,)
     torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.labels).backward()
     save_checkpoint(model, tmp_path / "m.pt", {"k": 1})
-    other = build_dlrm(ex.spec, ModelConfig(embedding_dim=8), seed=1)
+    other = build_model(ex.spec, ModelConfig(embedding_dim=8), seed=1)
     assert load_checkpoint(other, tmp_path / "m.pt") == {"k": 1}
     assert torch.allclose(forward_logits(other, batch), logits)

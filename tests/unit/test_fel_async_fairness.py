@@ -11,7 +11,7 @@ from fedrec.algorithms.fedbuff import simulate, staleness_weight
 from fedrec.algorithms.fel import FEL, apportion, carve_server_rows, cluster_clients
 from fedrec.algorithms.over_arch import OverArch, top_features
 from fedrec.config import AsyncConfig, EnsembleConfig, config_from_dict
-from fedrec.model import ModelConfig, build_dlrm, forward_logits
+from fedrec.model import ModelConfig, build_model, forward_logits
 from fedrec.runtime.result import time_to_target
 from fedrec.runtime.run import FederatedRun
 from fedrec.updates import AggregatedUpdate, ClientUpdate
@@ -172,7 +172,7 @@ def test_submodel_must_fit_its_tier_memory():
 
 def test_over_arch_starts_as_the_logit_average_and_reads_top_layers():
     data = _fed()
-    model = build_dlrm(data.train.spec, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(3,)), seed=0)
+    model = build_model(data.train.spec, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(3,)), seed=0)
     batch = data.test.batch()
     feats = top_features(model, batch)
     assert feats.shape == (len(data.test), 4)

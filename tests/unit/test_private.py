@@ -120,10 +120,10 @@ def test_private_table_needs_one_owner_per_row(fed):
 
 def test_clients_score_their_rows_like_the_driver_when_nothing_is_private(fed):
     actor, state, layout = _actor(fed, n_actors=2, index=1)
-    from fedrec.model import build_dlrm, predict
+    from fedrec.model import build_model, predict
 
     out = actor.evaluate("m", "test")
-    model = build_dlrm(fed.train.spec, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(4,)), seed=0)
+    model = build_model(fed.train.spec, ModelConfig(embedding_dim=4, dense_arch=(4,), over_arch=(4,)), seed=0)
     model.load_state_dict(state)
     probs, _ = predict(model, [fed.test.batch()])
     assert np.all(fed.test_client[out["rows"]] % 2 == 1)  # only this actor's clients' rows
