@@ -37,7 +37,7 @@ class NullPool:
     def __init__(self) -> None:
         self.published: list = []
 
-    def register(self, key, cfg, state) -> None:
+    def register(self, key, cfg, state, model_fn=None) -> None:
         pass
 
     def publish(self, key, change) -> None:
