@@ -7,6 +7,7 @@ MDAC(correlated) / MDAC(random) is how much a random-tier simulator understates 
 (RF^2 reports 15.8-41x). Several seeds give the spread (``--seeds 0,1,2``).
 
     .venv/bin/python scripts/bench_fairness.py              # configs/ml100k_tiers_rf2.yaml, seed 0
+    .venv/bin/python scripts/bench_fairness.py --private-user --seeds 0,1,2   # with private user embeddings
     .venv/bin/python scripts/bench_fairness.py --quick      # a smoke run
 """
 
@@ -31,12 +32,18 @@ def main() -> None:
     ap.add_argument("--optimizations", default="deadline,over_selection,fel")
     ap.add_argument("--tier-statistic", default="rows", choices=("rows", "inverse_rows"),
                     help="correlated tiers: more data on faster devices (rows) or on slower ones")
+    ap.add_argument("--private-user", action="store_true",
+                    help="add a private user embedding (each client's own, never uploaded); FEL is left out (its "
+                         "server-side over-arch cannot read private tables)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/bench_fairness")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.per_round, args.optimizations = 2, 10, "deadline,over_selection"
     base = config("ml100k_tiers_rf2.yaml", plot=None)
+    if args.private_user:
+        args.optimizations = ",".join(o for o in args.optimizations.split(",") if o != "fel")
+        base = base.with_(**{"data.features": ["user", *base.data.features], "model.private": ["user"]})
     cfg = base.with_(rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round,
                      tier_statistic=args.tier_statistic, **{"fairness.optimizations": args.optimizations.split(",")})
     t0 = time.perf_counter()
