@@ -81,7 +81,10 @@ def staleness_weight(staleness: int, cfg) -> float:
 
 def simulate(times: np.ndarray, dropout: np.ndarray, clients: np.ndarray, cfg, steps: int, seed: int) -> Schedule:
     """Event-driven run on the simulated clock: ``times[c]`` is client c's round time, ``dropout[c]``
-    the chance it never reports (its slot is held until its time is up). Stops at ``steps`` steps."""
+    the chance it never reports (its slot is held until its time is up). Runs until ``steps`` steps
+    are published and every client that pulled one of the first ``steps`` versions has reported:
+    the events are a deterministic sequence, so a run of more steps replays the same prefix, and
+    the updates a run's last clients send into later steps are known (a resumed run needs them)."""
     rng = np.random.default_rng([seed, 0xB0F])
     busy = np.zeros(len(times), dtype=bool)
     heap: list[tuple[float, int, int, int, float, bool]] = []
@@ -102,7 +105,7 @@ def simulate(times: np.ndarray, dropout: np.ndarray, clients: np.ndarray, cfg, s
     for _ in range(min(cfg.concurrency, len(clients))):
         start(0.0)
     in_flight.append((0.0, len(heap)))
-    while version < steps and heap:
+    while heap and (version < steps or any(entry[3] < steps for entry in heap)):
         end, _, c, pulled, began, dropped = heapq.heappop(heap)
         busy[c] = False
         a = Arrival(c, began, end, pulled, -1, version, version - pulled, 0.0, dropped)
@@ -140,7 +143,7 @@ class FedBuffRun(FederatedRun):
 
     @property
     def steps(self) -> int:
-        return len(self.schedule.step_times)
+        return min(len(self.schedule.step_times), self.cfg.rounds)
 
     def plan(self, rnd: int) -> RoundPlan:
         v = rnd - 1
@@ -184,12 +187,13 @@ def run_fedbuff(cfg, data: FederatedData | None = None, pool: ClientPool | None 
         loop = make_loop(cfg.model_copy(update={"rounds": run.steps}), s.pool, [run], progress=progress, desc="fedbuff",
                          after_submit=after_submit, trackers=trackers)
         drive(loop, resume)
-        sched = run.schedule
-        used = [a for a in sched.arrivals if a.step >= 0]
+        sched, steps = run.schedule, run.steps
+        within = [a for a in sched.arrivals if a.during < steps]  # what happened in the steps that ran
+        used = [a for a in within if 0 <= a.step < steps]
         result = FedBuffResult.from_run(
             run, s.wall(), mean_staleness=float(np.mean([a.staleness for a in used])) if used else 0.0,
             max_staleness=max((a.staleness for a in used), default=0), max_in_flight=sched.max_in_flight,
-            discarded_updates=sum(1 for a in sched.arrivals if a.step < 0 and not a.dropped),
-            dropped_clients=sum(a.dropped for a in sched.arrivals),
+            discarded_updates=sum(1 for a in within if a.step < 0 and not a.dropped),
+            dropped_clients=sum(a.dropped for a in within),
         )
     return finish(result, cfg)
