@@ -13,7 +13,9 @@ from data_pipeline.batches import Examples
 
 
 class ClientData:
-    def __init__(self, examples: Examples, partitions: list[np.ndarray]) -> None:
+    def __init__(self, examples: Examples, partitions) -> None:
+        """``partitions[client]``: the client's rows of ``examples`` (a list over all clients, or a
+        dict over the clients an actor owns)."""
         self.examples = examples
         self.partitions = partitions
         self._cache: dict[int, tuple[Examples, dict[str, np.ndarray]]] = {}

@@ -100,7 +100,7 @@ class PrivateRows:
             pass
 
 
-def owned_rows(examples, partitions: list[np.ndarray], feature: str, owned: np.ndarray) -> np.ndarray:
+def owned_rows(examples, partitions, feature: str, owned: np.ndarray) -> np.ndarray:
     """Sorted ids of ``feature`` touched by the clients in ``owned`` (vectorised over rows)."""
     rows = np.concatenate([partitions[c] for c in owned]) if len(owned) else np.zeros(0, dtype=np.int64)
     if not len(rows):

@@ -71,15 +71,38 @@ class _Slot:
 
 @dataclass
 class ActorData:
-    """What an actor is sent once: the training rows and partition, and for evaluation on the
-    clients the held-out rows (with each row's client), the catalogue and each client's user."""
+    """What an actor is sent once: the training rows of the clients it owns (``partitions`` maps
+    each to its rows in ``train``), and for evaluation on the clients their held-out rows (with each
+    row's client and its position in the full split), the catalogue and each client's user."""
 
-    train: object  # Examples
-    partitions: list
-    heldout: dict = field(default_factory=dict)  # split -> (Examples, row client)
+    train: object  # Examples: the owned clients' rows only
+    partitions: dict  # client -> rows of ``train``
+    heldout: dict = field(default_factory=dict)  # split -> (Examples, row client, row position in the split)
     catalogue: object | None = None
     client_users: object | None = None
     n_actors: int = 1
+    num_clients: int = 0
+
+    @staticmethod
+    def shard(data, index: int, n_actors: int) -> ActorData:
+        """Actor ``index``'s share of ``data`` (a FederatedData): its clients are those whose id is
+        ``index`` modulo ``n_actors``; it receives their rows and nothing else, so an actor's memory
+        grows with the clients it trains, not with the dataset."""
+        owned = np.arange(index, data.num_clients, n_actors, dtype=np.int64)
+        sizes = np.array([len(data.partitions[c]) for c in owned], dtype=np.int64)
+        rows = np.concatenate([data.partitions[c] for c in owned]) if len(owned) else np.zeros(0, dtype=np.int64)
+        starts = np.r_[0, np.cumsum(sizes)]
+        partitions = {int(c): np.arange(starts[i], starts[i + 1], dtype=np.int64) for i, c in enumerate(owned)}
+        heldout = {}
+        for split in ("validation", "test"):
+            examples = data.validation if split == "validation" else data.test
+            if examples is None or len(examples) == 0:
+                continue
+            row_client = data.validation_client if split == "validation" else data.test_client
+            pos = np.flatnonzero((row_client >= 0) & (row_client % n_actors == index))
+            heldout[split] = (examples.take(pos), row_client[pos], pos)
+        return ActorData(data.train.take(rows), partitions, heldout, data.catalogue, data.client_users, n_actors,
+                         data.num_clients)
 
 
 class ClientActorImpl:
@@ -103,8 +126,7 @@ class ClientActorImpl:
 
     def owned(self) -> np.ndarray:
         """The clients this actor trains (client id modulo the number of actors)."""
-        n = len(self.data.partitions)
-        return np.arange(self.index, n, self.extra.n_actors, dtype=np.int64)
+        return np.arange(self.index, self.extra.num_clients, self.extra.n_actors, dtype=np.int64)
 
     def _private_store(self, key: str, model_cfg: ModelConfig, state: State, layout: ModelLayout) -> PrivateRows | None:
         if not model_cfg.private:
@@ -176,10 +198,8 @@ class ClientActorImpl:
         rows): the rows' positions and probabilities, whether each row's client has trained its
         private rows, and with ``ranking`` the clients' summed HR@k / nDCG@k over the catalogue."""
         slot = self.slots[key]
-        examples, row_client = self.extra.heldout[split]
+        ex, row_client, rows = self.extra.heldout[split]
         owned = self.owned()
-        rows = np.flatnonzero(np.isin(row_client, owned))
-        ex = examples.take(rows)
         score = self._scorer(slot)
         probs = score(ex)
         trained = np.zeros(len(rows), dtype=bool)
@@ -190,7 +210,7 @@ class ClientActorImpl:
         out = {"rows": rows, "probs": probs, "trained": trained}
         if ranking and self.extra.catalogue is not None:
             out["ranking"] = rank_clients([int(c) for c in owned], self.extra.client_users, score, self.extra.catalogue,
-                                          examples, row_client, lambda c: self._seen_items(c, split), k)
+                                          ex, row_client, lambda c: self._seen_items(c, split), k)
         return out
 
     def _local(self, slot: _Slot) -> LocalTrainer:
@@ -212,7 +232,7 @@ class ClientActorImpl:
         ex = self.data.client(client)[0]
         seen = [ex.values["item"][ex.timestamps != NEGATIVE_TIMESTAMP]]  # real interactions, not sampled negatives
         if split == "test" and "validation" in self.extra.heldout:
-            val, val_client = self.extra.heldout["validation"]
+            val, val_client, _ = self.extra.heldout["validation"]
             seen.append(val.values["item"][(val_client == client) & (val.timestamps != NEGATIVE_TIMESTAMP)])
         return np.unique(np.concatenate(seen))
 

@@ -63,7 +63,7 @@ class ClientPool:
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.private_max_bytes, self.spill_dir = int(private_max_mb * 2**20), spill_dir
         self.actors: list = []
-        self._data_ref = None
+        self._data_refs: list = []
         self._replaced: list[int] = []
         self._models: dict[str, _Model] = {}
         self._versions: list[dict[str, int]] = []
@@ -86,23 +86,20 @@ class ClientPool:
         return self
 
     def set_data(self, data) -> None:
-        """Ship the training examples and partitions, and what evaluating on the clients needs
-        (held-out rows with their clients, the catalogue), once, through the object store."""
+        """Ship each actor its share of the data (the rows of the clients it owns and their held-out
+        rows, plus the catalogue), once, through the object store."""
         self.start()
-        heldout = {"test": (data.test, data.test_client)}
-        if data.validation is not None and len(data.validation):
-            heldout["validation"] = (data.validation, data.validation_client)
-        self._data_ref = ray.put(ActorData(data.train, data.partitions, heldout, data.catalogue, data.client_users,
-                                           len(self.actors)))
-        ray.get([a.set_data.remote(self._data_ref) for a in self.actors])
+        n = len(self.actors)
+        self._data_refs = [ray.put(ActorData.shard(data, i, n)) for i in range(n)]
+        ray.get([a.set_data.remote(ref) for a, ref in zip(self.actors, self._data_refs)])
         self._models.clear()  # actors dropped every model built on the old data
         self._versions = [{} for _ in self.actors]
 
     def _new_actor(self, index: int):
         actor = ClientActor.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(
             index, self.private_max_bytes, self.spill_dir)
-        if self._data_ref is not None:
-            actor.set_data.remote(self._data_ref)  # actor calls run in order: before any training
+        if self._data_refs:
+            actor.set_data.remote(self._data_refs[index])  # actor calls run in order: before any training
         return actor
 
     def replace(self, i: int, dead=None) -> None:

@@ -51,7 +51,7 @@ def test_every_model_trains_sparse_and_private_on_the_client(fed, model_cfg, mod
     model = (model_fn or build_model)(fed.train.spec, model_cfg, seed=0)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     actor = ClientActorImpl(0)
-    actor.set_data(ActorData(fed.train, fed.partitions, {"test": (fed.test, fed.test_client)}, None, fed.client_users, 1))
+    actor.set_data(ActorData.shard(fed, 0, 1))
     actor.sync("m", ModelSync("full", 0, model_cfg, model_fn), state)
     slot = actor.slots["m"]
     assert not slot.batched  # only TorchRec's DLRM has the stacked fast path

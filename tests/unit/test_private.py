@@ -28,7 +28,7 @@ def fed():
 
 def _actor(fed, n_actors=1, index=0, **kw):
     actor = ClientActorImpl(index, **kw)
-    actor.set_data(ActorData(fed.train, fed.partitions, {"test": (fed.test, fed.test_client)}, None, fed.client_users, n_actors))
+    actor.set_data(ActorData.shard(fed, index, n_actors))
     trainer = LocalTrainer(ClientData(fed.train, fed.partitions), MODEL)
     state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     actor.sync("m", ModelSync("full", 0, MODEL), state)
@@ -141,3 +141,16 @@ def test_ranking_metrics_by_hand():
     assert hr == 1.0 and ndcg == pytest.approx(1 / np.log2(3))
     hr, ndcg = ranking_metrics(scores, items, np.array([11, 13]), np.array([10]), k=3)  # ranks 1 and 3 of 3
     assert ndcg == pytest.approx((1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3)))
+
+
+def test_each_actor_receives_only_its_clients_rows(fed):
+    shards = [ActorData.shard(fed, i, 3) for i in range(3)]
+    assert sum(len(s.train) for s in shards) == len(fed.train)
+    for i, shard in enumerate(shards):
+        assert set(shard.partitions) == set(range(i, fed.num_clients, 3))
+        for c, rows in shard.partitions.items():  # the same examples, re-indexed into the shard
+            assert np.array_equal(shard.train.take(rows).labels, fed.train.take(fed.partitions[c]).labels)
+            assert np.array_equal(shard.train.take(rows).values["item"], fed.train.take(fed.partitions[c]).values["item"])
+        test, clients, pos = shard.heldout["test"]
+        assert np.all(clients % 3 == i) and np.array_equal(fed.test_client[pos], clients)
+    assert sorted(np.concatenate([s.heldout["test"][2] for s in shards]).tolist()) == np.flatnonzero(fed.test_client >= 0).tolist()
