@@ -227,6 +227,7 @@ class FEL:
         totals = {k: sum(s.totals[k] for s in self.subs) for k in ("client_updates", "failed_updates", "bytes_up",
                                                                      "bytes_down", "dense_bytes_up")}
         train_wall = self.subs[0].totals["train_wall_seconds"]
+        placement = self.subs[0].pool.placement() if self.subs[0].pool is not None else {}
         return FELResult(
             final_auc=test["auc"], final_logloss=test["logloss"], final_ne=test["ne"], validation_auc=val["auc"],
             validation_logloss=val["logloss"], rounds=self.subs[0].round, client_updates=totals["client_updates"],
@@ -234,6 +235,7 @@ class FEL:
             client_updates_per_second=totals["client_updates"] / train_wall if train_wall else 0.0,
             bytes_up=totals["bytes_up"], bytes_down=totals["bytes_down"], dense_bytes_up=totals["dense_bytes_up"],
             per_tier_auc=per_tier, resumed_from_round=self.subs[0].resumed_from_round, failed_updates=totals["failed_updates"],
+            nodes=max(1, len(placement)), actors_per_node=sorted(placement.values(), reverse=True),
             history=history, config=_config_dict(cfg), ensemble_auc=test["auc"], ensemble_logloss=test["logloss"],
             ensemble_ne=test["ne"], average_auc=average["auc"], submodel_auc={n: v["auc"] for n, v in sub_info.items()},
             submodels=sub_info, baseline=baseline, server_rows=len(self.server_rows), over_arch=over_info,

@@ -254,6 +254,9 @@ class ClientActorImpl:
     def ping(self) -> int:
         return self.index
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def memory_mb(self) -> float:
         """Resident memory of this actor process (for scale benchmarks)."""
         import psutil

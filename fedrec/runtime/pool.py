@@ -58,10 +58,13 @@ class Gathered:
 
 class ClientPool:
     def __init__(self, num_actors: int | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 private_max_mb: float = 1024.0, spill_dir: str | None = None) -> None:
+                 private_max_mb: float = 1024.0, spill_dir: str | None = None, scheduling_strategy="SPREAD") -> None:
+        """``scheduling_strategy``: where Ray puts the actors; SPREAD (default) over the cluster's
+        nodes, or any Ray strategy (a placement group, node affinity)."""
         self.num_actors = num_actors
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.private_max_bytes, self.spill_dir = int(private_max_mb * 2**20), spill_dir
+        self.scheduling_strategy = scheduling_strategy
         self.actors: list = []
         self._data_refs: list = []
         self._replaced: list[int] = []
@@ -96,7 +99,10 @@ class ClientPool:
         self._versions = [{} for _ in self.actors]
 
     def _new_actor(self, index: int):
-        actor = ClientActor.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(
+        # SPREAD: on a cluster the actors go to different nodes where they can (each node's share of
+        # the clients trains there); on one machine it changes nothing.
+        actor = ClientActor.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                                    scheduling_strategy=self.scheduling_strategy).remote(
             index, self.private_max_bytes, self.spill_dir)
         if self._data_refs:
             actor.set_data.remote(self._data_refs[index])  # actor calls run in order: before any training
@@ -212,6 +218,14 @@ class ClientPool:
     def import_private(self, key: str, blobs: list[dict | None], actors: list[int] | None = None) -> None:
         idx = range(len(self.actors)) if actors is None else actors
         ray.get([self.actors[i].import_private.remote(key, blobs[i]) for i in idx])
+
+    def placement(self) -> dict[str, int]:
+        """Actors per Ray node (node id -> count) where the pool's actors run now."""
+        nodes = ray.get([a.node_id.remote() for a in self.actors])
+        out: dict[str, int] = {}
+        for n in nodes:
+            out[n] = out.get(n, 0) + 1
+        return out
 
     def memory_mb(self) -> list[float]:
         return ray.get([a.memory_mb.remote() for a in self.actors])

@@ -42,6 +42,8 @@ class FederatedResult:
     uploaded_tables: list[str] = field(default_factory=list)  # tables whose rows left some device
     auc_trained_clients: float | None = None  # test AUC of clients that have trained their private rows
     auc_untrained_clients: float | None = None  # ... and of those still on the initial rows
+    nodes: int = 1  # distinct Ray nodes hosting the client actors (at the end of the run)
+    actors_per_node: list[int] = field(default_factory=list)
     target_auc: float | None = None
     rounds_to_target: int | None = None  # first evaluated round whose test AUC reached target_auc
     sim_seconds_to_target: float | None = None
@@ -55,6 +57,7 @@ class FederatedResult:
         from fedrec.config import config_to_dict
 
         final = run.final_metrics()
+        placement = run.pool.placement() if run.pool is not None and hasattr(run.pool, "placement") else {}
         t = run.totals
         target = run.cfg.target_auc
         reached = time_to_target(run.history, target)
@@ -68,6 +71,7 @@ class FederatedResult:
             bytes_up=t["bytes_up"], bytes_down=t["bytes_down"], dense_bytes_up=t["dense_bytes_up"],
             per_tier_auc=final.get("per_tier_auc", {}), resumed_from_round=run.resumed_from_round,
             failed_updates=t["failed_updates"], target_auc=target, rounds_to_target=reached[0],
+            nodes=max(1, len(placement)), actors_per_node=sorted(placement.values(), reverse=True),
             test_hr_at_10=final.get("test_hr_at_10"), test_ndcg_at_10=final.get("test_ndcg_at_10"),
             validation_hr_at_10=final.get("validation_hr_at_10"), validation_ndcg_at_10=final.get("validation_ndcg_at_10"),
             private_tables=[_feature(run, n) for n in run.private_tables],

@@ -1,5 +1,6 @@
-"""A real ``ray job submit`` of ``fedrec train`` against a Ray head started on loopback (its own
-module: it needs the in-process Ray shut down)."""
+"""A real ``ray job submit`` of ``fedrec train``, with this repository as the job's working
+directory, against a two-node Ray started on loopback (a head and a worker node, as `ray start`
+starts them on a cluster); its own module: it needs the in-process Ray shut down."""
 
 import json
 import os
@@ -17,7 +18,7 @@ CONFIG = ROOT / "configs" / "ml100k_fedavg.yaml"
 
 
 @pytest.mark.skipif(shutil.which("ray", path=str(Path(sys.executable).parent)) is None, reason="ray CLI not installed")
-def test_ray_job_submit_on_loopback_head(ml100k_path, tmp_path):
+def test_ray_job_submit_with_working_dir_on_two_nodes(ml100k_path, tmp_path):
     if ray.is_initialized():
         ray.shutdown()
     bin_dir = Path(sys.executable).parent
@@ -28,13 +29,19 @@ def test_ray_job_submit_on_loopback_head(ml100k_path, tmp_path):
     temp = Path("/tmp") / f"fedrec-ray-{os.getpid()}"
     dash = "8277"
     start = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", "--port=6390",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", f"--temp-dir={temp}",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=1", f"--temp-dir={temp}",
              "--disable-usage-stats"]
+    worker = [str(bin_dir / "ray"), "start", "--address=127.0.0.1:6390", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+              "--disable-usage-stats"]
     subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
     try:
+        subprocess.run(worker, check=True, env=env, capture_output=True, timeout=120)
         out = tmp_path / "job.json"
-        cmd = [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", "--",
-               str(bin_dir / "fedrec"), "train", "--config", str(CONFIG), "--rounds", "2", "--json", str(out)]
+        runtime_env = json.dumps({"env_vars": {"FEDREC_DATA": str(Path(ml100k_path).parent), "RAY_AUTH_MODE": "disabled"}})
+        cmd = [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}",
+               f"--runtime-env-json={runtime_env}", "--",
+               str(Path(sys.executable)), "-m", "fedrec.cli", "train", "--config", "configs/ml100k_fedavg.yaml",
+               "--rounds", "2", "--json", str(out)]
         deadline = time.time() + 120
         not_ready = ("Connection", "try again later", "No available agent")
         while True:  # the job server and its agent take a while to come up after `ray start`
@@ -46,6 +53,7 @@ def test_ray_job_submit_on_loopback_head(ml100k_path, tmp_path):
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         d = json.loads(out.read_text())
         assert d["rounds"] == 2 and d["client_updates"] > 0
+        assert d["nodes"] == 2 and d["actors_per_node"] == [1, 1]  # one actor per node's CPU, spread
     finally:
         _stop_head(temp)
 
@@ -55,7 +63,8 @@ def _stop_head(temp: Path) -> None:
     dir): `ray stop` would kill every Ray instance on the machine, other people's runs included."""
     import psutil
 
-    mine = [p for p in psutil.process_iter(["cmdline"]) if any(str(temp) in a for a in (p.info["cmdline"] or []))]
+    mine = [p for p in psutil.process_iter(["cmdline"])
+            if any(str(temp) in a or "127.0.0.1:6390" in a for a in (p.info["cmdline"] or []))]
     for p in mine:
         p.terminate()
     _, alive = psutil.wait_procs(mine, timeout=20)
