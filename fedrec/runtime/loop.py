@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ray.exceptions import RayActorError
 from tqdm import tqdm
 
 from data_pipeline.errors import ConfigError
@@ -44,6 +45,25 @@ class RoundLoop:
             run.load_state_dict(blob["runs"][run.key])
         return int(blob["round"])
 
+    def _restore_replaced(self) -> None:
+        replaced = self.pool.take_replaced()
+        if replaced:  # the devices those actors simulated get their state back from the last checkpoint
+            blob = self.checkpoint.load() if self.checkpoint is not None else None
+            for run in self.runs:
+                run.restore_devices(replaced, blob)
+
+    def _evaluate(self, run, final: bool, attempts: int = 3) -> dict:
+        """Evaluation runs on the clients' actors; one lost meanwhile (its node went down after the
+        round's results came back) is replaced, its devices restored, and the evaluation retried."""
+        for attempt in range(attempts):
+            try:
+                return run.evaluate(final=final)
+            except RayActorError:
+                if attempt == attempts - 1 or not self.pool.replace_dead():
+                    raise
+                self._restore_replaced()
+        raise AssertionError("unreachable")
+
     def run(self, start: int = 0) -> None:
         bar = tqdm(total=self.rounds, initial=start, desc=self.desc, unit="round", disable=not self.progress)
         for rnd in range(start + 1, self.rounds + 1):
@@ -69,17 +89,13 @@ class RoundLoop:
         for run, plan, pend in zip(self.runs, plans, pending):
             rows.append(run.finish(rnd, plan, [self.pool.gather(p) for p in pend]))
         wall = time.perf_counter() - started
-        replaced = self.pool.take_replaced()
-        if replaced:  # the devices those actors simulated get their state back from the last checkpoint
-            blob = self.checkpoint.load() if self.checkpoint is not None else None
-            for run in self.runs:
-                run.restore_devices(replaced, blob)
+        self._restore_replaced()
         evaluate = rnd % self.eval_every == 0 or rnd == self.rounds
         for run, row in zip(self.runs, rows):
             run.totals["train_wall_seconds"] += wall  # lockstep runs share the round's wall time
             row["wall_seconds"] = wall
             if evaluate:
-                row.update(run.evaluate(final=rnd == self.rounds))
+                row.update(self._evaluate(run, final=rnd == self.rounds))
             run.history.append(row)
             for tracker in self.trackers:
                 tracker.log(run.name, rnd, row)

@@ -17,6 +17,7 @@ it is replaced by a fresh actor with the same data before the next submission.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,9 +115,33 @@ class ClientPool:
         if dead is not None and self.actors[i] is not dead:
             return
         ray.kill(self.actors[i], no_restart=True)
-        self.actors[i] = self._new_actor(i)
+        for attempt in range(5):
+            # Wait until the new actor is up: placed on a node that is going down (not yet known dead
+            # to Ray) it is cancelled before it runs, and the next node is tried.
+            self.actors[i] = self._new_actor(i)
+            try:
+                ray.get(self.actors[i].node_id.remote())
+                break
+            except ray.exceptions.RayActorError:
+                if attempt == 4:
+                    raise
+                log.warning("replacement for client actor %d did not start; trying again", i)
+                time.sleep(1.0 + attempt)
         self._versions[i] = {}
         self._replaced.append(i)
+
+    def replace_dead(self) -> list[int]:
+        """Ping every actor; replace the ones that are gone (e.g. their node died after the round's
+        results came back, or a replacement landed on a node that was going down). Returns them."""
+        dead = []
+        for i, actor in enumerate(list(self.actors)):
+            try:
+                ray.get(actor.node_id.remote())
+            except ray.exceptions.RayActorError:
+                log.warning("client actor %d is gone; restarting it", i)
+                self.replace(i, actor)
+                dead.append(i)
+        return dead
 
     def take_replaced(self) -> list[int]:
         """Actors replaced since the last call (their clients' device state must be restored)."""

@@ -53,8 +53,10 @@ def test_fedbuff_cli(ray_local, ml100k_path, tmp_path):
     cfg = _shrunk("ml100k_fedbuff.yaml", ml100k_path, tmp_path, rounds=6, target_auc=0.52,
                   **{"async": {"buffer_size": 3, "concurrency": 8}})
     d = _train(cfg, tmp_path)
-    assert d["rounds"] == 6 and d["client_updates"] == 18  # exactly K updates per server step
-    assert [h["client_updates_landed"] for h in d["history"]] == [3] * 6
+    assert [h["client_updates_landed"] for h in d["history"]] == [3] * 6  # exactly K updates per server step
+    # Clients that pulled one of the 6 versions all train (the schedule drains them, so a resumed run
+    # finds their updates); those landing after step 6 are trained and counted, never applied.
+    assert d["rounds"] == 6 and 18 < d["client_updates"] <= 18 + 8
     assert d["max_in_flight"] <= 8 and d["max_staleness"] >= 1
     aucs = [h["auc"] for h in d["history"]]
     first = next((i for i, a in enumerate(aucs) if a >= 0.52), None)  # the definition, whichever way it went

@@ -3,6 +3,7 @@ worker nodes on this machine): actors spread over the nodes, the same final mode
 for the same seed, and a node lost mid-round survived (its clients' updates lost that round,
 counted; the pool re-formed on the surviving nodes; private rows restored from the checkpoint)."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,19 @@ def _state(ckpt: Path) -> dict:
     return torch.load(ckpt / "checkpoint.pt", weights_only=False)["runs"]["default"]
 
 
+def _wait_for_free_cpus(cpus: float, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0.0) < cpus - 1e-6:
+        assert time.monotonic() < deadline, f"CPUs not released: {ray.available_resources()}"
+        time.sleep(0.1)
+
+
 def test_spread_over_nodes_gives_the_one_node_model(cluster, cfg, data, tmp_path):
     head = ray.get_runtime_context().get_node_id()
     one = ClientPool(3, num_cpus=0.3, scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)).start()
     r1 = run_config(cfg.with_(checkpoint_dir=str(tmp_path / "one")), data, one)
     one.stop()
+    _wait_for_free_cpus(3.0)  # SPREAD places by free resources: the killed actors' must be back first
     many = ClientPool(3, num_cpus=0.3).start()
     r3 = run_config(cfg.with_(checkpoint_dir=str(tmp_path / "many")), data, many)
     many.stop()
@@ -70,14 +79,16 @@ def test_a_node_lost_mid_round_is_survived(cluster, cfg, data, tmp_path):
     ckpt = tmp_path / "ck"
     lost = {}
 
+    node = workers[0]
+    # Asked before training: an actor answers its calls in order, so asking mid-round would wait for the round.
+    lost["actors"] = [i for i, n in enumerate(ray.get([a.node_id.remote() for a in pool.actors])) if n == node.node_id]
+
     def remove_a_node(rnd, p):
         if rnd == 2:  # the round-1 checkpoint is on disk; the node goes while round 2 trains
-            node = workers[0]
-            lost["actors"] = [i for i, n in enumerate(ray.get([a.node_id.remote() for a in p.actors])) if n == node.node_id]
-            lost["before"] = _state(ckpt)["private"]
-            c.remove_node(node)
+            c.remove_node(node, allow_graceful=False)  # killed at once, before its actor's round-2 work is done
+            lost["before"] = _state(ckpt)["private"]  # (round 2's checkpoint is written only after it ends)
 
-    result = run_config(cfg.with_(rounds=2, checkpoint_dir=str(ckpt)), data, pool, after_submit=[remove_a_node])
+    result = run_config(cfg.with_(rounds=2, clients_per_round=45, checkpoint_dir=str(ckpt)), data, pool, after_submit=[remove_a_node])
     assert lost["actors"], "no actor was on the removed node"
     r2 = result.history[1]
     assert r2["failed_updates"] > 0 and r2["client_updates"] > 0  # the survivors' clients trained

@@ -31,8 +31,10 @@ def test_ray_job_submit_with_working_dir_on_two_nodes(ml100k_path, tmp_path):
     start = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", "--port=6390",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=1", f"--temp-dir={temp}",
              "--disable-usage-stats"]
+    # The worker node gets its own temp dir, as on its own machine: sharing the head's, its runtime-env
+    # agent re-extracts the same working-dir package under the job driver's feet (its cwd vanishes).
     worker = [str(bin_dir / "ray"), "start", "--address=127.0.0.1:6390", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-              "--disable-usage-stats"]
+              f"--temp-dir={temp}-worker", "--disable-usage-stats"]
     subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
     try:
         subprocess.run(worker, check=True, env=env, capture_output=True, timeout=120)
@@ -50,7 +52,7 @@ def test_ray_job_submit_with_working_dir_on_two_nodes(ml100k_path, tmp_path):
             if proc.returncode == 0 or time.time() > deadline or not any(m in output for m in not_ready):
                 break
             time.sleep(3)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         d = json.loads(out.read_text())
         assert d["rounds"] == 2 and d["client_updates"] > 0
         assert d["nodes"] == 2 and d["actors_per_node"] == [1, 1]  # one actor per node's CPU, spread
