@@ -68,9 +68,8 @@ def test_milp_matches_brute_force(seed):
     w = _instance(seed)
     topo = _topology(w, gpus=2, hbm_share=0.4)
     model = CostModel(w, topo)
-    plan = RecShardPlanner(time_limit=20, mip_rel_gap=0.0, greedy_seconds=0.0)(w, topo)
-    ranks, hot = plan.arrays(w)
-    obj = model.gpu_costs(ranks, hot).max()
+    plan = RecShardPlanner(time_limit=20, mip_rel_gap=0.0, greedy_seconds=0.0, splits=False)(w, topo)
+    obj = plan.gpu_costs(w, topo).max()
     brute = _brute_force(model, grid=20)
     assert obj <= brute + 1e-12  # the grid is a restriction of what the MILP may choose
     assert obj >= plan.solver["best_bound"] - 1e-12
@@ -119,16 +118,23 @@ def test_recshard_beats_baselines_and_respects_bounds():
     model = CostModel(w, topo)
     costs = {}
     for name in FAST:
-        ranks, hot = make_planner(name, time_limit=5.0)(w, topo).arrays(w)
-        costs[name] = model.gpu_costs(ranks, hot).max()
+        costs[name] = make_planner(name, time_limit=5.0)(w, topo).gpu_costs(w, topo).max()
     bound = max(model.fluid_bound(), model.single_table_costs().max())
     assert all(c >= bound - 1e-12 for c in costs.values())
     assert costs["recshard"] <= min(costs.values()) + 1e-12
 
 
-def test_infeasible_names_the_table():
+def test_too_big_table_is_cut_or_named():
     w = Workload([TableWorkload("huge", 10**6, 256), TableWorkload("small", 10, 4)])
-    topo = Topology(gpus=2, hbm_gb=0.1, uvm_gb=0.5)
-    for name in ("recshard", "greedy", "size"):
+    topo = Topology(gpus=2, hbm_gb=0.1, uvm_gb=0.5)  # 0.585 GB per GPU; 'huge' is 0.954 GB
+    for name in ("recshard", "greedy"):
+        huge = make_planner(name)(w, topo).by_name()["huge"]
+        # cut in two (column slices or row blocks), one piece per GPU
+        assert len(huge.shards) == 2 and sorted(s.rank for s in huge.shards) == [0, 1]
+    for name, options in (("recshard", {"splits": False}), ("greedy", {"splits": False}), ("size", {})):
         with pytest.raises(InfeasiblePlanError, match="'huge'.*GB"):
-            make_planner(name)(w, topo)
+            make_planner(name, **options)(w, topo)
+    tight = Topology(gpus=2, hbm_gb=0.1, uvm_gb=0.3)  # 0.77 GB in all: no cut helps
+    for name in ("recshard", "greedy"):
+        with pytest.raises(InfeasiblePlanError, match="'huge'.*GB"):
+            make_planner(name)(w, tight)
