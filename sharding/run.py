@@ -207,9 +207,15 @@ def _free_port() -> int:
 def _spawn(config: RunConfig, spec: str, out_dir: str) -> None:
     import torch.multiprocessing as mp
 
+    # Import what every rank needs once, here, and fork: the ranks start in a second instead of
+    # each importing torch and TorchRec again (the parent has run no parallel torch work yet).
+    import torchrec.distributed.model_parallel  # noqa: F401
+
     port = _free_port()
     try:
-        mp.spawn(_worker, args=(spec, out_dir, port), nprocs=config.world_size, join=True)
+        # CUDA cannot be used in a forked child once the parent touched it: spawn there.
+        method = "spawn" if config.device == "cuda" else "fork"
+        mp.start_processes(_worker, args=(spec, out_dir, port), nprocs=config.world_size, join=True, start_method=method)
     except mp.ProcessRaisedException as exc:
         last = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
         raise RunError(f"a rank failed: {last[:300]}") from None

@@ -139,7 +139,16 @@ def _equal_gang_rows(model: CostModel, ranks: np.ndarray, hot: np.ndarray) -> np
     x = second.x if second.status == 0 else first.x
     out = hot.copy()
     out[items] = np.minimum(np.floor(x[F : F + n] * model.rows[items] + 1e-6).astype(np.int64), model.rows[items])
-    return _min_gang_rows(model, out)
+    out = _min_gang_rows(model, out)
+    # Rounding split tables down to whole rows frees a little HBM: water-fill the other shards of
+    # each GPU again around them (optimal for those shards given the split tables' rows).
+    for g in gpus:
+        mine = np.flatnonzero(ranks == g)
+        free = mine[model.gang[mine] < 0]
+        fixed = int((out[mine[model.gang[mine] >= 0]] * model.row_bytes[mine[model.gang[mine] >= 0]]).sum())
+        if len(free):
+            out[free] = model.allocate_hot_rows(free, topo.hbm_budget_bytes - fixed)
+    return out
 
 
 def _min_gang_rows(model: CostModel, hot: np.ndarray) -> np.ndarray:

@@ -128,6 +128,8 @@ class RecShardPlanner(Planner):
                 if m_obj < obj:
                     ranks, hot, obj, source = m_ranks, m_hot, m_obj, "milp"
         # HiGHS's dual bound holds for this cut of the tables only; the fluid bound for any.
+        if "mip_dual_bound" in stats and obj > 0:
+            stats["gap_for_this_cut"] = max(0.0, (obj - stats["mip_dual_bound"]) / obj)
         best = min(obj, max(bound, stats.get("mip_dual_bound", 0.0) if greedy.label == "table-wise" else 0.0))
         stats.update(
             objective=obj,
