@@ -49,6 +49,7 @@ def add_topology_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per GPU per iteration")
     g.add_argument("--table-fixed-us", type=float, default=d.table_fixed_us, help="fixed cost per shard, microseconds")
     g.add_argument("--comm-gbps", type=float, default=d.comm_gbps, help="all-to-all bandwidth per GPU, GB/s")
+    g.add_argument("--id-ns", type=float, default=d.id_ns, help="cost per id looked up beyond its bytes, ns (CPUs)")
 
 
 def topology_from_args(args) -> Topology:
@@ -62,6 +63,7 @@ def topology_from_args(args) -> Topology:
         "batch_size": args.batch_size,
         "table_fixed_us": args.table_fixed_us,
         "comm_gbps": args.comm_gbps,
+        "id_ns": args.id_ns,
     }
     try:
         return Topology.from_dict(values, where="")
@@ -137,7 +139,7 @@ def register(subparsers) -> None:
     r.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per rank)")
     r.add_argument("--split", choices=("remap", "cache"), default="remap", help="TorchRec form of hot/cold shards")
     r.add_argument("--profile", metavar="JSON",
-                   help="cost-model constants for predicted_max_ms (hbm_gbps, uvm_gbps, comm_gbps, table_fixed_us)")
+                   help="cost-model constants for predicted_max_ms (hbm_gbps, uvm_gbps, comm_gbps, table_fixed_us, id_ns)")
     r.add_argument("--seed", type=int, default=0, help="batch sampling seed")
     r.add_argument("--json", metavar="OUT", help="write the result as JSON")
     r.set_defaults(func=cmd_run)

@@ -18,6 +18,7 @@ in host memory reached over UVM, a fraction ``a_s = CDF_t(h_s / rows_s)`` of tho
 and every shard pays an overhead that does not depend on its hot rows:
 
     overhead_s = fixed                                               (kernel and bookkeeping)
+               + ids_s * id_cost                                     (per id, whatever its bytes)
                + (ids_s * 8 + global_batch * cols_s * bytes_per_value_t) / comm_bandwidth
                + [row-wise] global_batch * cols_s * bytes_per_value_t / HBM_bandwidth
 
@@ -26,7 +27,9 @@ it: the int64 ids it receives (a column slice receives every id of the table: sp
 repeats the input all-to-all) and the pooled output it sends (one row per sample of the global
 batch; every row-wise block sends a partial sum for every sample, so splitting rows multiplies the
 output all-to-all, and the receiver pays the last term to add the partial sums up: the output
-reduction). A GPU's cost is the sum over its shards; a plan's objective is the maximum over GPUs
+reduction). ``id_cost`` (``Topology.id_ns``) is 0 for GPUs, whose lookups are bandwidth-bound; a
+CPU pays a memory latency and bookkeeping per id (fitted on this machine: ``fedrec plan run``).
+A GPU's cost is the sum over its shards; a plan's objective is the maximum over GPUs
 (the slowest GPU sets the iteration time). HBM per GPU is capped at the topology's budget
 (``hbm_gb * (1 - hbm_reserved_fraction)``), host memory per GPU at ``uvm_gb``.
 
@@ -78,6 +81,7 @@ class CostModel:
         self.ms_per_uvm_byte = 1000.0 / (topology.uvm_gbps * GB)
         self.ms_per_comm_byte = 1000.0 / (topology.comm_gbps * GB)
         self.fixed_ms = topology.table_fixed_us / 1000.0
+        self.ms_per_id = topology.id_ns * 1e-6
         share = np.array([p.lookup_share for p in self.parts])
         self.lookups = np.array([topology.global_batch * tables[p.table].lookups_per_sample for p in self.parts]) * share
         self.lookup_bytes = self.lookups * self.row_bytes
@@ -85,7 +89,7 @@ class CostModel:
         self.output_bytes = topology.global_batch * self.row_bytes.astype(np.float64)
         row_wise = np.array([p.sharding == ROW_WISE for p in self.parts], dtype=bool)
         self.reduce_ms = np.where(row_wise, self.output_bytes * self.ms_per_hbm_byte, 0.0)
-        self.comm_ms = self.overhead_ms(self.lookups) - self.fixed_ms - self.reduce_ms
+        self.comm_ms = (self.lookups * INDEX_BYTES + self.output_bytes) * self.ms_per_comm_byte
         self.overhead = self.overhead_ms(self.lookups)
         self.cold_cost = self.lookup_bytes * self.ms_per_uvm_byte + self.overhead  # all rows in UVM
         self.gain = self.lookup_bytes * (self.ms_per_uvm_byte - self.ms_per_hbm_byte)  # saved at a = 1
@@ -117,7 +121,12 @@ class CostModel:
     def overhead_ms(self, lookups: np.ndarray) -> np.ndarray:
         """Each item's overhead when it serves ``lookups`` ids: fixed cost, its ids in and pooled
         output out of the all-to-alls, and (row-wise) the reduction of the partial outputs."""
-        return self.fixed_ms + (lookups * INDEX_BYTES + self.output_bytes) * self.ms_per_comm_byte + self.reduce_ms
+        return (
+            self.fixed_ms
+            + lookups * self.ms_per_id
+            + (lookups * INDEX_BYTES + self.output_bytes) * self.ms_per_comm_byte
+            + self.reduce_ms
+        )
 
     def access_fraction(self, i: int, hot_rows) -> float:
         if self.rows[i] == 0:

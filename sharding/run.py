@@ -35,6 +35,7 @@ import json
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -90,6 +91,12 @@ class RunResult:
     device: str
     predicted_rank_ms: list[float] = field(default_factory=list)
     rank_lookups: list[float] = field(default_factory=list)  # ids looked up per rank and step
+    # On a machine shared with other work a step is slow whenever either rank was descheduled.
+    # Two statistics that see less of that: the 20th percentile of each rank's step times, and the
+    # median CPU time each rank's process spent per step (its own work: lookups, kernels, sending
+    # and receiving; a rank blocked on a collective uses no CPU).
+    rank_step_ms_p20: list[float] = field(default_factory=list)
+    rank_cpu_ms: list[float] = field(default_factory=list)
     steps: int = 0
     batch_size: int = 0
     scale: float = 1.0
@@ -143,6 +150,21 @@ def run_plan(
     workload: Workload, plan: Plan, topology: Topology, config: RunConfig, profile: dict | None = None
 ) -> RunResult:
     """Run ``plan`` (made for ``topology``) under DMP and time it; see the module docstring."""
+    return run_plans(workload, [plan], topology, config, profile)[0]
+
+
+def run_plans(
+    workload: Workload,
+    plans: list[Plan],
+    topology: Topology,
+    config: RunConfig,
+    profile: dict | None = None,
+    rounds: int = 1,
+) -> list[RunResult]:
+    """Run several plans of one workload in one set of rank processes: every model is built once,
+    then ``rounds`` rounds each run ``steps`` steps of every plan in turn, so a change in the
+    machine's load during the run touches every plan alike. ``rank_step_ms`` is each rank's median
+    over all of a plan's timed steps."""
     config.check()
     if config.world_size != topology.gpus:
         raise ConfigError(
@@ -156,37 +178,56 @@ def run_plan(
         if not torch.cuda.is_available() or torch.cuda.device_count() < config.world_size:
             have = torch.cuda.device_count() if torch.cuda.is_available() else 0
             raise RunError(f"--device cuda needs {config.world_size} GPUs (one per rank); this machine has {have}")
-    plan.check(workload, topology, capacity=False)
-    small, scaled = scale_plan(workload, plan, topology, config.scale)
     if profile is None:
         profile = CPU_PROFILE if config.device == "cpu" else {}
-    predicted = predict(small, scaled, topology, config, profile)
+    scaled, predicted = [], []
+    for plan in plans:
+        plan.check(workload, topology, capacity=False)
+        small, one = scale_plan(workload, plan, topology, config.scale)
+        for p in one.tables:
+            if config.device == "cpu" and any(s.rows == 0 for s in p.shards):
+                raise RunError(
+                    f"{plan.planner}: table '{p.name}' has a shard with no rows (row-wise blocks of a table with "
+                    f"fewer rows than ranks); FBGEMM's CPU kernel cannot hold an empty shard"
+                )
+        scaled.append(one)
+        predicted.append(predict(small, one, topology, config, profile))
     payload = {
         "workload": small.to_dict(),
-        "plan": _plan_payload(scaled, small),
+        "plans": [_plan_payload(p, small) for p in scaled],
         "topology": topology.to_dict(),
         "config": asdict(config),
+        "rounds": rounds,
     }
     with tempfile.TemporaryDirectory(prefix="fedrec-plan-run-") as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(json.dumps(payload))
         _spawn(config, str(spec), tmp)
         reports = [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(config.world_size)]
-    rank_ms = [statistics.median(r["step_ms"]) for r in reports]
-    return RunResult(
-        world_size=config.world_size,
-        rank_step_ms=[round(x, 4) for x in rank_ms],
-        max_step_ms=round(max(rank_ms), 4),
-        predicted_max_ms=round(float(predicted.max()), 6),
-        device=config.device,
-        predicted_rank_ms=[round(float(x), 6) for x in predicted],
-        rank_lookups=_rank_lookups(small, scaled, topology, config, reports),
-        steps=config.steps,
-        batch_size=config.batch_size,
-        scale=config.scale,
-        planner=plan.planner,
-        profile=dict(profile),
-    )
+    results = []
+    for k, (plan, one, pred) in enumerate(zip(plans, scaled, predicted)):
+        rank_ms = [statistics.median(r["step_ms"][k]) for r in reports]
+        low = [float(np.percentile(r["step_ms"][k], 20)) for r in reports]
+        cpu = [statistics.median(r["cpu_ms"][k]) for r in reports]
+        results.append(
+            RunResult(
+                world_size=config.world_size,
+                rank_step_ms=[round(x, 4) for x in rank_ms],
+                max_step_ms=round(max(rank_ms), 4),
+                predicted_max_ms=round(float(pred.max()), 6),
+                device=config.device,
+                predicted_rank_ms=[round(float(x), 6) for x in pred],
+                rank_lookups=_rank_lookups(small, one, topology, config, [r["ids"][k] for r in reports]),
+                rank_step_ms_p20=[round(x, 4) for x in low],
+                rank_cpu_ms=[round(x, 4) for x in cpu],
+                steps=config.steps * rounds,
+                batch_size=config.batch_size,
+                scale=config.scale,
+                planner=plan.planner,
+                profile=dict(profile),
+            )
+        )
+    return results
 
 
 def _plan_payload(plan: Plan, workload: Workload) -> dict:
@@ -237,7 +278,7 @@ def _worker(rank: int, spec_path: str, out_dir: str, port: int) -> None:
     spec = json.loads(Path(spec_path).read_text())
     config = RunConfig(**spec["config"])
     workload = Workload.from_dict(spec["workload"])
-    plan = Plan.from_dict(spec["plan"])
+    plans = [Plan.from_dict(p) for p in spec["plans"]]
     topology = Topology.from_dict(spec["topology"])
     threads = config.threads or max(1, (os.cpu_count() or 1) // config.world_size)
     torch.set_num_threads(threads)
@@ -248,21 +289,35 @@ def _worker(rank: int, spec_path: str, out_dir: str, port: int) -> None:
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=config.world_size)
     try:
-        model, keys = _sharded_model(workload, plan, topology, config, device)
-        batches, counts = _batches(workload, plan, topology, config, rank, keys, device)
-        times = []
-        for step, kjt in enumerate(batches):
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            out = model(kjt).values()
-            out.sum().backward()
-            if cuda:
-                torch.cuda.synchronize()
-            if step >= config.warmup:
-                times.append((time.perf_counter() - start) * 1000.0)
+        models, batches, counts = [], [], []
+        for plan in plans:
+            model, keys = _sharded_model(workload, plan, topology, config, device)
+            kjts, ids = _batches(workload, plan, topology, config, rank, keys, device)
+            models.append(model)
+            batches.append(kjts)
+            counts.append(ids)
+        times: list[list[float]] = [[] for _ in plans]
+        cpu_times: list[list[float]] = [[] for _ in plans]
+        steps = range(spec.get("rounds", 1) * len(plans))
+        if rank == 0 and len(steps) > 1:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc="plan run", unit="plan-round", file=sys.stderr, leave=False)
+        for turn in steps:
+            k = turn % len(plans)
+            warm = config.warmup if turn < len(plans) else 0  # warm up each model once
+            for step, kjt in enumerate(batches[k][config.warmup - warm :]):
+                if cuda:
+                    torch.cuda.synchronize()
+                start, start_cpu = time.perf_counter(), time.process_time()
+                models[k](kjt).values().sum().backward()
+                if cuda:
+                    torch.cuda.synchronize()
+                if step >= warm:
+                    times[k].append((time.perf_counter() - start) * 1000.0)
+                    cpu_times[k].append((time.process_time() - start_cpu) * 1000.0)
         dist.barrier()
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"step_ms": times, "ids": counts}))
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"step_ms": times, "cpu_ms": cpu_times, "ids": counts}))
     finally:
         dist.destroy_process_group()
 
@@ -343,7 +398,7 @@ def sample_ranks(rng: np.random.Generator, t: TableWorkload, n: int) -> np.ndarr
     return np.minimum((np.interp(rng.random(n), ys, xs) * t.rows).astype(np.int64), t.rows - 1)
 
 
-def _rank_lookups(workload: Workload, plan: Plan, topology: Topology, config: RunConfig, reports: list[dict]) -> list[float]:
+def _rank_lookups(workload: Workload, plan: Plan, topology: Topology, config: RunConfig, ids_per_rank: list[dict]) -> list[float]:
     """Ids each rank's shards look up per step, counted from every rank's batches: a table-wise
     shard or a column slice looks up every id of its table, a row-wise block those in its rows."""
     from sharding.torchrec_plan import table_layout
@@ -352,7 +407,7 @@ def _rank_lookups(workload: Workload, plan: Plan, topology: Topology, config: Ru
     by_name = plan.by_name()
     for t in workload.tables:
         for x in table_layout(t, by_name[t.name], topology.gpus, config.split):
-            ids = np.sum([r["ids"][x.name] for r in reports], axis=0)
+            ids = np.sum([r[x.name] for r in ids_per_rank], axis=0)
             for (rank, *_), n in zip(x.shards, ids):
                 per_rank[rank] += n
     return [round(float(v), 1) for v in per_rank]

@@ -36,6 +36,7 @@ class Topology:
     batch_size: Annotated[StrictCount, Field(ge=1)] = 2048  # per GPU, as TorchRec counts it
     table_fixed_us: Annotated[Number, Field(ge=0)] = 2.0  # per shard and iteration: kernel and bookkeeping
     comm_gbps: Annotated[Number, Field(gt=0)] = 600.0  # all-to-all bandwidth per GPU
+    id_ns: Annotated[Number, Field(ge=0)] = 0.0  # per id looked up, beyond its bytes (0 on GPUs; CPUs pay latency)
 
     @property
     def hbm_budget_bytes(self) -> int:

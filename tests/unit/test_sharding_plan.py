@@ -168,6 +168,9 @@ def test_cost_model_per_shard_by_hand():
     # a full partial output (8 x 32 bytes) out, half the ids in, and the reduction at HBM speed
     for i in range(2):
         assert rw.table_cost(i, 5) == pytest.approx(0.01 + 128 * 1.5 * u + (4 * 8 + 256) * 4 * u + 256 * u)
+    # a cost per id (CPUs): 8 ids at 250 ns each, on top of the bytes
+    per_id = CostModel(w, Topology(**{**topo.to_dict(), "id_ns": 250.0}))
+    assert per_id.table_cost(0, 10) - whole.table_cost(0, 10) == pytest.approx(8 * 250e-6)
 
 
 def test_replay_deals_row_wise_lookups_to_blocks():
