@@ -173,17 +173,30 @@ def profile_of(theta: dict) -> dict:
     }
 
 
+def layout_key(plan: Plan) -> tuple:
+    return tuple((p.name, tuple(p.shards)) for p in sorted(plan.tables, key=lambda p: p.name))
+
+
 def measure(name: str, workload: Workload, plans: list[Plan], topo: Topology, args) -> list[dict]:
-    print(f"[{name}] running {len(plans)} plans x {args.rounds} rounds x {args.steps} steps ...", file=sys.stderr, flush=True)
+    """Run the distinct plans (planners that produce the same plan share one measurement: running
+    one plan twice would only show the noise) and return a row per plan."""
+    distinct: dict[tuple, int] = {}
+    for k, plan in enumerate(plans):
+        distinct.setdefault(layout_key(plan), k)
+    unique = [plans[k] for k in sorted(set(distinct.values()))]
+    print(f"[{name}] running {len(unique)} distinct plans x {args.rounds} rounds x {args.steps} steps ...", file=sys.stderr, flush=True)
     config = RunConfig(world_size=2, steps=args.steps, warmup=2, batch_size=args.batch_size, seed=args.seed)
     start = time.perf_counter()
-    results = run_plans(workload, plans, topo, config, profile={}, rounds=args.rounds)
+    results = dict(zip((id(p) for p in unique), run_plans(workload, unique, topo, config, profile={}, rounds=args.rounds)))
     print(f"[{name}] {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     rows = []
-    for plan, r in zip(plans, results):
+    for plan in plans:
+        first = plans[distinct[layout_key(plan)]]
+        r = results[id(first)]
         rows.append(
             {
                 "planner": plan.planner,
+                "same_plan_as": first.planner if first is not plan else None,
                 "max_step_ms": r.max_step_ms,
                 "max_step_ms_p20": max(r.rank_step_ms_p20),
                 "max_cpu_ms": max(r.rank_cpu_ms),
@@ -198,12 +211,17 @@ def measure(name: str, workload: Workload, plans: list[Plan], topo: Topology, ar
     return rows
 
 
+def distinct_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["same_plan_as"] is None]
+
+
 def run(args) -> dict:
     (cname, calib), tests = workloads(args)
     default_topo = topology(args, CPU_PROFILE)
     calib_plans = make_plans(calib, default_topo, CALIBRATION_PLANNERS, args, seeds=range(args.calibration_plans))
     calib_rows = measure(cname, calib, calib_plans, default_topo, args)
     key = STATISTICS[args.statistic]
+    calib_rows = distinct_rows(calib_rows)
     calib_fit = fit([np.array(r["features"]) for r in calib_rows], [r[key] for r in calib_rows], per_rank_of(calib_rows, args))
     profile = profile_of(calib_fit["theta"])
     out = {"config": vars(args), "calibration": {"rows": calib_rows, "fit": calib_fit, "profile": profile}, "workloads": []}
@@ -213,21 +231,24 @@ def run(args) -> dict:
         topo = topology(args, profile)
         names = args.planners.split(",") if args.planners else (QUICK_PLANNERS if args.quick else TEST_PLANNERS)
         plans = make_plans(w, topo, names, args, seeds=(0,) if args.quick else (0, 1))
-        rows = measure(name, w, plans, topo, args)
-        measured = [r[key] for r in rows]
-        feats = [np.array(r["features"]) for r in rows]
-        for r, plan in zip(rows, plans):
+        all_rows = measure(name, w, plans, topo, args)
+        for r, plan in zip(all_rows, plans):
             r["predicted_ms"] = predicted(theta, np.array(r["features"]))  # calibrated constants
             r["predicted_default_ms"] = float(plan.gpu_costs(w, topology(args, CPU_PROFILE)).max())
+        rows = distinct_rows(all_rows)  # the correlations count each distinct plan once
+        measured = [r[key] for r in rows]
+        feats = [np.array(r["features"]) for r in rows]
         refit = fit(feats, measured, per_rank_of(rows, args))
-        fastest = min(rows, key=lambda r: r[key])["planner"]
+        best = min(measured)
+        fastest = [r["planner"] for r in all_rows if r[key] == best]
         pred = [r["predicted_ms"] for r in rows]
         entry = {
             "workload": name,
             "tables": len(w),
             "total_gb": w.total_bytes / GB,
             "statistic": args.statistic,
-            "rows": rows,
+            "rows": all_rows,
+            "distinct_plans": len(rows),
             "spearman": float(spearmanr(pred, measured).statistic),
             "spearman_by_statistic": {s: float(spearmanr(pred, [r[k] for r in rows]).statistic) for s, k in STATISTICS.items()},
             "spearman_default_constants": float(spearmanr([r["predicted_default_ms"] for r in rows], measured).statistic),
@@ -235,7 +256,7 @@ def run(args) -> dict:
             "refit_profile": profile_of(refit["theta"]),
             "spearman_refit": float(spearmanr(refit["predicted_ms"], measured).statistic),
             "measured_fastest": fastest,
-            "ours_fastest": fastest == "recshard",
+            "ours_fastest": "recshard" in fastest,
         }
         out["workloads"].append(entry)
         print_table(entry)
@@ -244,10 +265,9 @@ def run(args) -> dict:
         a, b = out["workloads"]
         for src, dst in ((a, b), (b, a)):
             th = np.array([src["refit"]["theta"][k] for k in PARAMS])
-            pred = [predicted(th, np.array(r["features"])) for r in dst["rows"]]
-            dst[f"spearman_constants_from_{src['workload']}"] = float(
-                spearmanr(pred, [r[key] for r in dst["rows"]]).statistic
-            )
+            rows = distinct_rows(dst["rows"])
+            pred = [predicted(th, np.array(r["features"])) for r in rows]
+            dst[f"spearman_constants_from_{src['workload']}"] = float(spearmanr(pred, [r[key] for r in rows]).statistic)
     return out
 
 
@@ -270,14 +290,15 @@ def print_table(entry: dict) -> None:
     for r in sorted(entry["rows"], key=lambda r: r[key]):
         ranks = "/".join(f"{x:.1f}" for x in r["rank_cpu_ms"])
         ids = "/".join(f"{x:.0f}" for x in r["rank_lookups"])
+        same = f"  (= {r['same_plan_as']})" if r["same_plan_as"] else ""
         print(f"{r['planner']:16s} {r['cut_tables']:4d} {r['shards']:6d} {r['predicted_ms']:13.2f} {r['max_cpu_ms']:8.2f} "
-              f"{ranks:>12s} {r['max_step_ms_p20']:9.2f} {r['max_step_ms']:12.2f} {ids:>16s}")
+              f"{ranks:>12s} {r['max_step_ms_p20']:9.2f} {r['max_step_ms']:12.2f} {ids:>16s}{same}")
     by = entry["spearman_by_statistic"]
     print(
         f"Spearman predicted vs measured ({entry['statistic']}): {entry['spearman']:.3f} (calibrated constants; "
         f"cpu {by['cpu']:.3f}, wall p20 {by['p20']:.3f}, wall median {by['median']:.3f}), "
-        f"{entry['spearman_default_constants']:.3f} (default constants), {entry['spearman_refit']:.3f} (refit here); "
-        f"fastest measured: {entry['measured_fastest']}"
+        f"{entry['spearman_default_constants']:.3f} (default constants), {entry['spearman_refit']:.3f} (refit here), "
+        f"over {entry['distinct_plans']} distinct plans; fastest measured: {', '.join(entry['measured_fastest'])}"
     )
     print_fit("refit on this workload", entry["refit"], entry["refit_profile"])
 
@@ -291,12 +312,14 @@ def plot(results: dict, path: Path) -> None:
     wls = results["workloads"]
     fig, axes = plt.subplots(1, len(wls), figsize=(5.2 * len(wls), 4.3), squeeze=False)
     for ax, e in zip(axes[0], wls):
-        xs = [r["predicted_ms"] for r in e["rows"]]
-        ys = [r[STATISTICS[e["statistic"]]] for r in e["rows"]]
+        rows = distinct_rows(e["rows"])
+        xs = [r["predicted_ms"] for r in rows]
+        ys = [r[STATISTICS[e["statistic"]]] for r in rows]
         ax.scatter(xs, ys, color="tab:blue")
-        for r, x, y in zip(e["rows"], xs, ys):
-            ax.annotate(r["planner"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points",
-                        color="tab:red" if r["planner"] == "recshard" else "black")
+        for r, x, y in zip(rows, xs, ys):
+            names = [r["planner"]] + [o["planner"] for o in e["rows"] if o["same_plan_as"] == r["planner"]]
+            ax.annotate(" = ".join(names), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points",
+                        color="tab:red" if "recshard" in names else "black")
         lo, hi = min(xs + ys), max(xs + ys)
         ax.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--")
         ax.set(xlabel="predicted max step ms (calibrated cost model)",
