@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from data_pipeline.atomic import write_json_atomic  # noqa: E402
 from sharding.errors import InfeasiblePlanError  # noqa: E402
 from sharding.planners import make_planner  # noqa: E402
 from sharding.replay import Replay  # noqa: E402
@@ -89,6 +90,8 @@ def real_workloads(args) -> list[tuple[str, Workload, Topology]]:
 def run(args) -> dict:
     results = {"config": vars(args), "workloads": []}
     for wname, workload, topo in workloads(args):
+        if args.workloads and wname not in args.workloads.split(","):
+            continue
         replay = Replay(workload, topo, samples_per_table=args.samples, seed=args.seed)
         rows, plans = [], {}
         for pname in args.planners.split(","):
@@ -98,6 +101,8 @@ def run(args) -> dict:
                 continue
             print(f"[{wname}] {pname} ...", file=sys.stderr, flush=True)
             options = {"time_limit": args.time_limit, "splits": pname != "recshard-tw"}
+            if pname.startswith("torchrec") and len(workload) > args.torchrec_best_max_tables:
+                options["table_wise_only"] = True  # all sharding types: hours at 1,000 tables
             if args.quick:
                 options["sweep"] = (0.05,)
             start = time.perf_counter()
@@ -204,7 +209,10 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=None, help="replayed lookups per table")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--planners", default=",".join(PLANNERS), help="comma-separated planners to run")
-    p.add_argument("--torchrec-best-max-tables", type=int, default=300, help="skip the TorchRec sweep above this")
+    p.add_argument("--torchrec-best-max-tables", type=int, default=300,
+                   help="above this many tables skip the TorchRec sweep and let TorchRec shard table-wise only")
+    p.add_argument("--workloads", default=None, help="comma-separated workloads to run (default: all); "
+                   "results are merged into an existing bench.json")
     args = p.parse_args(argv)
     if args.samples is None:
         args.samples = 5_000 if args.quick else 200_000
@@ -214,7 +222,12 @@ def main(argv=None) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = run(args)
-    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    path = out / "bench.json"
+    if args.workloads and path.exists():  # keep the other workloads of an earlier run
+        earlier = json.loads(path.read_text())
+        names = {w["workload"] for w in results["workloads"]}
+        results["workloads"] = [w for w in earlier["workloads"] if w["workload"] not in names] + results["workloads"]
+    write_json_atomic(path, results, option="bench.json")
     plot(results, out / "bench.png")
     print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")
     return 0

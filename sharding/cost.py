@@ -154,6 +154,15 @@ class CostModel:
         # whole (float sums of segment widths may fall a hair short of 1).
         hot = np.minimum(np.floor(frac * rows).astype(np.int64), rows)
         hot[whole] = rows[whole]
+        # Flooring frees up to a row per table; give the freed bytes back a row at a time to the
+        # tables that were cut short (largest fractional part first), so HBM stays full to within
+        # one row and host memory does not have to take the rounding.
+        left = budget_bytes - float((hot * self.row_bytes[tables]).sum())
+        short = np.flatnonzero(hot < np.minimum(np.ceil(frac * rows), rows))
+        for k in short[np.argsort(-(frac[short] * rows[short] - hot[short]))]:
+            if self.row_bytes[tables[k]] <= left:
+                hot[k] += 1
+                left -= self.row_bytes[tables[k]]
         return hot
 
     def group_cost(self, tables: Sequence[int], budget_bytes: float) -> float:

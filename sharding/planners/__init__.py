@@ -26,9 +26,9 @@ def make_planner(name: str, **options) -> Planner:
     if name == "greedy":
         return GreedyPlanner(**_pick(options, "local_search_seconds", "splits"))
     if name == "torchrec":
-        return TorchRecPlanner("default")
+        return TorchRecPlanner("default", **_pick(options, "table_wise_only"))
     if name == "torchrec-best":
-        return TorchRecPlanner("best", **_pick(options, "sweep"))
+        return TorchRecPlanner("best", **_pick(options, "sweep", "table_wise_only"))
     if name in ("size", "lookup", "size-lookup"):
         return MetricGreedyPlanner(name)
     if name == "random":

@@ -100,7 +100,7 @@ def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates
     weight = cost + price * hot_bytes
     load = np.zeros(topo.gpus)
     used_all = np.zeros(topo.gpus)
-    cap_all = budget + topo.uvm_budget_bytes
+    cap_all = budget + topo.uvm_budget_bytes - host_slack(model)
     ranks = np.zeros(len(model), dtype=np.int64)
     gangs_on = [set() for _ in range(topo.gpus)]  # split tables with a shard on each GPU
     fixed = np.flatnonzero(model.fixed_rank >= 0)
@@ -127,6 +127,12 @@ def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates
     hot = water_fill(model, ranks)
     stats = {"status": "heuristic", "local_search_moves": moves, "seconds": round(time.perf_counter() - start, 4)}
     return ranks, hot, stats
+
+
+def host_slack(model: CostModel) -> int:
+    """Room kept free on every GPU: hot rows are whole rows, so HBM can end up to a row short of its
+    budget and host memory must be able to take that row."""
+    return int(model.row_bytes.max()) if len(model) else 0
 
 
 def _fluid_bytes(model: CostModel, acc: np.ndarray) -> np.ndarray:
@@ -168,7 +174,7 @@ class _Search:
     def __init__(self, model: CostModel, ranks: np.ndarray) -> None:
         self.model = model
         self.budget = model.topology.hbm_budget_bytes
-        self.cap = self.budget + model.topology.uvm_budget_bytes
+        self.cap = self.budget + model.topology.uvm_budget_bytes - host_slack(model)
         self.ranks = ranks.copy()
         self.members = [np.flatnonzero(ranks == g) for g in range(model.topology.gpus)]
         self.costs = np.array([model.group_cost(m, self.budget) for m in self.members])

@@ -181,6 +181,8 @@ def test_torchrec_baseline_runs_and_converts():
         (1, 1_000_000, 2_000_000, 1_000_000),
     ]
     assert by_name["t3"].kind == "hbm"
+    whole = TorchRecPlanner("default", table_wise_only=True)(w, topo).by_name()["t0"]
+    assert len(whole.shards) == 1 and whole.kind == "cache"  # kept whole, it must be cached
     # restricted to one GPU's worth, TorchRec caches it at its default load factor 0.2
     one = TorchRecPlanner("default")(w, Topology(gpus=1, hbm_gb=0.5, uvm_gb=1))
     c0 = one.by_name()["t0"]
