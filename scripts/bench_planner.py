@@ -3,6 +3,9 @@
 Workloads:
   criteo-tb    26 Criteo-Terabyte tables (published cardinalities, Zipf 1.05..1.2, dim 128), rows
                scaled so the tables take --ratio x the GPUs' total HBM (8 GPUs x 4 GB).
+  criteo-tb-lookups-only
+               the same with the all-to-all left unpriced (--comm-gbps 1e6): the embedding lookups
+               alone, the cost the v1 planner (before communication entered the model) minimised.
   synth-1000   1,000 tables of mixed size, dim, pooling and coverage (16 GPUs x 40 GB, 3x HBM).
   ml-100k, criteo-sample
                workloads from `fedrec data stats --workload` on the real data in $FEDREC_DATA
@@ -22,18 +25,21 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from data_pipeline.atomic import write_json_atomic  # noqa: E402
 from sharding.errors import InfeasiblePlanError  # noqa: E402
 from sharding.planners import make_planner  # noqa: E402
 from sharding.replay import Replay  # noqa: E402
 from sharding.topology import GB, Topology  # noqa: E402
 from sharding.workload import Workload, synthetic_model, synthetic_workload  # noqa: E402
 
-PLANNERS = ("recshard", "greedy", "torchrec", "torchrec-best", "size", "lookup", "size-lookup", "random")
+PLANNERS = ("recshard", "recshard-tw", "greedy", "torchrec", "torchrec-best", "size", "lookup", "size-lookup", "random")
+# recshard-tw: recshard kept table-wise (--no-split), the best table-wise plan we know
 
 
 def workloads(args) -> list[tuple[str, Workload, Topology]]:
@@ -42,6 +48,8 @@ def workloads(args) -> list[tuple[str, Workload, Topology]]:
     total = args.ratio * tb_topo.gpus * tb_topo.hbm_gb * GB
     tb = synthetic_workload("criteo-terabyte", zipf=(1.05, 1.2), dim=128, total_bytes=int(total), seed=args.seed)
     out.append(("criteo-tb", tb, tb_topo))
+    if not args.quick:
+        out.append(("criteo-tb-lookups-only", tb, replace(tb_topo, comm_gbps=1e6)))
     n = 1000 if not args.quick else 30
     big_topo = Topology(gpus=16, hbm_gb=40.0) if not args.quick else Topology(gpus=4, hbm_gb=0.5)
     total = 3 * big_topo.gpus * big_topo.hbm_gb * GB
@@ -82,6 +90,8 @@ def real_workloads(args) -> list[tuple[str, Workload, Topology]]:
 def run(args) -> dict:
     results = {"config": vars(args), "workloads": []}
     for wname, workload, topo in workloads(args):
+        if args.workloads and wname not in args.workloads.split(","):
+            continue
         replay = Replay(workload, topo, samples_per_table=args.samples, seed=args.seed)
         rows, plans = [], {}
         for pname in args.planners.split(","):
@@ -90,25 +100,36 @@ def run(args) -> dict:
                 rows.append({"planner": pname, "error": f"skipped: more than {args.torchrec_best_max_tables} tables"})
                 continue
             print(f"[{wname}] {pname} ...", file=sys.stderr, flush=True)
-            options = {"time_limit": args.time_limit}
+            options = {"time_limit": args.time_limit, "splits": pname != "recshard-tw"}
+            if pname.startswith("torchrec") and len(workload) > args.torchrec_best_max_tables:
+                options["table_wise_only"] = True  # all sharding types: hours at 1,000 tables
             if args.quick:
                 options["sweep"] = (0.05,)
             start = time.perf_counter()
             try:
-                plan = make_planner(pname, **options)(workload, topo)
+                plan = make_planner(pname.removesuffix("-tw"), **options)(workload, topo)
             except InfeasiblePlanError as exc:
                 rows.append({"planner": pname, "error": str(exc)[:200]})
                 continue
             seconds = time.perf_counter() - start
+            plan.planner = pname
             metrics = replay.evaluate(plan)
-            metrics.update(plan_seconds=round(seconds, 3), solver={k: v for k, v in plan.solver.items() if k != "sweep"})
+            hbm, _ = plan.memory(workload, topo)
+            metrics.update(
+                plan_seconds=round(seconds, 3),
+                predicted_max_gpu_ms=float(plan.gpu_costs(workload, topo).max()),
+                cut_tables=sum(1 for p in plan.tables if len(p.shards) > 1),
+                shards=sum(len(p.shards) for p in plan.tables),
+                max_hbm_fraction=float(hbm.max() / max(topo.hbm_budget_bytes, 1)),
+                solver={k: v for k, v in plan.solver.items() if k != "sweep"},
+            )
             if "sweep" in plan.solver:
                 metrics["sweep"] = plan.solver["sweep"]
             rows.append(metrics)
             plans[pname] = plan
         ref = {r["planner"]: r for r in rows if "error" not in r}
         for r in rows:
-            for base in ("torchrec", "torchrec-best"):
+            for base in ("torchrec", "torchrec-best", "recshard-tw"):
                 if "error" not in r and base in ref:
                     r[f"time_x_vs_{base}"] = ref[base]["max_gpu_ms"] / r["max_gpu_ms"]
                     r[f"uvm_x_vs_{base}"] = ref[base]["uvm_accesses"] / max(r["uvm_accesses"], 1e-9)
@@ -134,17 +155,19 @@ def print_table(entry: dict) -> None:
         f"\n== {entry['workload']}: {entry['tables']} tables, {entry['total_gb']:.1f} GB of embeddings, "
         f"{entry['topology']['gpus']} GPUs, HBM budget {entry['hbm_budget_gb_total']:.2f} GB in all"
     )
-    head = f"{'planner':14s} {'plan s':>7s} {'max GPU ms':>11s} {'imbal':>6s} {'UVM acc/it':>12s} {'x time':>7s} {'x UVM':>8s} {'x time*':>8s} {'x UVM*':>8s}"
+    head = (f"{'planner':14s} {'plan s':>7s} {'cut':>4s} {'max GPU ms':>11s} {'imbal':>6s} {'HBM use':>7s} {'UVM acc/it':>12s} "
+            f"{'x time':>7s} {'x UVM':>8s} {'x time*':>8s} {'x UVM*':>8s} {'x TW':>6s}")
     print(head + "\n" + "-" * len(head))
+    nan = float("nan")
     for r in entry["results"]:
         if "error" in r:
             print(f"{r['planner']:14s} error: {r['error'][:90]}")
             continue
         print(
-            f"{r['planner']:14s} {r['plan_seconds']:7.2f} {r['max_gpu_ms']:11.4f} {r['imbalance']:6.3f} "
-            f"{r['uvm_accesses']:12.0f} {r.get('time_x_vs_torchrec', float('nan')):7.2f} "
-            f"{r.get('uvm_x_vs_torchrec', float('nan')):8.1f} {r.get('time_x_vs_torchrec-best', float('nan')):8.2f} "
-            f"{r.get('uvm_x_vs_torchrec-best', float('nan')):8.1f}"
+            f"{r['planner']:14s} {r['plan_seconds']:7.2f} {r['cut_tables']:4d} {r['max_gpu_ms']:11.4f} {r['imbalance']:6.3f} "
+            f"{r['max_hbm_fraction']:7.1%} {r['uvm_accesses']:12.0f} {r.get('time_x_vs_torchrec', nan):7.2f} "
+            f"{r.get('uvm_x_vs_torchrec', nan):8.1f} {r.get('time_x_vs_torchrec-best', nan):8.2f} "
+            f"{r.get('uvm_x_vs_torchrec-best', nan):8.1f} {r.get('time_x_vs_recshard-tw', nan):6.2f}"
         )
     rec = next((r for r in entry["results"] if r["planner"] == "recshard" and "error" not in r), None)
     if rec:
@@ -153,7 +176,8 @@ def print_table(entry: dict) -> None:
             f"recshard: {s.get('status')}, from {s.get('solution_from')}, gap {s.get('gap', 0):.2%} to bound "
             f"{s.get('best_bound', 0):.4g} (LP {s.get('lp_bound', 0):.4g}, single table {s.get('single_table_bound', 0):.4g})"
         )
-    print("x = TorchRec default / planner, x* = TorchRec at its best / planner (higher is better)")
+    print("x = TorchRec default / planner, x* = TorchRec at its best / planner, x TW = best table-wise plan "
+          "(recshard-tw) / planner (higher is better); HBM use = fullest GPU's hot rows / its HBM budget")
 
 
 def plot(results: dict, path: Path) -> None:
@@ -185,7 +209,10 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=None, help="replayed lookups per table")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--planners", default=",".join(PLANNERS), help="comma-separated planners to run")
-    p.add_argument("--torchrec-best-max-tables", type=int, default=300, help="skip the TorchRec sweep above this")
+    p.add_argument("--torchrec-best-max-tables", type=int, default=300,
+                   help="above this many tables skip the TorchRec sweep and let TorchRec shard table-wise only")
+    p.add_argument("--workloads", default=None, help="comma-separated workloads to run (default: all); "
+                   "results are merged into an existing bench.json")
     args = p.parse_args(argv)
     if args.samples is None:
         args.samples = 5_000 if args.quick else 200_000
@@ -195,7 +222,12 @@ def main(argv=None) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = run(args)
-    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    path = out / "bench.json"
+    if args.workloads and path.exists():  # keep the other workloads of an earlier run
+        earlier = json.loads(path.read_text())
+        names = {w["workload"] for w in results["workloads"]}
+        results["workloads"] = [w for w in earlier["workloads"] if w["workload"] not in names] + results["workloads"]
+    write_json_atomic(path, results, option="bench.json")
     plot(results, out / "bench.png")
     print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")
     return 0

@@ -1,4 +1,4 @@
-"""A picture of a plan: each GPU's predicted cost and its HBM / host memory use."""
+"""A picture of a plan: each GPU's predicted cost (lookups, communication) and its HBM / host memory use."""
 
 from __future__ import annotations
 
@@ -15,16 +15,18 @@ def plot_plan(plan_dict: dict, path: str | os.PathLike, title: str | None = None
     import matplotlib.pyplot as plt
 
     cost = plan_dict["gpu_cost"]
+    comm = plan_dict.get("gpu_comm_cost", [0.0] * len(cost))
     gpus = range(len(cost))
     hbm = [b / GB for b in plan_dict["gpu_hbm_bytes"]]
     uvm = [b / GB for b in plan_dict["gpu_uvm_bytes"]]
     topo = plan_dict["topology"]
     budget = topo["hbm_gb"] * (1 - topo["hbm_reserved_fraction"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.bar(gpus, cost, color="tab:blue")
+    left.bar(gpus, [c - m for c, m in zip(cost, comm)], color="tab:blue", label="lookups and fixed cost")
+    left.bar(gpus, comm, bottom=[c - m for c, m in zip(cost, comm)], color="tab:purple", alpha=0.6, label="all-to-all, reduction")
     left.axhline(sum(cost) / len(cost), color="gray", ls="--", lw=1, label="mean")
     left.set(xlabel="GPU", ylabel="embedding time (ms / iteration)", title="predicted cost per GPU")
-    left.legend()
+    left.legend(fontsize=8)
     right.bar(gpus, hbm, color="tab:green", label="HBM (hot rows)")
     right.bar(gpus, uvm, bottom=hbm, color="tab:orange", alpha=0.6, label="host / UVM (cold rows)")
     right.axhline(budget, color="tab:green", ls="--", lw=1, label="HBM budget")

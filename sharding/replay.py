@@ -8,12 +8,16 @@ For each table a trace of row ranks (0 = hottest row) is drawn once and reused f
 * ``counts``: ranks drawn in proportion to a real dataset's per-row counts (sorted hottest first);
 * a trace file (``--trace T.npz``): one integer array of row ranks per table name.
 
-A plan keeps each table's ``hbm_rows`` hottest rows in HBM, so a lookup of rank ``r`` hits HBM
-when ``r < hbm_rows``. Per iteration a table serves ``global_batch * coverage * pooling`` lookups;
-the trace's HBM share is scaled to that. A GPU's time is its tables' HBM bytes at HBM bandwidth
-plus UVM bytes at UVM bandwidth plus the fixed per-table cost, as in ``sharding.cost``. Reported:
-``max_gpu_ms``, ``imbalance`` (max / mean), ``uvm_accesses`` and ``hbm_accesses`` per iteration,
-and the per-GPU lists.
+A shard keeps its ``hbm_rows`` hottest rows in HBM. In a table-wise shard or a column slice a
+lookup of rank ``r`` hits HBM when ``r < hbm_rows``; in a row-wise table rank ``r`` is first dealt
+to its block and position (``sharding.shards.deal``) and hits HBM when the position is below the
+block's ``hbm_rows``, so the replay also measures how evenly the blocks share the lookups. Per
+iteration a table serves ``global_batch * coverage * pooling`` lookups; the trace's shares are
+scaled to that. A GPU's time is its shards' HBM bytes at HBM bandwidth plus UVM bytes at UVM
+bandwidth plus each shard's overhead (fixed, all-to-all, reduction), as in ``sharding.cost``.
+Reported: ``max_gpu_ms``, ``imbalance`` (max / mean), ``uvm_accesses`` and ``hbm_accesses`` per
+iteration (in whole rows: a column slice's read counts for its share of the columns), and the
+per-GPU lists.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from data_pipeline.synth import zipf_ranks
 from sharding.cost import CostModel
 from sharding.errors import WorkloadError
 from sharding.plan import Plan
+from sharding.shards import ROW_WISE, deal
 from sharding.topology import Topology
 from sharding.workload import TableWorkload, Workload
 
@@ -65,33 +70,51 @@ class Replay:
             self.sorted_ranks.append(np.sort(ranks))
             self.sources[kind] = self.sources.get(kind, 0) + 1
 
-    def hbm_share(self, plan: Plan) -> np.ndarray:
-        """Fraction of each table's traced lookups that hit its HBM rows, in workload order."""
-        _, hot = plan.arrays(self.workload)
-        share = np.ones(len(self.workload))
-        for i, ranks in enumerate(self.sorted_ranks):
-            if len(ranks):
-                share[i] = np.searchsorted(ranks, hot[i], side="left") / len(ranks)
-        return share
+    def shares(self, plan: Plan) -> tuple[CostModel, np.ndarray, np.ndarray, np.ndarray]:
+        """(cost model of the plan's shards, their ranks, fraction of the table's traced lookups
+        each shard serves, fraction served from its HBM rows), shards in workload order."""
+        model, ranks, hot = plan.cost_model(self.workload, self.topology)
+        served = np.ones(len(model))
+        in_hbm = np.ones(len(model))
+        for i, sorted_ranks in enumerate(self.sorted_ranks):
+            items = np.flatnonzero(model.table == i)
+            n = len(sorted_ranks)
+            if not n:
+                continue
+            if model.parts[items[0]].sharding == ROW_WISE:
+                block, pos = deal(sorted_ranks, [int(model.rows[k]) for k in items])
+                for r, k in enumerate(items):
+                    mine = block == r
+                    served[k] = mine.sum() / n
+                    in_hbm[k] = (mine & (pos < hot[k])).sum() / n
+            else:
+                for k in items:
+                    in_hbm[k] = np.searchsorted(sorted_ranks, hot[k], side="left") / n
+        return model, ranks, served, in_hbm
 
     def evaluate(self, plan: Plan) -> dict:
         m, topo = self.model, self.topology
-        ranks, _ = plan.arrays(self.workload)
-        share = self.hbm_share(plan)
-        hbm_acc = m.lookups * share
-        uvm_acc = m.lookups - hbm_acc
-        t_ms = hbm_acc * m.row_bytes * m.ms_per_hbm_byte + uvm_acc * m.row_bytes * m.ms_per_uvm_byte + m.fixed_ms
+        model, ranks, served, in_hbm = self.shares(plan)
+        lookups = m.lookups[model.table] * served  # the table's lookups this shard serves
+        hbm_acc = m.lookups[model.table] * in_hbm
+        uvm_acc = lookups - hbm_acc
+        t_ms = (
+            hbm_acc * model.row_bytes * m.ms_per_hbm_byte
+            + uvm_acc * model.row_bytes * m.ms_per_uvm_byte
+            + model.overhead_ms(lookups)
+        )
+        width = model.row_bytes / m.row_bytes[model.table]  # a column slice's share of a row
         gpu_ms, gpu_uvm, gpu_hbm = (np.zeros(topo.gpus) for _ in range(3))
         np.add.at(gpu_ms, ranks, t_ms)
-        np.add.at(gpu_uvm, ranks, uvm_acc)
-        np.add.at(gpu_hbm, ranks, hbm_acc)
+        np.add.at(gpu_uvm, ranks, uvm_acc * width)
+        np.add.at(gpu_hbm, ranks, hbm_acc * width)
         mean = gpu_ms.mean()
         return {
             "planner": plan.planner,
             "max_gpu_ms": float(gpu_ms.max()),
             "imbalance": float(gpu_ms.max() / mean) if mean > 0 else 1.0,
-            "uvm_accesses": float(uvm_acc.sum()),
-            "hbm_accesses": float(hbm_acc.sum()),
+            "uvm_accesses": float(gpu_uvm.sum()),
+            "hbm_accesses": float(gpu_hbm.sum()),
             "gpu_ms": [float(x) for x in gpu_ms],
             "gpu_uvm_accesses": [float(x) for x in gpu_uvm],
             "trace": dict(self.sources),

@@ -19,64 +19,46 @@ Because rows are sorted hottest first the CDF is concave: the planner reads the 
 of the hottest ``h`` rows off the piecewise-linear curve through the points. A CDF that is not
 monotone, does not run from (0, 0) to (1, 1) or is clearly not concave (rows not hottest first)
 is rejected with an error naming the table; rounding noise is smoothed by taking the concave
-majorant of the points. Unknown table keys are rejected (a typo would silently mean a default).
+majorant of the points. Each table is a pydantic model (``extra="forbid"``, strict integers and
+booleans): an unknown key (a typo would silently mean a default), ``rows: 2.5``, ``rows: "10"`` or
+``dim: true`` is rejected with one line naming the table and the field.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import field
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, ValidationError
+from pydantic.dataclasses import dataclass
 
+from data_pipeline.atomic import write_text_atomic
 from data_pipeline.stats import access_cdf
 from data_pipeline.synth import PROFILES, SPARSE_MISSING, zipf_access_cdf
+from sharding.config import STRICT, Number, StrictCount, read_json_file, validation_message
 from sharding.errors import WorkloadError
 
-_TABLE_KEYS = ("name", "rows", "dim", "bytes_per_value", "pooling_factor", "coverage", "access_cdf", "zipf")
 _EPS = 1e-9
 
 
-@dataclass
+@dataclass(config=STRICT)
 class TableWorkload:
-    name: str
-    rows: int
-    dim: int
-    bytes_per_value: int = 4
-    pooling_factor: float = 1.0
-    coverage: float = 1.0
-    access_cdf: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0], [1.0, 1.0]])
-    zipf: float | None = None
+    name: Annotated[str, Field(min_length=1)]
+    rows: Annotated[StrictCount, Field(ge=0)]
+    dim: Annotated[StrictCount, Field(ge=1)]
+    bytes_per_value: Annotated[StrictCount, Field(ge=1)] = 4
+    pooling_factor: Annotated[Number, Field(ge=0)] = 1.0
+    coverage: Annotated[Number, Field(ge=0, le=1)] = 1.0
+    access_cdf: Any = field(default_factory=lambda: [[0.0, 0.0], [1.0, 1.0]])
+    zipf: Annotated[Number, Field(gt=0)] | None = None
 
     def __post_init__(self) -> None:
-        self._validate_sizes()
         self._xs, self._ys = _concave_points(self.name, self.access_cdf)
         self.access_cdf = [[float(x), float(y)] for x, y in zip(self._xs, self._ys)]
-
-    def _validate_sizes(self) -> None:
-        def bad(what: str) -> WorkloadError:
-            return WorkloadError(self.name, what)
-
-        if not isinstance(self.name, str) or not self.name:
-            raise WorkloadError(str(self.name), "name must be a non-empty string")
-        for key, low in (("rows", 0), ("dim", 1), ("bytes_per_value", 1)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise bad(f"{key} must be an integer >= {low}, got {value!r}")
-            setattr(self, key, int(value))
-        for key in ("pooling_factor", "coverage"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise bad(f"{key} must be a finite number >= 0, got {value!r}")
-            setattr(self, key, float(value))
-        if self.coverage > 1:
-            raise bad(f"coverage is a fraction of samples and must be <= 1, got {self.coverage}")
-        if self.zipf is not None and (not isinstance(self.zipf, (int, float)) or not self.zipf > 0):
-            raise bad(f"zipf must be a positive exponent, got {self.zipf!r}")
 
     @property
     def row_bytes(self) -> int:
@@ -117,16 +99,15 @@ class TableWorkload:
 
     @classmethod
     def from_dict(cls, d: dict, index: int = 0) -> TableWorkload:
+        """Validate one table of a workload file; errors name the table (or its position)."""
         if not isinstance(d, dict):
             raise WorkloadError(f"#{index}", f"expected an object, found {type(d).__name__}")
-        name = d.get("name", f"#{index}")
-        unknown = sorted(set(d) - set(_TABLE_KEYS))
-        if unknown:
-            raise WorkloadError(name, f"unknown keys {unknown}; expected some of {list(_TABLE_KEYS)}")
-        for key in ("name", "rows", "dim"):
-            if key not in d:
-                raise WorkloadError(name, f"missing required key '{key}'")
-        return cls(**d)
+        name = d.get("name")
+        label = name if isinstance(name, str) and name else f"#{index}"
+        try:
+            return cls(**d)
+        except ValidationError as exc:
+            raise WorkloadError(label, validation_message(exc)) from None
 
 
 @dataclass
@@ -172,22 +153,20 @@ class Workload:
         lines = ",\n".join("  " + json.dumps(t.to_dict()) for t in self.tables)
         text = '{"tables": [\n' + lines + "\n]}\n"
         if path is not None:
-            Path(path).write_text(text)
+            write_text_atomic(path, text, "--workload")
         return text
 
     @classmethod
     def from_json(cls, source: str | os.PathLike) -> Workload:
         """Read a workload file (or JSON text starting with ``{``)."""
         text = str(source)
-        if not text.lstrip().startswith("{"):
+        if text.lstrip().startswith("{"):
             try:
-                text = Path(source).read_text()
-            except OSError as exc:
-                raise WorkloadError(None, f"cannot read {source}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise WorkloadError(None, f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise WorkloadError(None, f"not JSON ({exc.msg} at line {exc.lineno})") from None
+        else:
+            data = read_json_file(source, "workload", lambda msg: WorkloadError(None, msg))
         return cls.from_dict(data)
 
 

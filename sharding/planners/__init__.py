@@ -1,6 +1,7 @@
 """Planners behind one interface (``Planner``): ``make_planner(name, **options)``.
 
-``recshard`` (MILP, HiGHS), ``greedy`` (RecShard's greedy and local search), ``torchrec``
+``recshard`` (MILP, HiGHS), ``greedy`` (RecShard's greedy and local search; both may cut tables
+column- or row-wise unless ``splits=False``), ``torchrec``
 (TorchRec's planner with defaults), ``torchrec-best`` (TorchRec over a cache-load-factor sweep and
 its scale-up proposer), and the classic sharders ``size``, ``lookup``, ``size-lookup``, ``random``.
 """
@@ -21,13 +22,13 @@ def make_planner(name: str, **options) -> Planner:
     from sharding.planners.torchrec_baseline import TorchRecPlanner
 
     if name == "recshard":
-        return RecShardPlanner(**_pick(options, "time_limit", "mip_rel_gap", "greedy_seconds"))
+        return RecShardPlanner(**_pick(options, "time_limit", "mip_rel_gap", "greedy_seconds", "splits"))
     if name == "greedy":
-        return GreedyPlanner(**_pick(options, "local_search_seconds"))
+        return GreedyPlanner(**_pick(options, "local_search_seconds", "splits"))
     if name == "torchrec":
-        return TorchRecPlanner("default")
+        return TorchRecPlanner("default", **_pick(options, "table_wise_only"))
     if name == "torchrec-best":
-        return TorchRecPlanner("best", **_pick(options, "sweep"))
+        return TorchRecPlanner("best", **_pick(options, "sweep", "table_wise_only"))
     if name in ("size", "lookup", "size-lookup"):
         return MetricGreedyPlanner(name)
     if name == "random":

@@ -1,12 +1,16 @@
 """Greedy RecShard: fast enough for thousands of tables, and the MILP's fallback and cutoff.
 
-1. Water-fill the HBM of all GPUs together over all tables: the hot rows each table would get if
-   the tables could be spread perfectly (the fluid relaxation; also what the MILP's LP does).
-2. Longest-processing-time: tables by their cost at those hot rows, largest first, each onto the
-   least-loaded GPU that still has HBM room for its hot rows (else the least loaded with room
-   for the table at all).
-3. Water-fill each GPU's HBM over the tables it got (optimal hot rows for the assignment).
-4. Local search until no move helps or time runs out: move a table off the slowest GPU, or swap
+0. Cut the tables (``splitting``): table-wise, and at a few thresholds the tables that are too
+   large a piece of a GPU's work, column- or row-wise; steps 1-4 run for each and the plan the
+   cost model rates best is kept.
+1. Water-fill the HBM of all GPUs together over all shards: the hot rows each shard would get if
+   they could be spread perfectly (the fluid relaxation; also what the MILP's LP does).
+2. Longest-processing-time: row-wise blocks go to their own rank (TorchRec's layout); the other
+   shards by their cost at those hot rows, largest first, each onto the least-loaded GPU with
+   room that holds no other shard of the same table.
+3. Water-fill each GPU's HBM over the shards it got (optimal hot rows for the assignment; the
+   shards of a split table are then brought to one hot-row count, ``base.water_fill``).
+4. Local search until no move helps or time runs out: move a shard off the slowest GPU, or swap
    it with one on another GPU, when that lowers the larger of the two GPUs' costs.
 """
 
@@ -20,6 +24,7 @@ from sharding.cost import CostModel
 from sharding.errors import InfeasiblePlanError
 from sharding.plan import Plan
 from sharding.planners.base import Planner, check_feasible, water_fill
+from sharding.planners.splitting import split_variants
 from sharding.topology import Topology
 from sharding.workload import Workload
 
@@ -27,14 +32,57 @@ from sharding.workload import Workload
 class GreedyPlanner(Planner):
     name = "greedy"
 
-    def __init__(self, local_search_seconds: float = 0.5, candidates: int = 8) -> None:
+    def __init__(self, local_search_seconds: float = 0.5, candidates: int = 8, splits: bool = True) -> None:
         self.local_search_seconds = local_search_seconds
         self.candidates = candidates
+        self.splits = splits
 
     def plan(self, workload: Workload, topology: Topology) -> Plan:
-        model = CostModel(workload, topology)
-        ranks, hot, stats = greedy_solve(model, self.local_search_seconds, self.candidates)
-        return Plan.from_arrays(self.name, model, ranks, hot, stats)
+        best = best_greedy(workload, topology, self.splits, self.local_search_seconds, self.candidates)
+        return Plan.from_arrays(self.name, best.model, best.ranks, best.hot, best.stats)
+
+
+class GreedyResult:
+    """The greedy plan of one way to cut the tables, with its objective."""
+
+    def __init__(self, label: str, model: CostModel, ranks: np.ndarray, hot: np.ndarray, stats: dict) -> None:
+        self.label, self.model, self.ranks, self.hot, self.stats = label, model, ranks, hot, stats
+        self.objective = float(model.gpu_costs(ranks, hot).max())
+
+
+def best_greedy(
+    workload: Workload,
+    topology: Topology,
+    splits: bool = True,
+    local_search_seconds: float = 0.5,
+    candidates: int = 8,
+    good_enough: float = 0.0,
+) -> GreedyResult:
+    """The greedy plan of every way to cut the tables (``splitting.split_variants``); the best.
+    ``stats`` records each variant's objective under ``variants``."""
+    start = time.perf_counter()
+    base = CostModel(workload, topology)
+    variants = split_variants(base, splits)
+    results, errors = [], []
+    for k, (label, parts) in enumerate(variants):
+        model = base if label == "table-wise" else CostModel(workload, topology, parts)
+        left = max(0.0, local_search_seconds - (time.perf_counter() - start))
+        try:
+            ranks, hot, stats = greedy_solve(model, left / (len(variants) - k), candidates, good_enough)
+        except InfeasiblePlanError as exc:
+            errors.append(exc)
+            continue
+        results.append(GreedyResult(label, model, ranks, hot, stats))
+    if not results:
+        raise errors[0]
+    best = min(results, key=lambda r: r.objective)
+    best.stats = {
+        **best.stats,
+        "split": best.label,
+        "variants": [{"split": r.label, "objective": round(r.objective, 9)} for r in results],
+        "seconds": round(time.perf_counter() - start, 4),
+    }
+    return best
 
 
 def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates: int = 8, good_enough: float = 0.0):
@@ -52,21 +100,39 @@ def greedy_solve(model: CostModel, local_search_seconds: float = 0.5, candidates
     weight = cost + price * hot_bytes
     load = np.zeros(topo.gpus)
     used_all = np.zeros(topo.gpus)
-    cap_all = budget + topo.uvm_budget_bytes
+    cap_all = budget + topo.uvm_budget_bytes - host_slack(model)
     ranks = np.zeros(len(model), dtype=np.int64)
-    for i in np.lexsort((-model.bytes, -weight)):
-        fits = used_all + model.bytes[i] <= cap_all
-        if not fits.any():
+    gangs_on = [set() for _ in range(topo.gpus)]  # split tables with a shard on each GPU
+    fixed = np.flatnonzero(model.fixed_rank >= 0)
+    order = np.lexsort((-model.bytes, -weight))
+    free = order[model.fixed_rank[order] < 0]
+    for i in np.r_[fixed, free].astype(np.int64):
+        if model.fixed_rank[i] >= 0:
+            ok = np.zeros(topo.gpus, dtype=bool)
+            ok[model.fixed_rank[i]] = used_all[model.fixed_rank[i]] + model.bytes[i] <= cap_all
+        else:
+            ok = used_all + model.bytes[i] <= cap_all
+            if model.gang[i] >= 0:
+                ok &= np.array([model.gang[i] not in s for s in gangs_on])
+        if not ok.any():
             raise InfeasiblePlanError(f"table '{model.names[i]}' fits on no GPU: host memory and HBM are full")
-        g = int(np.flatnonzero(fits)[np.argmin(load[fits])])
+        g = int(np.flatnonzero(ok)[np.argmin(load[ok])])
         ranks[i] = g
         load[g] += weight[i]
         used_all[g] += model.bytes[i]
+        if model.gang[i] >= 0:
+            gangs_on[g].add(int(model.gang[i]))
     deadline = time.perf_counter() + local_search_seconds
     ranks, moves = local_search(model, ranks, weight, hot_bytes, deadline, candidates, good_enough)
     hot = water_fill(model, ranks)
     stats = {"status": "heuristic", "local_search_moves": moves, "seconds": round(time.perf_counter() - start, 4)}
     return ranks, hot, stats
+
+
+def host_slack(model: CostModel) -> int:
+    """Room kept free on every GPU: hot rows are whole rows, so HBM can end up to a row short of its
+    budget and host memory must be able to take that row."""
+    return int(model.row_bytes.max()) if len(model) else 0
 
 
 def _fluid_bytes(model: CostModel, acc: np.ndarray) -> np.ndarray:
@@ -108,7 +174,7 @@ class _Search:
     def __init__(self, model: CostModel, ranks: np.ndarray) -> None:
         self.model = model
         self.budget = model.topology.hbm_budget_bytes
-        self.cap = self.budget + model.topology.uvm_budget_bytes
+        self.cap = self.budget + model.topology.uvm_budget_bytes - host_slack(model)
         self.ranks = ranks.copy()
         self.members = [np.flatnonzero(ranks == g) for g in range(model.topology.gpus)]
         self.costs = np.array([model.group_cost(m, self.budget) for m in self.members])
@@ -149,12 +215,16 @@ class _Search:
         model, members = self.model, self.members
         out_t, in_u = members[src], np.r_[-1, members[dst]]
         shift = key[out_t][:, None] - np.r_[0.0, key[members[dst]]][None, :]
+        # Row-wise blocks stay on their rank; no GPU may hold two shards of one split table.
+        gang, pinned = model.gang, model.fixed_rank >= 0
+        stuck_t = pinned[out_t] | ((gang[out_t] >= 0) & np.isin(gang[out_t], gang[members[dst]]))
+        stuck_u = np.r_[False, pinned[members[dst]] | ((gang[members[dst]] >= 0) & np.isin(gang[members[dst]], gang[out_t]))]
         # Both GPUs must still hold their tables: HBM + host memory (water-filling fills HBM first).
         extra = model.bytes[out_t][:, None] - np.r_[0, model.bytes[members[dst]]][None, :]
         dst_full = extra > self.cap - model.bytes[members[dst]].sum()
         src_full = -extra > self.cap - model.bytes[out_t].sum()
         score = np.abs(shift - target)
-        score[(shift <= 0) | dst_full | src_full] = np.inf
+        score[(shift <= 0) | dst_full | src_full | stuck_t[:, None] | stuck_u[None, :]] = np.inf
         for flat in np.argsort(score, axis=None)[:candidates]:
             a, b = np.unravel_index(flat, score.shape)
             if not np.isfinite(score[a, b]):

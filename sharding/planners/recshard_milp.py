@@ -18,16 +18,26 @@ Constraints:
 * Symmetry (GPUs are identical): the ``k``-th largest table may only use GPUs ``0..k``; any plan
   can be relabelled to satisfy this, so nothing is lost and HiGHS explores far fewer twins.
 * Cutoff: ``z <=`` the greedy plan's cost (greedy is also the fallback if HiGHS finds nothing).
-* Floor: ``z >=`` the costliest table alone on a GPU (a valid bound the LP relaxation misses).
+* Floor: ``z >=`` the costliest item alone on a GPU (a valid bound the LP relaxation misses).
 
-The greedy plan (``greedy.py``) runs first. If it is already within ``mip_rel_gap`` of the lower
-bound the MILP is skipped; it is also skipped above ``max_binaries`` table-GPU pairs (1,000 tables
-on 16 GPUs), where HiGHS cannot finish the root LP in seconds and the time goes to local search.
+Tables are cut first (``splitting``); the items ``t`` above are then shards. Shards of one split
+table go to distinct GPUs (``sum_{s in table} x[s,g] <= 1``) and keep one hot-row count
+(``rows_s * h_s`` equal); row-wise block ``r`` is fixed on GPU ``r`` (TorchRec's layout), and the
+symmetry cut is then left out (the GPUs are no longer interchangeable).
 
-HiGHS stops at ``mip_rel_gap`` or ``time_limit``. The LP relaxation's optimum (``lp_bound``) is a
-lower bound on every table-wise plan; the reported ``gap`` is the plan's distance from the best
-lower bound known (that or HiGHS's dual bound). After solving, each GPU's HBM is water-filled over
-the tables it got (``sharding.cost``), which is optimal for the assignment and rounds to rows.
+The greedy plans (``greedy.py``, every way to cut the tables) run first; the MILP takes the cut of
+the best. If that is already within ``mip_rel_gap`` of the lower bound the MILP is skipped, so
+an easy instance returns at once; it is also skipped above ``max_binaries`` shard-GPU pairs
+(1,000 tables on 16 GPUs), where HiGHS cannot finish the root LP in seconds and the time goes to
+local search. HiGHS's time limit grows with the instance, ``0.25 s + 2.5 ms`` per binary (a 26-table,
+8-GPU instance: under 1 s), capped by ``time_limit``.
+
+HiGHS stops at ``mip_rel_gap`` or its time limit. The table-wise LP relaxation's optimum
+(``lp_bound``) is a lower bound on every plan, split or not (cutting only adds overhead); the
+costliest table alone on a GPU (``single_table_bound``) bounds table-wise plans only. The reported
+``gap`` is the plan's distance from the best lower bound that applies (or HiGHS's dual bound for
+that cut). After solving, each GPU's HBM is water-filled over the shards it got (``sharding.cost``),
+which is optimal for the assignment and rounds to rows.
 """
 
 from __future__ import annotations
@@ -39,14 +49,16 @@ import time
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_array
+from scipy.sparse import coo_array, vstack
 
 from sharding.cost import CostModel
 from sharding.plan import Plan
 from sharding.planners.base import Planner, water_fill
-from sharding.planners.greedy import greedy_solve
+from sharding.planners.greedy import best_greedy
 from sharding.topology import GB, Topology
 from sharding.workload import Workload
+
+SECONDS_BASE, SECONDS_PER_BINARY = 0.25, 2.5e-3
 
 _STATUS = {0: "optimal", 1: "time_limit", 2: "infeasible", 3: "unbounded", 4: "error"}
 
@@ -60,6 +72,7 @@ class RecShardPlanner(Planner):
         mip_rel_gap: float = 0.01,
         greedy_seconds: float | None = None,
         max_binaries: int = 4000,
+        splits: bool = True,
     ) -> None:
         self.time_limit = time_limit
         self.mip_rel_gap = mip_rel_gap
@@ -67,34 +80,42 @@ class RecShardPlanner(Planner):
         # Above this many binaries HiGHS rarely even finishes the root within a time limit of
         # seconds; the time is better spent on the greedy's local search (bounded by the LP).
         self.max_binaries = max_binaries
+        self.splits = splits
 
     def plan(self, workload: Workload, topology: Topology) -> Plan:
         start = time.perf_counter()
-        model = CostModel(workload, topology)
-        too_big = len(model) * topology.gpus > self.max_binaries
+        base = CostModel(workload, topology)
+        single = float(base.single_table_costs().max())
+        lp_bound = base.fluid_bound()
+        # Split plans are bounded by the fluid relaxation only; table-wise ones also by the
+        # costliest table alone on a GPU.
+        bound = lp_bound if self.splits else max(lp_bound, single)
+        too_big = len(base) * topology.gpus > self.max_binaries
         seconds = self.greedy_seconds
         if seconds is None:  # local search is cheap insurance; it is all there is for huge instances
             seconds = 0.8 * self.time_limit if too_big else min(5.0, 0.15 * self.time_limit)
-        single = float(model.single_table_costs().max())
-        lp_bound = model.fluid_bound()
-        good_enough = max(lp_bound, single) / (1 - self.mip_rel_gap) if self.mip_rel_gap < 1 else np.inf
-        ranks, hot, greedy_stats = greedy_solve(model, seconds, good_enough=good_enough * (1 - 1e-6))
-        obj = float(model.gpu_costs(ranks, hot).max())
+        good_enough = bound / (1 - self.mip_rel_gap) if self.mip_rel_gap < 1 else np.inf
+        greedy = best_greedy(workload, topology, self.splits, seconds, good_enough=good_enough * (1 - 1e-6))
+        model, ranks, hot, obj = greedy.model, greedy.ranks, greedy.hot, greedy.objective
         stats = {"lp_bound": lp_bound, "single_table_bound": single, "greedy_cost": obj,
-                 "local_search_moves": greedy_stats["local_search_moves"]}
+                 "local_search_moves": greedy.stats["local_search_moves"], "split": greedy.label,
+                 "variants": greedy.stats["variants"]}
         source = "greedy"
-        left = self.time_limit - (time.perf_counter() - start)
-        if obj <= 0 or (obj - max(lp_bound, single)) / obj <= self.mip_rel_gap:
+        binaries = len(model) * topology.gpus
+        limit = min(self.time_limit - (time.perf_counter() - start), SECONDS_BASE + SECONDS_PER_BINARY * binaries)
+        if obj <= 0 or (obj - bound) / obj <= self.mip_rel_gap:
             stats["status"] = "greedy_within_gap"  # the bound already proves greedy good enough
-        elif too_big:
+        elif binaries > self.max_binaries:
             stats["status"] = "milp_skipped_too_large"
-        elif left < 0.05:
+        elif limit < 0.05:
             stats["status"] = "no_time_left"
         else:
-            problem = _build(model, cutoff=obj * (1 + 1e-9), floor=single)
-            stats.update(variables=len(problem["c"]), constraints=problem["constraints"].A.shape[0])
+            floor = float(model.single_table_costs().max())
+            problem = _build(model, cutoff=obj * (1 + 1e-9), floor=floor)
+            stats.update(variables=len(problem["c"]), constraints=problem["constraints"].A.shape[0],
+                         milp_time_limit=round(limit, 3))
             with _quiet_stdout():
-                res = milp(**problem, options={"time_limit": max(0.05, left - 0.5), "mip_rel_gap": self.mip_rel_gap})
+                res = milp(**problem, options={"time_limit": max(0.05, limit), "mip_rel_gap": self.mip_rel_gap})
             stats["status"] = _STATUS.get(res.status, str(res.status))
             dual = getattr(res, "mip_dual_bound", None)
             if dual is not None and np.isfinite(dual):
@@ -106,11 +127,14 @@ class RecShardPlanner(Planner):
                 m_obj = float(model.gpu_costs(m_ranks, m_hot).max())
                 if m_obj < obj:
                     ranks, hot, obj, source = m_ranks, m_hot, m_obj, "milp"
-        bound = min(obj, max(lp_bound, single, stats.get("mip_dual_bound", 0.0)))
+        # HiGHS's dual bound holds for this cut of the tables only; the fluid bound for any.
+        if "mip_dual_bound" in stats and obj > 0:
+            stats["gap_for_this_cut"] = max(0.0, (obj - stats["mip_dual_bound"]) / obj)
+        best = min(obj, max(bound, stats.get("mip_dual_bound", 0.0) if greedy.label == "table-wise" else 0.0))
         stats.update(
             objective=obj,
-            best_bound=bound,
-            gap=(obj - bound) / obj if obj > 0 else 0.0,
+            best_bound=best,
+            gap=(obj - best) / obj if obj > 0 else 0.0,
             solution_from=source,
             seconds=round(time.perf_counter() - start, 4),
         )
@@ -190,9 +214,41 @@ def _build(model: CostModel, cutoff: float | None = None, floor: float = 0.0, sy
     ).tocsr()
     lower, upper = np.zeros(nvar), np.ones(nvar)
     lower[Z], upper[Z] = floor, np.inf if cutoff is None else cutoff
-    # Symmetry breaking: the k-th largest table only on GPUs 0..k.
+    # Shards of a split table: distinct GPUs, one hot-row count; row-wise blocks fixed on their rank.
+    extra_rows, extra_cols, extra_vals, extra_lo, extra_hi = [], [], [], [], []
+    r = 0
+    for gang in np.unique(model.gang[model.gang >= 0]):
+        mates = np.flatnonzero(model.gang == gang)
+        for g in range(G):
+            extra_rows += [r] * len(mates)
+            extra_cols += list(X + mates * G + g)
+            extra_vals += [1.0] * len(mates)
+            extra_lo.append(-np.inf)
+            extra_hi.append(1.0)
+            r += 1
+        for a, b in zip(mates[:-1], mates[1:]):
+            extra_rows += [r, r]
+            extra_cols += [H + a, H + b]
+            extra_vals += [float(model.rows[a]), -float(model.rows[b])]
+            extra_lo.append(0.0)
+            extra_hi.append(0.0)
+            r += 1
+    if r:
+        matrix = vstack([matrix, coo_array((extra_vals, (extra_rows, extra_cols)), shape=(r, nvar)).tocsr()]).tocsr()
+        lo.append(np.asarray(extra_lo))
+        hi.append(np.asarray(extra_hi))
+    pinned = np.flatnonzero(model.fixed_rank >= 0)
+    for i in pinned:
+        upper[X + i * G : X + (i + 1) * G] = 0.0
+        upper[V + i * G : V + (i + 1) * G] = 0.0
+        upper[W + i * G : W + (i + 1) * G] = 0.0
+        for block in (X, V, W):
+            upper[block + i * G + model.fixed_rank[i]] = 1.0
+        lower[X + i * G + model.fixed_rank[i]] = 1.0
+    # Symmetry breaking: the k-th largest table only on GPUs 0..k (GPUs interchangeable only
+    # while no shard is pinned to a rank).
     order = np.lexsort((np.arange(n), -model.cold_cost, -model.bytes))
-    for k, i in enumerate(order[: G - 1] if symmetry else []):
+    for k, i in enumerate(order[: G - 1] if symmetry and not len(pinned) else []):
         for block in (X, V, W):
             upper[block + i * G + k + 1 : block + (i + 1) * G] = 0.0
     c = np.zeros(nvar)

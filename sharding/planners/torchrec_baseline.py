@@ -6,8 +6,10 @@ topology, bandwidths converted to TorchRec's bytes per millisecond, ``batch_size
 a fixed-percentage storage reservation equal to ``hbm_reserved_fraction`` (TorchRec's default
 heuristic reservation is also 15%, but adds activation estimates; a fixed percentage gives it
 exactly the budget our planners get). Each table's mean lookups per sample (coverage x pooling)
-is its TorchRec pooling factor. Sharding is restricted to table-wise, the plan form compared
-here (row- and column-wise plans would also change communication, which this cost model lacks).
+is its TorchRec pooling factor. TorchRec may shard table-wise, column-wise and row-wise (and their
+single-host table-column-wise / table-row-wise forms, which are the same on one host), as our
+planners may; data-parallel (a copy of the table on every GPU) is left out because a plan here
+places every row once.
 
 Variants:
 
@@ -21,9 +23,12 @@ Variants:
 * ``best``: all of the above over a sweep of load factors; keeps the plan our cost model rates
   best (TorchRec at its best), and records every variant's rating in ``solver["sweep"]``.
 
-TorchRec's plan becomes ours table by table: ``FUSED`` = all rows in HBM, ``FUSED_UVM`` = all
-in host memory, ``FUSED_UVM_CACHING`` with load factor ``f`` = a cache of ``f * rows`` rows,
-evaluated as if it always held the hottest rows (generous to TorchRec: a real LRU does worse).
+TorchRec's plan becomes ours shard by shard: ``FUSED`` = all rows in HBM, ``FUSED_UVM`` = all
+in host memory, ``FUSED_UVM_CACHING`` with load factor ``f`` = a cache of ``f * rows`` of the
+shard's rows, evaluated as if it always held the hottest (generous to TorchRec: a real LRU does
+worse). TorchRec's row-wise blocks hold ids in id order; for hashed ids that deals the rows to the
+blocks at random, which gives each block the table's access curve, as our round-robin dealing
+does (``sharding.shards``), so the two are evaluated alike.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 
 from sharding.cost import CostModel
 from sharding.errors import InfeasiblePlanError
-from sharding.plan import Plan, TablePlacement
+from sharding.plan import Plan, Shard, TablePlacement
 from sharding.planners.base import Planner, check_feasible
 from sharding.topology import GB, Topology
 from sharding.workload import TableWorkload, Workload
@@ -53,17 +58,21 @@ class TorchRecPlanner(Planner):
         force: bool = True,
         big_fraction: float = 1.0,
         sweep: tuple[float, ...] = CLF_SWEEP,
+        table_wise_only: bool = False,
     ) -> None:
         if variant not in ("default", "cache", "scaleup", "best"):
             raise ValueError(f"unknown TorchRec variant {variant!r}")
         self.variant, self.clf, self.force, self.big_fraction, self.sweep = variant, clf, force, big_fraction, sweep
+        # TorchRec's planner enumerates every sharding type of every table; on 1,000 tables that
+        # takes hours on 2 cores, table-wise alone minutes.
+        self.table_wise_only = table_wise_only
         self.name = "torchrec" if variant == "default" else f"torchrec-{variant}"
 
     def plan(self, workload: Workload, topology: Topology) -> Plan:
         model = CostModel(workload, topology)
         check_feasible(model)
         if self.variant != "best":
-            plan = run_torchrec(workload, topology, self.variant, self.clf, self.force, self.big_fraction)
+            plan = run_torchrec(workload, topology, self.variant, self.clf, self.force, self.big_fraction, self.table_wise_only)
             plan.planner = self.name
             return plan
         trials = [("default", None, True)]
@@ -73,13 +82,12 @@ class TorchRecPlanner(Planner):
         for variant, clf, force in trials:
             label = variant if clf is None else f"{variant}(clf={clf}, {'forced' if force else 'free'})"
             try:
-                plan = run_torchrec(workload, topology, variant, clf or 0.2, force, self.big_fraction)
+                plan = run_torchrec(workload, topology, variant, clf or 0.2, force, self.big_fraction, self.table_wise_only)
                 plan.check(workload, topology)
             except InfeasiblePlanError as exc:
                 sweep.append({"variant": label, "error": str(exc).splitlines()[0][:200]})
                 continue
-            ranks, hot = plan.arrays(workload)
-            cost = float(model.gpu_costs(ranks, hot).max())
+            cost = float(plan.gpu_costs(workload, topology).max())
             sweep.append({"variant": label, "max_gpu_cost": cost})
             if best is None or cost < best[0]:
                 best = (cost, label, plan)
@@ -92,7 +100,13 @@ class TorchRecPlanner(Planner):
 
 
 def run_torchrec(
-    workload: Workload, topology: Topology, variant: str, clf: float, force: bool, big_fraction: float = 1.0
+    workload: Workload,
+    topology: Topology,
+    variant: str,
+    clf: float,
+    force: bool,
+    big_fraction: float = 1.0,
+    table_wise_only: bool = False,
 ) -> Plan:
     """One TorchRec planning run, converted to our plan form."""
     import torch
@@ -110,9 +124,18 @@ def run_torchrec(
     ebc = meta_ebc(workload)
     big = {t.name for t in workload.tables if t.total_bytes > big_fraction * topology.hbm_budget_bytes}
     constraints = {}
+    types = [
+        ShardingType.TABLE_WISE.value,
+        ShardingType.COLUMN_WISE.value,
+        ShardingType.TABLE_COLUMN_WISE.value,
+        ShardingType.ROW_WISE.value,
+        ShardingType.TABLE_ROW_WISE.value,
+    ]
+    if table_wise_only:
+        types = types[:1]
     for t in workload.tables:
         kw = {
-            "sharding_types": [ShardingType.TABLE_WISE.value],
+            "sharding_types": types,
             "pooling_factors": [max(t.lookups_per_sample, 1e-6)],
         }
         if variant == "scaleup" or (variant == "cache" and t.name in big):
@@ -142,25 +165,25 @@ def run_torchrec(
 
 
 def from_torchrec_plan(sharding_plan, workload: Workload, planner: str = "torchrec", module_path: str = "") -> Plan:
-    """Our plan form of a table-wise TorchRec ``ShardingPlan``."""
+    """Our plan form of a TorchRec ``ShardingPlan`` (table-, column- or row-wise shards)."""
     from torchrec.distributed.embedding_types import EmbeddingComputeKernel as K
 
     module_plan = sharding_plan.plan.get(module_path, {})
     tables, kernels = [], {}
     for t in workload.tables:
         ps = module_plan.get(t.name)
-        if ps is None or not ps.ranks or len(set(ps.ranks)) != 1:
-            raise InfeasiblePlanError(f"TorchRec plan: table '{t.name}' is missing or not table-wise")
+        if ps is None or ps.sharding_spec is None or not ps.sharding_spec.shards:
+            raise InfeasiblePlanError(f"TorchRec plan: table '{t.name}' is missing or not sharded (data-parallel?)")
         kernel = ps.compute_kernel
         kernels[kernel] = kernels.get(kernel, 0) + 1
-        if kernel == K.FUSED_UVM.value:
-            hbm, kind = 0, "uvm"
-        elif kernel == K.FUSED_UVM_CACHING.value:
-            clf = ps.cache_params.load_factor if ps.cache_params and ps.cache_params.load_factor else 0.2
-            hbm, kind = min(t.rows, int(math.floor(clf * t.rows))), "cache"
-        else:
-            hbm, kind = t.rows, "hbm"
-        tables.append(TablePlacement(t.name, ps.ranks[0], hbm, t.rows - hbm, kind))
+        clf = ps.cache_params.load_factor if ps.cache_params and ps.cache_params.load_factor else 0.2
+        kind = {K.FUSED_UVM.value: "uvm", K.FUSED_UVM_CACHING.value: "cache"}.get(kernel, "hbm")
+        shards = []
+        for meta in ps.sharding_spec.shards:
+            (row0, col0), (rows, cols) = meta.shard_offsets, meta.shard_sizes
+            hot = {"uvm": 0, "cache": min(rows, int(math.floor(clf * rows)))}.get(kind, rows)
+            shards.append(Shard(meta.placement.rank(), row0, row0 + rows, col0, col0 + cols, hot, rows - hot))
+        tables.append(TablePlacement(t.name, shards, kind))
     return Plan(planner, tables, {"status": "torchrec", "kernels": kernels})
 
 

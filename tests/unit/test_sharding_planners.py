@@ -68,9 +68,8 @@ def test_milp_matches_brute_force(seed):
     w = _instance(seed)
     topo = _topology(w, gpus=2, hbm_share=0.4)
     model = CostModel(w, topo)
-    plan = RecShardPlanner(time_limit=20, mip_rel_gap=0.0, greedy_seconds=0.0)(w, topo)
-    ranks, hot = plan.arrays(w)
-    obj = model.gpu_costs(ranks, hot).max()
+    plan = RecShardPlanner(time_limit=20, mip_rel_gap=0.0, greedy_seconds=0.0, splits=False)(w, topo)
+    obj = plan.gpu_costs(w, topo).max()
     brute = _brute_force(model, grid=20)
     assert obj <= brute + 1e-12  # the grid is a restriction of what the MILP may choose
     assert obj >= plan.solver["best_bound"] - 1e-12
@@ -119,16 +118,102 @@ def test_recshard_beats_baselines_and_respects_bounds():
     model = CostModel(w, topo)
     costs = {}
     for name in FAST:
-        ranks, hot = make_planner(name, time_limit=5.0)(w, topo).arrays(w)
-        costs[name] = model.gpu_costs(ranks, hot).max()
+        costs[name] = make_planner(name, time_limit=5.0)(w, topo).gpu_costs(w, topo).max()
     bound = max(model.fluid_bound(), model.single_table_costs().max())
     assert all(c >= bound - 1e-12 for c in costs.values())
     assert costs["recshard"] <= min(costs.values()) + 1e-12
 
 
-def test_infeasible_names_the_table():
+def test_too_big_table_is_cut_or_named():
     w = Workload([TableWorkload("huge", 10**6, 256), TableWorkload("small", 10, 4)])
-    topo = Topology(gpus=2, hbm_gb=0.1, uvm_gb=0.5)
-    for name in ("recshard", "greedy", "size"):
+    topo = Topology(gpus=2, hbm_gb=0.1, uvm_gb=0.5)  # 0.585 GB per GPU; 'huge' is 0.954 GB
+    for name in ("recshard", "greedy"):
+        huge = make_planner(name)(w, topo).by_name()["huge"]
+        # cut in two (column slices or row blocks), one piece per GPU
+        assert len(huge.shards) == 2 and sorted(s.rank for s in huge.shards) == [0, 1]
+    for name, options in (("recshard", {"splits": False}), ("greedy", {"splits": False}), ("size", {})):
         with pytest.raises(InfeasiblePlanError, match="'huge'.*GB"):
-            make_planner(name)(w, topo)
+            make_planner(name, **options)(w, topo)
+    tight = Topology(gpus=2, hbm_gb=0.1, uvm_gb=0.3)  # 0.77 GB in all: no cut helps
+    for name in ("recshard", "greedy"):
+        with pytest.raises(InfeasiblePlanError, match="'huge'.*GB"):
+            make_planner(name)(w, tight)
+
+
+def _dominant(gpus: int = 4) -> Workload:
+    """One table with most of the lookups (pooling 40) among small ones."""
+    tables = [TableWorkload("big", 4000, 32, pooling_factor=40.0, access_cdf=zipf_access_cdf(4000, 1.0, 16))]
+    tables += [TableWorkload(f"s{i}", 500, 16, access_cdf=zipf_access_cdf(500, 1.1, 8)) for i in range(6)]
+    return Workload(tables)
+
+
+@pytest.mark.parametrize("name", ["recshard", "greedy"])
+def test_cutting_a_dominant_table_beats_every_table_wise_plan(name):
+    from sharding.torchrec_plan import torchrec_tables
+
+    w = _dominant()
+    topo = Topology(gpus=4, hbm_gb=w.total_bytes * 0.3 / 4 / 0.85 / GB, batch_size=64, comm_gbps=50.0)
+    tw = CostModel(w, topo)
+    table_wise_bound = tw.single_table_costs().max()  # 'big' alone on a GPU: no table-wise plan does better
+    plan = make_planner(name, time_limit=5.0)(w, topo)
+    big = plan.by_name()["big"]
+    assert big.sharding(4000, 32, 4) in ("column_wise", "row_wise")
+    assert plan.gpu_costs(w, topo).max() < 0.9 * table_wise_bound
+    assert plan.gpu_costs(w, topo).max() >= tw.fluid_bound() - 1e-12  # the bound holds for cut plans too
+    assert len({s.rank for s in big.shards}) == len(big.shards)  # its pieces on distinct GPUs
+    assert len({s.hbm_rows for s in big.shards if s.rows == big.shards[0].rows}) == 1  # one hot band
+    torchrec_tables(w, plan, topo, "remap")  # so the band exports as hot + cold tables
+    no_cut = make_planner(name, time_limit=5.0, splits=False)(w, topo)
+    assert all(len(p.shards) == 1 for p in no_cut.tables)
+    assert no_cut.gpu_costs(w, topo).max() >= table_wise_bound - 1e-12
+
+
+def test_split_shards_share_hot_rows_optimally():
+    """The hot-row LP for a cut table (its two column slices keep one hot-row count) against a
+    grid search over every hot-row split of the two GPUs."""
+    from sharding.shards import COLUMN_WISE, table_parts
+
+    rng = np.random.default_rng(5)
+    t = TableWorkload("big", 60, 8, pooling_factor=3.0, access_cdf=zipf_access_cdf(60, 1.1, 10))
+    x = TableWorkload("x", 40, 4, pooling_factor=float(rng.uniform(1, 4)), access_cdf=zipf_access_cdf(40, 0.9, 8))
+    y = TableWorkload("y", 50, 4, pooling_factor=float(rng.uniform(1, 4)), access_cdf=zipf_access_cdf(50, 1.3, 8))
+    w = Workload([t, x, y])
+    parts = table_parts(0, t, COLUMN_WISE, 2) + table_parts(1, x) + table_parts(2, y)
+    topo = Topology(gpus=2, hbm_gb=(30 * 16 + 20 * 16) / GB / 0.85, batch_size=32, table_fixed_us=1.0)
+    model = CostModel(w, topo, parts)
+    ranks = np.array([0, 1, 0, 1])
+    hot = water_fill(model, ranks)
+    assert hot[0] == hot[1]
+    hbm, budget = np.zeros(2), topo.hbm_budget_bytes
+    np.add.at(hbm, ranks, hot * model.row_bytes)
+    assert (hbm <= budget).all()
+    got = model.gpu_costs(ranks, hot).max()
+    best = np.inf
+    for h in range(61):
+        for hx in range(41):
+            for hy in range(51):
+                if h * 16 + hx * 16 > budget or h * 16 + hy * 16 > budget:
+                    continue
+                best = min(best, model.gpu_costs(ranks, np.array([h, h, hx, hy])).max())
+    assert got <= best + 1e-12  # the LP (rounded down to rows) is as good as any integer split
+    assert got >= best - 1e-9
+
+
+def test_recshard_returns_at_once_when_greedy_meets_the_bound():
+    # 16 equal tables on 4 GPUs, all in HBM: greedy puts 4 on each GPU, which is the LP bound
+    w = Workload([TableWorkload(f"t{i}", 1000, 16, access_cdf=zipf_access_cdf(1000, 1.0, 8)) for i in range(16)])
+    topo = Topology(gpus=4, hbm_gb=1.0)
+    plan = RecShardPlanner(time_limit=30)(w, topo)
+    assert plan.solver["status"] == "greedy_within_gap" and plan.solver["gap"] <= 0.01
+    assert plan.gpu_costs(w, topo).max() == pytest.approx(CostModel(w, topo).fluid_bound())
+
+
+def test_milp_time_limit_grows_with_the_instance():
+    from sharding.planners.recshard_milp import SECONDS_BASE, SECONDS_PER_BINARY
+
+    w = _instance(11, tables=20)
+    topo = _topology(w, gpus=4, hbm_share=0.25)
+    plan = RecShardPlanner(time_limit=30, mip_rel_gap=0.0, splits=False)(w, topo)
+    assert plan.solver["milp_time_limit"] == pytest.approx(SECONDS_BASE + SECONDS_PER_BINARY * 20 * 4, abs=1e-3)
+    capped = RecShardPlanner(time_limit=0.3, mip_rel_gap=0.0, greedy_seconds=0.0, splits=False)(w, topo)
+    assert capped.solver.get("milp_time_limit", 0.0) <= 0.3

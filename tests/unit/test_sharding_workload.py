@@ -28,10 +28,17 @@ def test_defaults_fill_optional_keys():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"rows": -1}, "rows must be an integer >= 0"),
-        ({"dim": 0}, "dim must be"),
-        ({"coverage": 1.5}, "coverage"),
-        ({"pooling_factor": -2}, "pooling_factor"),
+        ({"rows": -1}, "field 'rows': Input should be greater than or equal to 0"),
+        ({"rows": 2.5}, "field 'rows': Input should be a valid integer (got 2.5)"),
+        ({"rows": "10"}, "field 'rows': Input should be a valid integer (got '10')"),
+        ({"rows": True}, "field 'rows': Input should be a valid integer (got True)"),
+        ({"dim": 0}, "field 'dim'"),
+        ({"dim": False}, "field 'dim': Input should be a valid integer"),
+        ({"coverage": 1.5}, "field 'coverage': Input should be less than or equal to 1"),
+        ({"pooling_factor": -2}, "field 'pooling_factor'"),
+        ({"pooling_factor": "3"}, "field 'pooling_factor': Input should be a valid number"),
+        ({"pooling_factor": float("nan")}, "field 'pooling_factor': Input should be a finite number"),
+        ({"zipf": 0}, "field 'zipf': Input should be greater than 0"),
         ({"access_cdf": [[0, 0], [0.5, 0.7], [0.4, 0.8], [1, 1]]}, "not monotone"),
         ({"access_cdf": [[0, 0], [0.5, 0.7], [0.6, 0.6], [1, 1]]}, "not monotone"),
         ({"access_cdf": [[0.1, 0], [1, 1]]}, "start at (0, 0)"),
@@ -39,7 +46,7 @@ def test_defaults_fill_optional_keys():
         ({"access_cdf": [[0, 0], [0.5, 0.2], [1, 1]]}, "not concave"),
         ({"access_cdf": [[0, 0], [0.5, 0.2], [0.5, 0.6], [1, 1]]}, "jumps"),
         ({"access_cdf": "hot"}, "access_cdf"),
-        ({"pooling": 3}, "unknown keys"),
+        ({"pooling": 3}, "field 'pooling': unknown key"),
     ],
 )
 def test_validation_names_table_and_problem(change, message):
@@ -47,6 +54,29 @@ def test_validation_names_table_and_problem(change, message):
     with pytest.raises(WorkloadError) as err:
         Workload.from_dict({"tables": [d]})
     assert "C7" in str(err.value) and message in str(err.value)
+
+
+def test_missing_key_and_unnamed_table():
+    with pytest.raises(WorkloadError, match=r"table 'C1': field 'dim': .*required"):
+        Workload.from_dict({"tables": [{"name": "C1", "rows": 3}]})
+    with pytest.raises(WorkloadError, match=r"table '#1': field 'name'"):
+        Workload.from_dict({"tables": [{"name": "a", "rows": 1, "dim": 1}, {"rows": 1, "dim": 1}]})
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes(range(256)) * 3, "binary file (NUL byte at offset 0)"),
+        (b"{\"tables\": [\xff\xfe]}", "not UTF-8 text (byte offset 12)"),
+        (b"\x7fELF garbage", "not JSON"),
+    ],
+)
+def test_garbage_workload_file_is_one_error(tmp_path, content, message):
+    path = tmp_path / "w.json"
+    path.write_bytes(content)
+    with pytest.raises(WorkloadError) as err:
+        Workload.from_json(path)
+    assert str(path) in str(err.value) and message in str(err.value)
 
 
 def test_duplicate_and_empty():
