@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from sampling import DataGenie, evaluate, meta_features  # noqa: E402
 from sampling.genie import MODEL_FILE  # noqa: E402
+from sampling.genie_sweep import training_part  # noqa: E402
 from sampling.harness import DEFAULT_MODELS, DEFAULT_RATES  # noqa: E402
 from sampling.samplers import SAMPLER_NAMES  # noqa: E402
-from sampling.train_genie import result_train  # noqa: E402
 
 
 def load_data(quick: bool):
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     curves = {m: {r: result.tau(m, r)[0] for r in rates} for m in methods}
     best_fixed = max(methods, key=lambda m: np.nanmean(list(curves[m].values())))
     genie, genie_note = lodo_genie(data.name)
-    features = meta_features(result_train(data))
+    features = meta_features(training_part(data))
     picks = {}
     for r in rates:
         pick, predicted = genie.choose(features, r, methods) if genie else (None, None)
