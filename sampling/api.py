@@ -18,12 +18,11 @@ from data_pipeline.readers import INTERACTION_FORMATS, load_interactions
 from data_pipeline.schema import InteractionData
 from sampling import harness
 from sampling._validate import check_choice, check_interactions, check_rate
+from sampling.names import DISTILL, METHODS
 from sampling.results import EvaluationResult, SampleResult
 from sampling.samplers import SAMPLER_NAMES, make_sampler
 
 log = logging.getLogger(__name__)
-DISTILL = "distill-cf"
-METHODS = ("auto", *SAMPLER_NAMES, DISTILL)
 OUTPUT_SUFFIXES = (".parquet", ".inter")
 RECBOLE_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 
@@ -154,11 +153,14 @@ def evaluate(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     split: str = "auto",
+    max_eval_users: int = 5000,
+    model_params: dict[str, dict] | None = None,
 ) -> EvaluationResult:
     """Kendall's tau of model rankings on samples vs the full data (see ``sampling.harness``)."""
     return harness.evaluate(
         _data(data, format, columns), methods=methods, rates=rates, models=models, seeds=seeds,
         test_fraction=test_fraction, cache_dir=cache_dir, progress=progress, split=split,
+        max_eval_users=max_eval_users, model_params=model_params,
     )  # fmt: skip
 
 

@@ -41,9 +41,7 @@ Results are cached under --cache: a repeated or interrupted sweep resumes withou
 
 
 def register(subparsers) -> None:
-    from sampling.api import METHODS
-    from sampling.harness import DEFAULT_MODELS, DEFAULT_RATES, SPLITS
-    from sampling.samplers import SAMPLER_NAMES
+    from sampling.names import DEFAULT_MODELS, DEFAULT_RATES, METHODS, SAMPLER_NAMES, SPLITS
 
     parser = subparsers.add_parser(
         "sample",

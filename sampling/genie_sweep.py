@@ -10,8 +10,10 @@ every dataset so that the rankings compare like with like:
 
 * one seed per dataset (the ML-100K benchmark runs three);
 * at most ``max_eval_users`` users scored (a fixed random subset);
-* the item-item models keep the ``max_items`` most popular items, infinity-AE a kernel support of
-  ``max_users`` users;
+* a real log above ``max_rows`` interactions is cut to about that many by keeping random whole
+  users (``sampling.synthetic.keep_whole_users``; ML-100K, latest-small, Last.fm and CiteULike);
+* the item-item models and infinity-AE keep the ``max_items`` most popular items, infinity-AE a
+  kernel support of ``max_users`` users;
 * MF-BPR and NeuMF train for at most ``update_budget`` interaction updates on the full training
   data (epochs = budget / training rows, at least 1, at most their defaults); samples of that
   dataset use the same number of epochs, so a model is the same model on a sample and in full.
@@ -44,6 +46,7 @@ class SweepBounds:
     """Model and evaluation sizes of the sweep (see module doc)."""
 
     max_eval_users: int = 500
+    max_rows: int = 30_000
     max_items: int = 3000
     max_users: int = 2000
     update_budget: int = 1_600_000  # ML-100K (80k training rows) keeps MF-BPR's 20 epochs
@@ -53,7 +56,7 @@ class SweepBounds:
         params: dict[str, dict] = {
             "item-knn": {"max_items": self.max_items},
             "ease": {"max_items": self.max_items},
-            "infinity-ae": {"max_users": self.max_users},
+            "infinity-ae": {"max_users": self.max_users, "max_items": self.max_items},
         }
         for name in ("mf", "neumf", "dlrm"):
             default = make_model(name).epochs

@@ -34,14 +34,12 @@ from data_pipeline.splits import Split, temporal_user_split
 from sampling._validate import check_choice, check_choices, check_interactions, check_rates, check_seeds
 from sampling.metrics import METRICS, kendall_tau, mean_metrics, user_metrics
 from sampling.models import MODEL_NAMES, interaction_matrix, make_model
+from sampling.names import DEFAULT_MODELS, DEFAULT_RATES, SPLITS
 from sampling.results import EvaluationResult
 from sampling.samplers import SAMPLER_NAMES, make_sampler
 from sampling.samplers.svp import inverse_propensity
 
-DEFAULT_MODELS = ("popularity", "item-knn", "ease", "mf", "neumf", "infinity-ae")
-DEFAULT_RATES = (0.1, 0.2, 0.4, 0.6, 0.8)
 CACHE_VERSION = 4  # bump when a model, metric or split changes meaning
-SPLITS = ("auto", "temporal", "random")
 
 
 def has_times(data: InteractionData) -> bool:

@@ -45,7 +45,7 @@ from sampling.samplers import make_sampler  # noqa: E402
 BUDGETS = (0.001, 0.01, 0.1)
 MODELS = {"infinity-ae": ("reg", (0.01, 0.1, 1.0, 10.0)), "ease": ("l2", (1.0, 10.0, 100.0, 500.0))}
 SOURCES = ("distill-cf", "svp-cf", "random users")
-TUNE_GRID = {"gumbel_tau": (1.0, 5.0), "lr": (0.1, 0.3), "reg": (0.03, 0.1, 1.0)}
+TUNE_GRID = {"gumbel_tau": (1.0, 5.0), "lr": (0.3,), "reg": (0.01, 0.03, 0.1, 1.0)}
 
 
 def load(quick: bool):

@@ -1,7 +1,7 @@
 """The Data-Genie sweep: every sampler x rate x zoo model on every real dataset, plus the synthetic
 corpus; the records ``python -m sampling.train_genie`` learns from.
 
-    nice -n 10 .venv/bin/python scripts/sweep_genie.py            # full (about 2 h on 2 cores)
+    nice -n 10 .venv/bin/python scripts/sweep_genie.py            # full (see sampling.genie_sweep for bounds)
     .venv/bin/python scripts/sweep_genie.py --quick               # CI smoke run (seconds)
     .venv/bin/python scripts/sweep_genie.py --only filmtrust,coat # a subset
 
@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -26,7 +28,7 @@ from data_pipeline.datasets import dataset_path  # noqa: E402
 from data_pipeline.errors import DatasetNotFoundError  # noqa: E402
 from data_pipeline.readers import load_interactions  # noqa: E402
 from sampling.genie_sweep import SweepBounds, SweepPlan, sweep  # noqa: E402
-from sampling.synthetic import genie_corpus, zipf_interactions  # noqa: E402
+from sampling.synthetic import genie_corpus, keep_whole_users, zipf_interactions  # noqa: E402
 
 # (path under $FEDREC_DATA, --format): every real log the project reads.
 REAL = [  # smallest first, so an interrupted sweep has the most datasets
@@ -44,7 +46,7 @@ REAL = [  # smallest first, so an interrupted sweep has the most datasets
 QUICK_REAL = [("coat", "coat"), ("amazon-2018-5core/Appliances_5.json.gz", "amazon-json")]
 
 
-def corpus(quick: bool, only: set[str] | None, require_all: bool):
+def corpus(quick: bool, only: set[str] | None, require_all: bool, max_rows: int):
     out = []
     if not quick and (not only or "synthetic" in only):  # the synthetic logs are small: sweep them early
         out += [(data, "synthetic") for data in genie_corpus(None)]
@@ -52,7 +54,8 @@ def corpus(quick: bool, only: set[str] | None, require_all: bool):
         if only and not any(o in path for o in only):
             continue
         try:
-            out.append((load_interactions(dataset_path(path), fmt), "real"))
+            data = load_interactions(dataset_path(path), fmt)
+            out.append((keep_whole_users(data, max_rows, np.random.default_rng(0)), "real"))
         except DatasetNotFoundError as exc:
             if require_all:
                 raise
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = SweepPlan(methods=["random", "user", "temporal"], rates=[0.2, 0.6], models=["popularity", "item-knn", "ease"],
                          bounds=SweepBounds(max_eval_users=200))  # fmt: skip
     only = {s.strip() for s in args.only.split(",")} if args.only else None
-    datasets = corpus(args.quick, only, args.require_all)
+    datasets = corpus(args.quick, only, args.require_all, plan.bounds.max_rows)
     records = sweep(datasets, plan, args.cache, args.out, progress=not args.quiet)
     print(f"{len(records)} records from {len(datasets)} datasets -> {args.out}", file=sys.stderr)
     return 0

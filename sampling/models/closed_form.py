@@ -1,8 +1,8 @@
 """Closed-form models: item-kNN, EASE (Steck, 2019) and infinity-AE (Sachdeva et al., 2022).
 
 Each holds a dense item-item (or user-user) matrix, so on large catalogues they keep only the
-``max_items`` most popular items (or ``max_users`` random users as the kernel's support); the rest
-score as cold. The caps are far above ML-100K's 1,682 items and 943 users.
+``max_items`` most popular items (infinity-AE also ``max_users`` random users as the kernel's
+support); the rest score as cold. The default caps are far above ML-100K's 1,682 items and 943 users.
 """
 
 from __future__ import annotations
@@ -88,13 +88,18 @@ class InfinityAE(Recommender):
 
     name = "infinity-ae"
 
-    def __init__(self, seed: int = 0, reg: float = 1.0, max_users: int = 8_000) -> None:
+    def __init__(self, seed: int = 0, reg: float = 1.0, max_users: int = 8_000, max_items: int = 20_000) -> None:
         super().__init__(seed)
         self.reg = reg
         self.max_users = max_users
+        self.max_items = max_items
 
     def _fit(self, ratings: sp.csr_matrix) -> None:
         x = self._input(ratings)
+        if x.shape[1] > self.max_items:  # the kernel's outputs: the most popular items only (the rest score as cold)
+            counts = np.asarray((x != 0).sum(axis=0)).ravel()
+            self.cold_items_[np.argsort(-counts, kind="stable")[self.max_items :]] = True
+            x = x.multiply(~self.cold_items_[None, :]).tocsr()
         n = x.shape[0]
         support = np.arange(n)
         if n > self.max_users:

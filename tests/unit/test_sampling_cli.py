@@ -158,3 +158,17 @@ def test_auto_and_min_tau_use_the_shipped_genie(log_csv, tmp_path):
     assert main(["sample", "--input", str(path), "--format", "csv", "--min-tau", "1.5", "--out", str(out)]) == 2
     assert main(["sample", "--input", str(path), "--format", "csv", "--rate", "0.2", "--min-tau", "0.5",
                  "--out", str(out)]) == 2  # fmt: skip
+
+
+def test_parser_needs_no_torch_and_names_match_the_registries():
+    import subprocess
+    import sys
+
+    code = ("import sys, argparse; import sampling.cli as c; p = argparse.ArgumentParser(); "
+            "c.register(p.add_subparsers()); print('torch' in sys.modules)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    from sampling import names
+    from sampling.models import MODEL_NAMES
+    from sampling.samplers import SAMPLERS
+
+    assert tuple(SAMPLERS) == names.SAMPLER_NAMES and set(names.DEFAULT_MODELS) <= set(MODEL_NAMES)

@@ -133,3 +133,19 @@ def test_genie_estimators_on_a_known_table():
         assert genie.choose(near, 0.6)[0] == "user"
     with pytest.raises(ConfigError, match="estimator"):
         DataGenie(estimator="svm").fit(records)
+
+
+def test_keep_whole_users_caps_rows_and_keeps_a_timeless_log_timeless(data):
+    from sampling.synthetic import keep_whole_users
+
+    rng = np.random.default_rng(0)
+    capped = keep_whole_users(data, 1000, rng)
+    assert 800 < capped.num_rows <= 1000
+    users = data.vocabs["user"].values
+    kept_users = set(capped.vocabs["user"].values.tolist())
+    full_deg = dict(zip(users.tolist(), np.bincount(data.column("user"))[1:].tolist()))
+    capped_deg = np.bincount(capped.column("user"))[1:]
+    assert all(full_deg[u] == d for u, d in zip(capped.vocabs["user"].values.tolist(), capped_deg))  # whole users
+    assert keep_whole_users(data, data.num_rows, rng) is data  # nothing to cut
+    timeless = build_interactions("t", data.raw_interactions()[["user", "item"]])
+    assert not has_times(keep_whole_users(timeless, 1000, rng)) and len(kept_users) < data.num_users
