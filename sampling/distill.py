@@ -83,7 +83,6 @@ class DistillCF:
         m = self.summary_users(n_users)
         fit_part, val_part = _holdout(x, self.validation_fraction, self.seed)
         rng = np.random.default_rng(self.seed)
-        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         degree = np.diff(fit_part.indptr)
         start_users = rng.choice(np.flatnonzero(degree > 0), size=m, replace=m > int((degree > 0).sum()))
         logits = torch.nn.Parameter(torch.from_numpy(fit_part[start_users].toarray()))
@@ -106,7 +105,7 @@ class DistillCF:
                 opt.step()
                 if step % self.eval_every == 0 or step == self.steps:
                     with torch.no_grad():
-                        sampled = self._draw(logits.detach(), draws, int(gen.seed() % 2**62))
+                        sampled = self._draw(logits.detach(), draws, int(rng.integers(2**62)))
                     score = _validation_ndcg(sampled, fit_part, val_part, val_users, self.reg)
                     history.append({"step": step, "loss": float(loss.detach()), "val_ndcg@10": score})
                     if score > best:

@@ -91,3 +91,8 @@ def test_cli_distill_cf_writes_a_parquet_summary(data, tmp_path):
     assert kept["user"].nunique() == 5 and kept["user"].str.startswith("distill-").all()
     assert kept["rating"].between(0, 1, inclusive="right").all() and (kept["rating"] < 1).any()
     assert '"method": "distill-cf"' in report.read_text()
+
+
+def test_same_seed_same_summary(data):
+    a, b, c = (DistillCF(budget=4, steps=10, eval_every=5, seed=s).fit(data).summary_ for s in (3, 3, 4))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
