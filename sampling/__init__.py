@@ -1,21 +1,36 @@
 """Dataset sampling that preserves model rankings: SVP-CF samplers, a CPU model zoo, the
-Kendall-tau harness and Data-Genie.
+Kendall-tau harness and Data-Genie; and Distill-CF data summaries.
 
 ``sample(data, rate, method)`` keeps a fraction of an interaction log; ``evaluate(data, ...)``
 measures how well each sampler preserves the ranking of the zoo's models (Sachdeva, Wu & McAuley,
 "On Sampling Collaborative Filtering Datasets", WSDM 2022).
+
+The public names are loaded on first use (PEP 562): the samplers and models import torch, which
+``fedrec --help`` (it only needs ``sampling.cli`` and ``sampling.names``) must not pay for.
 """
 
-from sampling.api import METHODS, RatePlan, evaluate, load, sample, smallest_rate, write_sample
-from sampling.genie import DataGenie, meta_features
-from sampling.harness import DEFAULT_MODELS, DEFAULT_RATES
-from sampling.metrics import METRICS, kendall_tau
-from sampling.models import MODEL_NAMES, ZOO, make_model
-from sampling.results import EvaluationResult, SampleResult
-from sampling.samplers import SAMPLER_NAMES, SAMPLERS, Sampler, make_sampler
+from importlib import import_module
 
-__all__ = [
-    "DEFAULT_MODELS", "DEFAULT_RATES", "METHODS", "METRICS", "MODEL_NAMES", "SAMPLERS", "SAMPLER_NAMES", "ZOO",
-    "DataGenie", "EvaluationResult", "RatePlan", "SampleResult", "Sampler", "evaluate", "kendall_tau", "load",
-    "make_model", "make_sampler", "meta_features", "sample", "smallest_rate", "write_sample",
-]  # fmt: skip
+_WHERE = {
+    "METHODS": "sampling.names", "RatePlan": "sampling.api", "evaluate": "sampling.api", "load": "sampling.api",
+    "sample": "sampling.api", "smallest_rate": "sampling.api", "write_sample": "sampling.api",
+    "DistillCF": "sampling.distill", "DataGenie": "sampling.genie", "meta_features": "sampling.genie",
+    "DEFAULT_MODELS": "sampling.names", "DEFAULT_RATES": "sampling.names", "METRICS": "sampling.metrics",
+    "kendall_tau": "sampling.metrics", "MODEL_NAMES": "sampling.models", "ZOO": "sampling.models",
+    "make_model": "sampling.models", "EvaluationResult": "sampling.results", "SampleResult": "sampling.results",
+    "SAMPLER_NAMES": "sampling.names", "SAMPLERS": "sampling.samplers", "Sampler": "sampling.samplers",
+    "make_sampler": "sampling.samplers",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'sampling' has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

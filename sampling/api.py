@@ -12,16 +12,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import ConfigError
 from data_pipeline.readers import INTERACTION_FORMATS, load_interactions
 from data_pipeline.schema import InteractionData
 from sampling import harness
 from sampling._validate import check_choice, check_interactions, check_rate
+from sampling.names import DISTILL, METHODS
 from sampling.results import EvaluationResult, SampleResult
 from sampling.samplers import SAMPLER_NAMES, make_sampler
 
 log = logging.getLogger(__name__)
-METHODS = ("auto", *SAMPLER_NAMES)
 OUTPUT_SUFFIXES = (".parquet", ".inter")
 RECBOLE_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 
@@ -52,20 +53,27 @@ def sample(
     columns=None,
 ) -> SampleResult:
     """Keep ``rate`` of the interactions with ``method``; ``auto`` lets Data-Genie pick the sampler
-    expected to best preserve model rankings at that rate."""
+    expected to best preserve model rankings at that rate. ``distill-cf`` instead synthesizes a
+    summary of ``rate`` x the users as many fake users with fractional weights (``sampling.distill``)."""
     start = time.perf_counter()
     rate = check_rate(rate)
     requested = check_choice(method, METHODS, "method")
     data = _data(data, format, columns)
-    genie, features = _genie_for(data)
-    if requested == "auto":
-        if genie is None:
-            raise ConfigError("method", "auto needs the Data-Genie model file; choose a sampler by name")
-        method, predicted = genie.choose(features, rate)
+    predicted = None
+    if requested == DISTILL:
+        from sampling.distill import DistillCF
+
+        method, kept = DISTILL, DistillCF(budget=rate, seed=seed).fit(data).to_interactions()
     else:
-        method = requested
-        predicted = genie.predict(features, method, rate) if genie is not None else None
-    kept = make_sampler(method, seed=seed).fit(data).sample(rate)
+        genie = _genie()
+        if requested == "auto":
+            if genie is None:
+                raise ConfigError("method", "auto needs the Data-Genie model file; choose a sampler by name")
+            method, predicted = genie.choose(_features(genie, data), rate)
+        else:
+            method = requested
+            predicted = genie.predict(_features(genie, data), method, rate) if genie is not None else None
+        kept = make_sampler(method, seed=seed).fit(data).sample(rate)
     return SampleResult(
         method=method,
         requested_method=requested,
@@ -106,30 +114,30 @@ def smallest_rate(
         raise ConfigError("min_tau", f"expected a number in [-1, 1], got {tau!r}") from None
     if not -1.0 <= target <= 1.0:
         raise ConfigError("min_tau", f"expected a number in [-1, 1], got {tau!r}")
-    genie, features = _genie_for(_data(data, format, columns))
+    if method == DISTILL:
+        raise ConfigError("min_tau", "distill-cf synthesizes a summary; Data-Genie predicts tau only for samplers")
+    data = _data(data, format, columns)
+    genie = _genie()
     if genie is None:
         raise ConfigError("min_tau", "needs the Data-Genie model file (sampling/genie_model.json)")
-    found = genie.min_rate(features, target, None if method == "auto" else [method])
+    found = genie.min_rate(_features(genie, data), target, None if method == "auto" else [method])
     if found is None:
         raise ConfigError("min_tau", f"no rate up to 100% reaches a predicted tau of {target} with method {method}")
     return RatePlan(found[0], found[1], found[2], target)
 
 
-def write_sample(data: InteractionData, path: str | os.PathLike) -> Path:
-    """Write kept interactions with their original ids: Parquet (``.parquet``) or a RecBole atomic
-    ``.inter`` file."""
-    path = Path(path)
-    if path.suffix not in OUTPUT_SUFFIXES:
-        raise ConfigError("out", f"{path}: expected a file ending in one of {list(OUTPUT_SUFFIXES)}")
+def write_sample(data: InteractionData, path: str | os.PathLike, option: str = "--out") -> Path:
+    """Write kept interactions with their original ids, whole or not at all: Parquet
+    (``.parquet``) or a RecBole atomic ``.inter`` file; another extension is refused."""
     frame = data.raw_interactions()[["user", "item", "rating", "timestamp"]]
     for col in ("user", "item"):
         frame[col] = pd.array(frame[col].tolist())  # decoded ids are objects; let pandas find their type
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_csv(path, sep="\t", index=False, header=list(RECBOLE_HEADER))
-    return path
+    with atomic_path(path, OUTPUT_SUFFIXES, option) as tmp:
+        if tmp.name.endswith(".parquet"):
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, sep="\t", index=False, header=list(RECBOLE_HEADER))
+    return Path(path)
 
 
 def evaluate(
@@ -144,11 +152,15 @@ def evaluate(
     test_fraction: float = 0.2,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    split: str = "auto",
+    max_eval_users: int = 5000,
+    model_params: dict[str, dict] | None = None,
 ) -> EvaluationResult:
     """Kendall's tau of model rankings on samples vs the full data (see ``sampling.harness``)."""
     return harness.evaluate(
         _data(data, format, columns), methods=methods, rates=rates, models=models, seeds=seeds,
-        test_fraction=test_fraction, cache_dir=cache_dir, progress=progress,
+        test_fraction=test_fraction, cache_dir=cache_dir, progress=progress, split=split,
+        max_eval_users=max_eval_users, model_params=model_params,
     )  # fmt: skip
 
 
@@ -156,12 +168,19 @@ def _distinct(data: InteractionData, column: str) -> int:
     return int(np.unique(data.column(column)).size)
 
 
-def _genie_for(data: InteractionData):
-    """The shipped Data-Genie and this dataset's meta-features, or (None, None) when unavailable."""
-    from sampling.genie import DataGenie, meta_features
+def _genie():
+    """The shipped Data-Genie, or None (with a warning) when its model file is missing."""
+    from sampling.genie import DataGenie
 
     genie = DataGenie.load_default()
     if genie is None:
         log.warning("Data-Genie model file missing: no predicted tau")
-        return None, None
-    return genie, meta_features(data)
+    return genie
+
+
+def _features(genie, data: InteractionData) -> dict | None:
+    """This dataset's meta-features, computed only when the shipped estimator reads them (the
+    dataset-blind ``mean`` does not)."""
+    from sampling.genie import meta_features
+
+    return meta_features(data) if genie.uses_features else None

@@ -17,12 +17,16 @@ examples:
   fedrec sample --input log.csv --format csv --columns user,item,rating,timestamp --rate 0.1 \\
       --method auto --out subset.inter --report report.json
   fedrec sample --input ml-100k --format movielens --min-tau 0.8 --out s.parquet --report r.json
+  fedrec sample --input ml-100k --format movielens --method distill-cf --rate 0.01 --out summary.parquet
   fedrec sample evaluate --input ml-100k --format movielens --rates 0.1,0.2,0.4 --json tau.json
 
 --rate is the fraction of rows kept. --method auto asks the shipped Data-Genie model for the sampler
 it predicts preserves model rankings best at that rate; the report carries its predicted Kendall tau.
 --min-tau T instead of --rate keeps the smallest fraction at which Data-Genie predicts tau >= T.
-An output ending in .inter is a RecBole atomic file; anything else must end in .parquet.
+--method distill-cf does not sample: it synthesizes rate x (number of users) fake users whose
+interactions carry fractional weights in (0, 1] (the rating column), learned with Distill-CF.
+--out must end in .parquet or .inter (RecBole atomic file); --report in .json. Outputs appear
+whole or not at all.
 """
 
 EVALUATE_EXAMPLES = """\
@@ -32,13 +36,12 @@ example:
 
 Writes Kendall's tau per method, rate and metric to --json and a heat map next to it (--png).
 Results are cached under --cache: a repeated or interrupted sweep resumes without retraining.
+--split auto holds out each user's latest interactions when the log has times, random ones when not.
 """
 
 
 def register(subparsers) -> None:
-    from sampling.api import METHODS
-    from sampling.harness import DEFAULT_MODELS, DEFAULT_RATES
-    from sampling.samplers import SAMPLER_NAMES
+    from sampling.names import DEFAULT_MODELS, DEFAULT_RATES, METHODS, SAMPLER_NAMES, SPLITS
 
     parser = subparsers.add_parser(
         "sample",
@@ -53,7 +56,7 @@ def register(subparsers) -> None:
     parser.add_argument("--method", default="auto", choices=METHODS, help="sampler (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", help="output file: .parquet or .inter (RecBole)")
-    parser.add_argument("--report", help="JSON report path (default: print it)")
+    parser.add_argument("--report", help="JSON report path, .json (default: print it)")
     parser.set_defaults(func=run_sample)
 
     sub = parser.add_subparsers(dest="sample_command", metavar="{evaluate}")
@@ -70,8 +73,9 @@ def register(subparsers) -> None:
     ev.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated models of the zoo")
     ev.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     ev.add_argument("--test-fraction", type=float, default=0.2, help="held-out fraction of each user's history")
-    ev.add_argument("--json", help="output JSON path")
-    ev.add_argument("--png", help="heat map path (default: the --json path with .png)")
+    ev.add_argument("--json", required=True, help="output JSON path (.json)")
+    ev.add_argument("--png", help="heat map path, .png (default: the --json path with .png)")
+    ev.add_argument("--split", choices=SPLITS, default="auto", help="held-out interactions per user (default: auto)")
     ev.add_argument("--cache", default="results/sampling/cache", help="result cache folder")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -91,52 +95,54 @@ def _required(args: argparse.Namespace, *names: str) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from sampling.api import load, sample, smallest_rate, write_sample
+    from data_pipeline.atomic import AtomicOutputs
+    from sampling.api import OUTPUT_SUFFIXES, load, sample, smallest_rate, write_sample
 
     _required(args, "input", "format", "out")
-    out = Path(args.out)
-    if out.suffix not in (".parquet", ".inter"):
-        raise ConfigError("--out", f"{out}: expected a file ending in .parquet or .inter")
     if (args.rate is None) == (args.min_tau is None):
         raise ConfigError("--rate", "give exactly one of --rate and --min-tau")
+    outputs = AtomicOutputs({"--out": (args.out, OUTPUT_SUFFIXES), "--report": (args.report, (".json",))})
     data = load(args.input, args.format, args.columns)
     rate, method = args.rate, args.method
     if args.min_tau is not None:
         plan = smallest_rate(data, args.min_tau, method)
         rate, method = plan.rate, plan.method
     result = sample(data, rate, method, args.seed)
-    write_sample(result.data, out)
-    report = {"input": str(args.input), "output": str(out), **result.to_dict()}
+    report = {"input": str(args.input), "output": str(args.out), **result.to_dict()}
     if args.min_tau is not None:
         report.update(min_tau=args.min_tau, requested_method=args.method)
     text = json.dumps(report, indent=1)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(text + "\n")
-    else:
+    with outputs as tmp:
+        write_sample(result.data, tmp["--out"])
+        if args.report:
+            tmp["--report"].write_text(text + "\n")
+    if not args.report:
         print(text)
     tau = "n/a" if result.predicted_tau is None else f"{result.predicted_tau:.2f}"
     print(
         f"{result.method}: kept {result.rows_after:,} of {result.rows_before:,} rows ({result.rate:.2%}), "
         f"{result.users_after:,}/{result.users_before:,} users, {result.items_after:,}/{result.items_before:,} items; "
-        f"predicted tau {tau} -> {out}",
+        f"predicted tau {tau} -> {args.out}",
         file=sys.stderr,
     )
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from data_pipeline.atomic import AtomicOutputs
     from sampling.api import evaluate
 
-    _required(args, "input", "format", "json")
+    _required(args, "input", "format")
+    png = args.png or str(Path(args.json).with_suffix(".png"))
+    outputs = AtomicOutputs({"--json": (args.json, (".json",)), "--png": (png, (".png",))})
     result = evaluate(
         args.input, format=args.format, columns=args.columns, methods=args.methods, rates=args.rates,
         models=args.models, seeds=args.seeds, test_fraction=args.test_fraction,
-        cache_dir=None if args.no_cache else args.cache, progress=not args.quiet,
+        cache_dir=None if args.no_cache else args.cache, progress=not args.quiet, split=args.split,
     )  # fmt: skip
-    result.write_json(args.json)
-    png = Path(args.png) if args.png else Path(args.json).with_suffix(".png")
-    result.plot(png)
+    with outputs as tmp:
+        result.write_json(tmp["--json"])
+        result.plot(tmp["--png"])
     print(result.format_table())
     print(f"wrote {args.json} and {png}", file=sys.stderr)
     return 0

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from data_pipeline.errors import ConfigError
 from data_pipeline.schema import InteractionData
 from data_pipeline.stats import gini
 from sampling._validate import check_choice, check_choices, check_interactions, check_rate
@@ -148,12 +149,20 @@ class DataGenie:
         self.trees_ = [_export(t) for t in trees]
 
     # ---- prediction -----------------------------------------------------------------------
-    def predict(self, features: dict, method: str, rate: float) -> float:
+    @property
+    def uses_features(self) -> bool:
+        """False for the dataset-blind ``mean``: its predictions ignore the meta-features, so
+        callers need not compute them (pass None)."""
+        return self.estimator != "mean"
+
+    def predict(self, features: dict | None, method: str, rate: float) -> float:
         return float(self.predict_many(features, [method], [rate])[0, 0])
 
-    def predict_many(self, features: dict, methods=None, rates=None) -> np.ndarray:
+    def predict_many(self, features: dict | None, methods=None, rates=None) -> np.ndarray:
         """Predicted tau, methods x rates (defaults: every method known, 5%..100%)."""
         self._check_fitted()
+        if features is None and self.uses_features:
+            raise ConfigError("features", f"the {self.estimator} estimator needs the dataset's meta-features")
         methods = check_choices(methods or self.methods_, self.methods_, "method")
         rates = [check_rate(r) for r in (rates if rates is not None else np.round(np.arange(0.05, 1.0001, 0.01), 2))]
         if self.trees_:

@@ -1,11 +1,16 @@
 """The evaluation harness: does a sample rank the models the way the full data does?
 
-The full data is split once (per user, the latest ``test_fraction`` of interactions are held out).
+The full data is split once: per user, the latest ``test_fraction`` of interactions are held out
+(``split="temporal"``), or a random ``test_fraction`` of them (``"random"``; ``"auto"`` picks random
+for logs that carry no times, where "latest" would only mean "last in the file").
 Only the *training* interactions are sampled; every model is trained on the sample and scored on the
 full data's held-out interactions, for the users the sample still has (a user a sample drops has no
 history for any model to rank from). For each sampler, rate, seed and metric, Kendall's tau compares
 the models' metric values on the sample with their values on the full training data (averaged over
-seeds). The noise ceiling is tau between two full-data runs with different seeds.
+seeds). The noise ceiling is the tau two equally good experiments reach: the zoo trained on the
+full data under two different *random* per-user splits with two different model seeds (the seed
+moves the stochastic models, MF-BPR and NeuMF, and the split moves every model), averaged over
+pairs of seeds. A sampler whose tau reaches the ceiling is as faithful as rerunning the experiment.
 
 Every trained model's metrics go to an append-only JSON-lines cache keyed by the data, the split,
 the sampler, rate, seed, model and hyper-parameters, so a sweep never retrains full-data models and
@@ -22,19 +27,44 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from data_pipeline.schema import InteractionData
-from data_pipeline.splits import temporal_user_split
-from sampling._validate import check_choices, check_interactions, check_rates, check_seeds
+from data_pipeline.splits import Split, temporal_user_split
+from sampling._validate import check_choice, check_choices, check_interactions, check_rates, check_seeds
 from sampling.metrics import METRICS, kendall_tau, mean_metrics, user_metrics
 from sampling.models import MODEL_NAMES, interaction_matrix, make_model
+from sampling.names import DEFAULT_MODELS, DEFAULT_RATES, SPLITS
 from sampling.results import EvaluationResult
 from sampling.samplers import SAMPLER_NAMES, make_sampler
 from sampling.samplers.svp import inverse_propensity
 
-DEFAULT_MODELS = ("popularity", "item-knn", "ease", "mf", "neumf", "infinity-ae")
-DEFAULT_RATES = (0.1, 0.2, 0.4, 0.6, 0.8)
-CACHE_VERSION = 3  # bump when a model, metric or split changes meaning
+CACHE_VERSION = 4  # bump when a model, metric or split changes meaning
+
+
+def has_times(data: InteractionData) -> bool:
+    """Whether the log carried times: readers number the rows of a log without them in file order
+    (``build_interactions``), which is exactly 0, 1, 2, ..."""
+    ts = data.column("timestamp")
+    return not np.array_equal(ts, np.arange(ts.size))
+
+
+def user_split(data: InteractionData, test_fraction: float, split: str = "auto", seed: int = 0) -> Split:
+    """Per user, ``test_fraction`` of their interactions held out: the latest (``temporal``) or
+    random ones (``random``, drawn with ``seed``); ``auto`` is temporal when the log has times."""
+    split = check_choice(split, SPLITS, "split")
+    if split == "auto":
+        split = "temporal" if has_times(data) else "random"
+    if split == "temporal":
+        return temporal_user_split(data, test_fraction)
+    # The temporal split's per-user counts, with each user's history put in random order first.
+    shuffled = np.random.default_rng(seed).permutation(data.num_rows)
+    by_random_time = data.take(shuffled)
+    by_random_time.interactions = by_random_time.interactions.set_column(
+        3, "timestamp", pa.array(np.arange(data.num_rows, dtype=np.int64))
+    )
+    inner = temporal_user_split(by_random_time, test_fraction)
+    return Split(np.sort(shuffled[inner.train]), np.sort(shuffled[inner.test]))
 
 
 class ResultCache:
@@ -73,12 +103,16 @@ class Harness:
         test_fraction: float = 0.2,
         cache_dir: str | os.PathLike | None = None,
         max_eval_users: int = 5000,
+        split: str = "auto",
+        split_seed: int = 0,
+        model_params: dict[str, dict] | None = None,
     ) -> None:
         self.data = check_interactions(data)
         self.models = check_choices(models, MODEL_NAMES, "models")
-        split = temporal_user_split(data, test_fraction)
-        self.train = data.take(split.train)
-        self.test = self._matrix(data.take(split.test))
+        self.model_params = dict(model_params or {})
+        parts = user_split(data, test_fraction, split, split_seed)
+        self.train = data.take(parts.train)
+        self.test = self._matrix(data.take(parts.test))
         # Candidates are the same for every sample: all items but the user's *full* training history
         # (an item a sample dropped is still one the user has consumed, not a negative).
         self.full_train = self._matrix(self.train)
@@ -89,12 +123,17 @@ class Harness:
         if users.size > max_eval_users:  # bound scoring cost on large data; the subset is fixed
             users = np.sort(np.random.default_rng(0).choice(users, max_eval_users, replace=False))
         self.eval_users = users
-        digest = hashlib.sha1(f"v{CACHE_VERSION} {test_fraction} {max_eval_users}".encode())
+        digest = hashlib.sha1(f"v{CACHE_VERSION} {test_fraction}".encode())
+        digest.update(np.ascontiguousarray(parts.test).tobytes())  # the split itself
+        digest.update(np.ascontiguousarray(users).tobytes())  # and who is scored
         for col in ("user", "item", "timestamp"):
             digest.update(np.ascontiguousarray(data.column(col)).tobytes())
         self.fingerprint = digest.hexdigest()[:16]
         self.cache = ResultCache(Path(cache_dir) / f"{data.name}-{self.fingerprint}.jsonl" if cache_dir else None)
         self.trained = 0
+
+    def model(self, name: str, seed: int):
+        return make_model(name, seed=seed, **self.model_params.get(name, {}))
 
     def _matrix(self, part: InteractionData):
         return interaction_matrix(
@@ -103,7 +142,7 @@ class Harness:
 
     def run(self, train: InteractionData, model: str, seed: int, key: tuple) -> dict:
         """Metrics of ``model`` trained on ``train`` (cached under ``key``)."""
-        recommender = make_model(model, seed=seed)
+        recommender = self.model(model, seed)
         cache_key = json.dumps([*key, model, seed, repr(recommender)])
         hit = self.cache.get(cache_key)
         if hit is not None:
@@ -127,7 +166,7 @@ class Harness:
 
     def cached(self, key: tuple, seed: int) -> bool:
         return all(
-            self.cache.get(json.dumps([*key, m, seed, repr(make_model(m, seed=seed))])) is not None for m in self.models
+            self.cache.get(json.dumps([*key, m, seed, repr(self.model(m, seed))])) is not None for m in self.models
         )
 
 
@@ -141,18 +180,23 @@ def evaluate(
     test_fraction: float = 0.2,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    split: str = "auto",
+    max_eval_users: int = 5000,
+    model_params: dict[str, dict] | None = None,
 ) -> EvaluationResult:
     """Kendall's tau between model rankings on samples and on the full data (see module doc)."""
     methods = check_choices(methods, SAMPLER_NAMES, "methods")
     rates = check_rates(rates)
     seeds = check_seeds(seeds)
     start = time.perf_counter()
-    harness = Harness(data, models=models, test_fraction=test_fraction, cache_dir=cache_dir)
+    setup = dict(models=models, test_fraction=test_fraction, cache_dir=cache_dir, max_eval_users=max_eval_users,
+                 model_params=model_params)  # fmt: skip
+    harness = Harness(data, split=split, **setup)
     models = harness.models
 
     full = {s: {m: harness.run(harness.train, m, s, ("full",)) for m in models} for s in seeds}
     runs = []
-    bar = _progress(len(methods) * len(seeds) * len(rates), data.name, progress)
+    bar = _progress(len(methods) * len(seeds) * len(rates) + (len(seeds) if len(seeds) > 1 else 0), data.name, progress)
     for method, seed in itertools.product(methods, seeds):
         sampler = None
         for rate in rates:
@@ -165,33 +209,46 @@ def evaluate(
                 runs.append({"method": method, "rate": rate, "seed": seed, "model": model, **metrics})
             bar.update(1)
             bar.set_postfix_str(f"{method} {rate:g}")
+    ceiling_runs, trained = {}, harness.trained
+    if len(seeds) > 1:  # one full-data experiment per seed, each on its own random split
+        for seed in seeds:
+            other = Harness(data, split="random", split_seed=1000 + seed, **setup)
+            ceiling_runs[seed] = {m: other.run(other.train, m, seed, ("full",)) for m in models}
+            trained += other.trained
+            bar.update(1)
+            bar.set_postfix_str(f"noise ceiling, split {seed}")
     bar.close()
     return EvaluationResult.build(
         dataset=data.name, methods=methods, rates=rates, models=models, seeds=seeds, full=full, runs=runs,
-        seconds=time.perf_counter() - start, trained_runs=harness.trained,
+        seconds=time.perf_counter() - start, trained_runs=trained, ceiling_runs=ceiling_runs,
+        split=split if split != "auto" else ("temporal" if has_times(data) else "random"),
     )  # fmt: skip
 
 
-def taus_against(full: dict, runs: list[dict], models: list[str], seeds: list[int]) -> tuple[list[dict], dict]:
-    """Tau of every (method, rate, seed, metric) against the seed-averaged full-data values, and the
-    noise ceiling per metric (mean tau over pairs of full-data seeds; None with one seed)."""
+def taus_against(full: dict, runs: list[dict], models: list[str], seeds: list[int]) -> list[dict]:
+    """Tau of every (method, rate, seed, metric) against the seed-averaged full-data values."""
     reference = {m: np.array([np.mean([full[s][mod][m] for s in seeds]) for mod in models]) for m in METRICS}
     by_run: dict[tuple, dict] = {}
     for r in runs:
         by_run.setdefault((r["method"], r["rate"], r["seed"]), {})[r["model"]] = r
-    taus = [
+    return [
         {"method": method, "rate": rate, "seed": seed, "metric": m,
          "tau": kendall_tau([row[mod][m] for mod in models], reference[m])}
         for (method, rate, seed), row in by_run.items() for m in METRICS
     ]  # fmt: skip
-    ceiling = {
+
+
+def noise_ceiling(ceiling_runs: dict, models: list[str]) -> dict:
+    """Per metric: mean tau between the zoo's rankings in two independent full-data experiments
+    (random split and model seed both changed; see module doc); None with fewer than two."""
+    seeds = sorted(ceiling_runs)
+    return {
         m: float(np.nanmean([
-            kendall_tau([full[a][mod][m] for mod in models], [full[b][mod][m] for mod in models])
+            kendall_tau([ceiling_runs[a][mod][m] for mod in models], [ceiling_runs[b][mod][m] for mod in models])
             for a, b in itertools.combinations(seeds, 2)
         ])) if len(seeds) > 1 else None
         for m in METRICS
     }  # fmt: skip
-    return taus, ceiling
 
 
 def _progress(total: int, name: str, enabled: bool):

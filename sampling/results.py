@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from data_pipeline.atomic import atomic_path, write_json_atomic
 from data_pipeline.schema import InteractionData
 from sampling.metrics import METRICS
 
@@ -48,15 +47,18 @@ class EvaluationResult:
     full: dict  # seed -> model -> metric -> value
     runs: list[dict]
     taus: list[dict]  # {method, rate, seed, metric, tau}
-    noise_ceiling: dict  # metric -> mean tau between full-data seeds (None with one seed)
+    noise_ceiling: dict  # metric -> mean tau between independent full-data experiments (None with one seed)
     seconds: float
     trained_runs: int
+    ceiling_runs: dict = field(default_factory=dict)  # seed -> model -> metrics, each on its own random split
+    split: str = "temporal"
 
     @classmethod
     def build(cls, **kwargs) -> EvaluationResult:
-        from sampling.harness import taus_against
+        from sampling.harness import noise_ceiling, taus_against
 
-        taus, ceiling = taus_against(kwargs["full"], kwargs["runs"], kwargs["models"], kwargs["seeds"])
+        taus = taus_against(kwargs["full"], kwargs["runs"], kwargs["models"], kwargs["seeds"])
+        ceiling = noise_ceiling(kwargs.get("ceiling_runs", {}), kwargs["models"])
         return cls(**kwargs, taus=taus, noise_ceiling=ceiling)
 
     def tau(self, method: str, rate: float, metric: str | None = None) -> tuple[float, float]:
@@ -78,7 +80,10 @@ class EvaluationResult:
             lines.append(f"{method:<14}" + "".join(f"{f'{mu:+.2f} ± {sd:.2f}':>15}" for mu, sd in row.values()))
         ceiling = [v for v in self.noise_ceiling.values() if v is not None]
         if ceiling:
-            lines.append(f"noise ceiling (tau between full-data seeds, mean over metrics): {np.mean(ceiling):+.2f}")
+            lines.append(
+                f"noise ceiling (tau between full-data runs on other random splits and seeds, mean over metrics): "
+                f"{np.mean(ceiling):+.2f}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -101,7 +106,9 @@ class EvaluationResult:
             "seeds": self.seeds,
             "tau": tau,
             "noise_ceiling": self.noise_ceiling,
+            "split": self.split,
             "full": {str(s): v for s, v in self.full.items()},
+            "ceiling_runs": {str(s): v for s, v in self.ceiling_runs.items()},
             "taus": self.taus,
             "runs": self.runs,
             "seconds": self.seconds,
@@ -109,8 +116,7 @@ class EvaluationResult:
         }
 
     def write_json(self, path: str | os.PathLike) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(_finite(self.to_dict()), indent=1))
+        write_json_atomic(path, _finite(self.to_dict()), indent=1)
 
     def plot(self, path: str | os.PathLike) -> None:
         """Heat map of mean tau (over metrics and seeds), samplers x rates."""
@@ -130,8 +136,8 @@ class EvaluationResult:
         ax.set_title(f"{self.dataset}: Kendall's tau vs full data ({len(self.models)} models)", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.04)
         fig.tight_layout()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        with atomic_path(path, (".png",), "--png") as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
 
 

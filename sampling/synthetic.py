@@ -65,22 +65,35 @@ def ml100k_variants(data: InteractionData, seed: int = 0, max_rows: int = 30_000
         "no-head": pop_rank[item] >= int(0.05 * data.num_items),  # the 5% most popular items removed
         "more-skew": rng.random(n) < (item_deg[item] / item_deg.max()) ** 0.5,
     }
-    out = []
-    for tag, mask in variants.items():
-        rows = np.flatnonzero(mask)
-        if rows.size > max_rows:
-            counts = np.bincount(user[rows], minlength=data.num_users)
-            order = rng.permutation(data.num_users)
-            keep = order[np.cumsum(counts[order]) <= max_rows]  # whole users, in random order
-            rows = rows[np.isin(user[rows], keep)]
-        out.append(_rebuild(data, f"{data.name}-{tag}", rows))
-    return out
+    return [keep_whole_users(data, max_rows, rng, rows=np.flatnonzero(mask), name=f"{data.name}-{tag}")
+            for tag, mask in variants.items()]  # fmt: skip
+
+
+def keep_whole_users(
+    data: InteractionData, max_rows: int, rng: np.random.Generator, rows: np.ndarray | None = None, name: str | None = None
+) -> InteractionData:
+    """``rows`` of ``data`` (default: all), cut to at most ``max_rows`` by keeping whole users in
+    random order, re-encoded as a log of its own."""
+    user, _ = zero_based(data)
+    if rows is None:
+        if data.num_rows <= max_rows:
+            return data
+        rows = np.arange(data.num_rows)
+    if rows.size > max_rows:
+        counts = np.bincount(user[rows], minlength=data.num_users)
+        order = rng.permutation(data.num_users)
+        keep = order[np.cumsum(counts[order]) <= max_rows]
+        rows = rows[np.isin(user[rows], keep)]
+    return _rebuild(data, name or data.name, rows)
 
 
 def _rebuild(data: InteractionData, name: str, rows: np.ndarray) -> InteractionData:
     """A subset re-encoded with its own (contiguous) vocabularies, as if it were read from a file."""
+    from sampling.harness import has_times
+
     frame = data.take(rows).raw_interactions()
-    return build_interactions(name, frame[["user", "item", "rating", "timestamp"]])
+    columns = ["user", "item", "rating", "timestamp"] if has_times(data) else ["user", "item", "rating"]
+    return build_interactions(name, frame[columns])  # a log without times stays one (rows numbered anew)
 
 
 def genie_corpus(ml100k: InteractionData | None = None, seed: int = 0) -> list[InteractionData]:

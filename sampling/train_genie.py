@@ -1,112 +1,174 @@
-"""Retrain the shipped Data-Genie model: ``python -m sampling.train_genie``.
+"""Train and choose the shipped Data-Genie: ``python -m sampling.train_genie --records FILE``.
 
-Sweeps every sampler x rate over the corpus (ML-100K, its variants and generated Zipf logs; see
-``sampling.synthetic``), evaluates leave-one-dataset-out, and writes ``sampling/genie_model.json``
-with the chosen regressor, its training table and the evaluation. Sweeps are cached (``--cache``),
-so a rerun or an interrupted run only trains what is missing.
+The records come from the sweep (``scripts/sweep_genie.py``: every sampler x rate on every real log
+plus a synthetic corpus). Each candidate estimator is scored *leave-one-real-dataset-out*: for every
+real dataset, fit on all other records (other real logs and the synthetic corpus), then at each rate
+pick the sampler with the highest predicted tau and compare with the best sampler there:
+
+    regret(dataset) = mean over rates of (best tau - tau of the pick)
+
+The candidate with the lowest mean regret is shipped, fitted on every record; the dataset-blind
+``mean`` (the best sampler on average over the training datasets, per rate) is the baseline it has
+to beat. Picking the best of several candidates on the same held-out datasets flatters the winner,
+so the report also gives the *nested* regret: for each held-out dataset the candidate is chosen by
+leave-one-out on the other real datasets only, then scored on the held-out one.
+
+Writes the model (``--out``, default ``sampling/genie_model.json``, with the evaluation inside it),
+a JSON report and a PNG of per-dataset regrets.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
-from sampling.genie import ESTIMATORS, MODEL_FILE, DataGenie, meta_features
-from sampling.harness import DEFAULT_MODELS, DEFAULT_RATES, evaluate
-from sampling.samplers import SAMPLER_NAMES
+from data_pipeline.atomic import AtomicOutputs
+from sampling.genie import MODEL_FILE, DataGenie
+from sampling.genie_sweep import load_records
+
+# Candidate estimators (DataGenie parameters), the dataset-blind mean first.
+CANDIDATES: dict[str, dict] = {
+    "mean": {"estimator": "mean"},
+    "knn-1": {"estimator": "knn", "n_neighbors": 1},
+    "knn-3": {"estimator": "knn", "n_neighbors": 3},
+    "knn-5": {"estimator": "knn", "n_neighbors": 5},
+    "gbr": {"estimator": "gbr", "n_estimators": 200, "max_depth": 3},
+    "forest": {"estimator": "forest", "n_estimators": 200, "max_depth": 3},
+}
 
 
-def sweep_records(datasets, seeds, cache_dir, progress=True) -> list[dict]:
-    """One training row per dataset x sampler x rate: tau averaged over metrics and seeds."""
-    records = []
-    for data in datasets:
-        start = time.perf_counter()
-        result = evaluate(data, methods=SAMPLER_NAMES, rates=DEFAULT_RATES, models=DEFAULT_MODELS, seeds=seeds,
-                          cache_dir=cache_dir, progress=progress)  # fmt: skip
-        features = meta_features(result_train(data))
-        for method in result.methods:
-            for rate in result.rates:
-                records.append({"dataset": data.name, "features": features, "method": method, "rate": rate,
-                                "tau": result.tau(method, rate)[0]})  # fmt: skip
-        print(f"{data.name}: {data.num_rows:,} rows, swept in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    return [r for r in records if np.isfinite(r["tau"])]
+def real_datasets(records: list[dict]) -> list[str]:
+    return sorted({r["dataset"] for r in records if r.get("group", "real") == "real"})
 
 
-def result_train(data):
-    """Meta-features describe the data a sampler sees: the harness samples the training split."""
-    from data_pipeline.splits import temporal_user_split
-
-    return data.take(temporal_user_split(data, 0.2).train)
-
-
-def leave_one_dataset_out(records: list[dict], make) -> dict:
-    """For each dataset: fit on the others, then compare predictions and picks with its real taus.
-
-    ``make`` builds a fresh, unfitted DataGenie."""
-    out = {}
-    for held in sorted({r["dataset"] for r in records}):
-        train = [r for r in records if r["dataset"] != held]
-        test = [r for r in records if r["dataset"] == held]
-        genie = make().fit(train)
-        pred = np.array([genie.predict(r["features"], r["method"], r["rate"]) for r in test])
-        true = np.array([r["tau"] for r in test])
-        picks = {}
-        for rate in sorted({r["rate"] for r in test}):
-            at = [i for i, r in enumerate(test) if r["rate"] == rate]
-            chosen = at[int(np.argmax(pred[at]))]
-            truth = {test[i]["method"]: true[i] for i in at}
-            picks[f"{rate:g}"] = {"pick": test[chosen]["method"], "pick_tau": float(true[chosen]),
-                                  "best": max(truth, key=truth.get), "best_tau": float(max(truth.values())),
-                                  "random_tau": float(truth.get("random", np.nan))}  # fmt: skip
-        out[held] = {"mae": float(np.mean(np.abs(pred - true))), "picks": picks}
-    return out
+def held_out_regret(records: list[dict], held: str, params: dict, exclude: tuple[str, ...] = ()) -> dict:
+    """Fit on every record but ``held`` (and ``exclude``); per rate, the pick on ``held`` vs its best."""
+    train = [r for r in records if r["dataset"] != held and r["dataset"] not in exclude]
+    test = [r for r in records if r["dataset"] == held]
+    genie = DataGenie(**params).fit(train)
+    features = test[0]["features"] if genie.uses_features else None
+    picks = {}
+    for rate in sorted({r["rate"] for r in test}):
+        truth = {r["method"]: r["tau"] for r in test if r["rate"] == rate}
+        methods = [m for m in genie.methods_ if m in truth]
+        pick, predicted = genie.choose(features, rate, methods)
+        best = max(truth, key=truth.get)
+        picks[f"{rate:g}"] = {"pick": pick, "predicted_tau": predicted, "pick_tau": truth[pick], "best": best,
+                              "best_tau": truth[best], "random_tau": truth.get("random", float("nan"))}  # fmt: skip
+    regret = float(np.mean([p["best_tau"] - p["pick_tau"] for p in picks.values()]))
+    return {"regret": regret, "picks": picks}
 
 
-def summarize(lodo: dict) -> dict:
-    picks = [p for d in lodo.values() for p in d["picks"].values()]
+def leave_one_real_out(records: list[dict], params: dict, exclude: tuple[str, ...] = ()) -> dict[str, dict]:
+    return {d: held_out_regret(records, d, params, exclude) for d in real_datasets(records) if d not in exclude}
+
+
+def evaluate_candidates(records: list[dict], candidates: dict[str, dict] = CANDIDATES, progress=None) -> dict:
+    """Leave-one-real-out regret of every candidate, the chosen one and the nested regret."""
+    lodo = {}
+    for name, params in candidates.items():
+        lodo[name] = leave_one_real_out(records, params)
+        if progress:
+            progress(name)
+    mean_regret = {name: float(np.mean([d["regret"] for d in per.values()])) for name, per in lodo.items()}
+    chosen = min(candidates, key=lambda n: (mean_regret[n], n != "mean"))  # a tie keeps the mean
+    nested = {}
+    for held in real_datasets(records):  # choose without the held-out dataset, then score on it
+        inner = {n: np.mean([d["regret"] for d in leave_one_real_out(records, p, (held,)).values()])
+                 for n, p in candidates.items()}  # fmt: skip
+        pick = min(candidates, key=lambda n: (inner[n], n != "mean"))
+        nested[held] = {"chosen": pick, "regret": lodo[pick][held]["regret"]}
+        if progress:
+            progress(f"nested {held}")
+    base = lodo["mean"]
+    wins = sum(lodo[chosen][d]["regret"] < base[d]["regret"] for d in base)
     return {
-        "mae": float(np.mean([d["mae"] for d in lodo.values()])),
-        "pick_tau": float(np.mean([p["pick_tau"] for p in picks])),
-        "best_tau": float(np.mean([p["best_tau"] for p in picks])),
-        "random_tau": float(np.nanmean([p["random_tau"] for p in picks])),
-        "regret": float(np.mean([p["best_tau"] - p["pick_tau"] for p in picks])),
+        "chosen": chosen,
+        "mean_regret": mean_regret,
+        "nested_regret": float(np.mean([v["regret"] for v in nested.values()])),
+        "nested": nested,
+        "wins_over_mean": int(wins),
+        "real_datasets": len(base),
+        "datasets": lodo,
     }
+
+
+def format_report(evaluation: dict) -> str:
+    chosen, lodo = evaluation["chosen"], evaluation["datasets"]
+    names = list(lodo)
+    lines = [f"{'dataset':<24}" + "".join(f"{n:>9}" for n in names) + f"{'nested':>9}"]
+    for d in real_datasets_from(lodo):
+        row = "".join(f"{lodo[n][d]['regret']:>9.3f}" for n in names)
+        lines.append(f"{d:<24}{row}{evaluation['nested'][d]['regret']:>9.3f}")
+    lines.append(f"{'mean':<24}" + "".join(f"{evaluation['mean_regret'][n]:>9.3f}" for n in names)
+                 + f"{evaluation['nested_regret']:>9.3f}")  # fmt: skip
+    lines.append(
+        f"chosen: {chosen} (regret {evaluation['mean_regret'][chosen]:.3f} vs the mean's "
+        f"{evaluation['mean_regret']['mean']:.3f}; lower on {evaluation['wins_over_mean']} of "
+        f"{evaluation['real_datasets']} real datasets; nested {evaluation['nested_regret']:.3f})"
+    )
+    return "\n".join(lines)
+
+
+def real_datasets_from(lodo: dict) -> list[str]:
+    return sorted(next(iter(lodo.values())))
+
+
+def plot(evaluation: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lodo, chosen = evaluation["datasets"], evaluation["chosen"]
+    datasets = real_datasets_from(lodo)
+    shown = ["mean"] + ([chosen] if chosen != "mean" else [])
+    x = np.arange(len(datasets))
+    fig, ax = plt.subplots(figsize=(1.0 * len(datasets) + 3, 4))
+    width = 0.8 / (len(shown) + 1)
+    for k, name in enumerate(shown):
+        ax.bar(x + k * width, [lodo[name][d]["regret"] for d in datasets], width, label=f"{name} (leave-one-out)")
+    ax.bar(x + len(shown) * width, [evaluation["nested"][d]["regret"] for d in datasets], width, label="nested choice")
+    ax.set_xticks(x + width * len(shown) / 2, datasets, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("regret (best tau - tau of the pick)")
+    ax.set_title("Data-Genie, leave-one-real-dataset-out")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0", help="seeds per sweep (comma-separated)")
-    parser.add_argument("--cache", default="results/sampling/cache", help="harness result cache")
-    parser.add_argument("--out", default=str(MODEL_FILE), help="model file to write")
-    parser.add_argument("--no-ml100k", action="store_true", help="synthetic corpus only (no real data needed)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--records", default="results/sampling/genie_records.json", help="the sweep's records")
+    parser.add_argument("--out", default=str(MODEL_FILE), help="model file to write (.json)")
+    parser.add_argument("--report", default="results/sampling/genie_lodo.json", help="evaluation report (.json)")
+    parser.add_argument("--png", default="results/sampling/genie_lodo.png", help="per-dataset regret plot (.png)")
+    parser.add_argument("--quick", action="store_true", help="candidates mean and knn-1 only (CI smoke run)")
     args = parser.parse_args(argv)
+    records = load_records(args.records)
+    candidates = {k: CANDIDATES[k] for k in ("mean", "knn-1")} if args.quick else CANDIDATES
+    outputs = AtomicOutputs({"--out": (args.out, (".json",)), "--report": (args.report, (".json",)),
+                             "--png": (args.png, (".png",))})  # fmt: skip
+    if len(real_datasets(records)) < 2:
+        from data_pipeline.errors import ConfigError
 
-    from sampling.synthetic import genie_corpus
+        raise ConfigError("--records", "leave-one-real-dataset-out needs records of at least two real datasets")
+    evaluation = evaluate_candidates(records, candidates, progress=lambda s: print(f"  {s} done", file=sys.stderr))
+    print(format_report(evaluation))
+    genie = DataGenie(**candidates[evaluation["chosen"]]).fit(records)
+    import json
 
-    ml = None
-    if not args.no_ml100k:
-        from data_pipeline.datasets import dataset_path
-        from data_pipeline.readers import load_interactions
-
-        ml = load_interactions(dataset_path("ml-100k"), "movielens")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    records = sweep_records(genie_corpus(ml), seeds, args.cache, progress=not args.quiet)
-
-    evaluation = {}
-    for label in ESTIMATORS:  # "mean" is the feature-blind baseline the others must beat
-        lodo = leave_one_dataset_out(records, lambda label=label: DataGenie(estimator=label))
-        evaluation[label] = {"summary": summarize(lodo), "datasets": lodo}
-        s = evaluation[label]["summary"]
-        print(f"{label:<8} MAE {s['mae']:.3f}  pick tau {s['pick_tau']:.3f}  best {s['best_tau']:.3f}  "
-              f"random {s['random_tau']:.3f}  regret {s['regret']:.3f}")  # fmt: skip
-    chosen = min(ESTIMATORS, key=lambda e: evaluation[e]["summary"]["regret"])
-    genie = DataGenie(estimator=chosen).fit(records)
-    genie.save(args.out, lodo=evaluation, seeds=seeds, models=list(DEFAULT_MODELS))
-    print(f"chose {chosen}; wrote {args.out}", file=sys.stderr)
+    with outputs as tmp:
+        genie.save(tmp["--out"], evaluation={k: v for k, v in evaluation.items() if k != "datasets"},
+                   candidates=candidates)  # fmt: skip
+        tmp["--report"].write_text(json.dumps(evaluation, indent=1))
+        plot(evaluation, tmp["--png"])
+    print(f"shipped {evaluation['chosen']} -> {args.out}", file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,6 @@ Prints a table; writes results/sampling/bench.json, tau_heatmap.png and tau_vs_r
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -26,11 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from data_pipeline.atomic import write_json_atomic  # noqa: E402
 from sampling import DataGenie, evaluate, meta_features  # noqa: E402
 from sampling.genie import MODEL_FILE  # noqa: E402
+from sampling.genie_sweep import SweepBounds, training_part  # noqa: E402
 from sampling.harness import DEFAULT_MODELS, DEFAULT_RATES  # noqa: E402
 from sampling.samplers import SAMPLER_NAMES  # noqa: E402
-from sampling.train_genie import result_train  # noqa: E402
 
 
 def load_data(quick: bool):
@@ -96,16 +96,23 @@ def main(argv: list[str] | None = None) -> int:
 
         cache = tempfile.mkdtemp(prefix="bench-sampling-")
     wall, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
-    result = evaluate(data, methods=methods, rates=rates, models=models, seeds=seeds, cache_dir=cache, progress=True)
+    # The sweep's model settings (they do not bind on ML-100K), so seed 0 shares its cache.
+    params = SweepBounds().model_params(training_part(data).num_rows)
+    result = evaluate(data, methods=methods, rates=rates, models=models, seeds=seeds, cache_dir=cache, progress=True,
+                      model_params=params)  # fmt: skip
     wall = time.perf_counter() - wall
     cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu
+    # Random interactions at 100%: the end point of the curve "data random needs for a given tau".
+    whole = evaluate(data, methods=["random"], rates=[1.0], models=models, seeds=seeds, cache_dir=cache,
+                     progress=False, model_params=params)  # fmt: skip
     result.write_json(out / ("bench_quick_sweep.json" if args.quick else "bench_sweep.json"))
     result.plot(out / ("tau_heatmap_quick.png" if args.quick else "tau_heatmap.png"))
 
     curves = {m: {r: result.tau(m, r)[0] for r in rates} for m in methods}
+    random_curve = {**curves["random"], 1.0: whole.tau("random", 1.0)[0]}
     best_fixed = max(methods, key=lambda m: np.nanmean(list(curves[m].values())))
     genie, genie_note = lodo_genie(data.name)
-    features = meta_features(result_train(data))
+    features = meta_features(training_part(data))
     picks = {}
     for r in rates:
         pick, predicted = genie.choose(features, r, methods) if genie else (None, None)
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     genie_curve = {float(r): p["pick_tau"] for r, p in picks.items() if p["pick"]}
     levels = {}
     for goal in (0.5, 0.6, 0.7, 0.8, 0.9):
-        g, rnd = rate_needed(genie_curve, goal) if genie_curve else None, rate_needed(curves["random"], goal)
+        g, rnd = rate_needed(genie_curve, goal) if genie_curve else None, rate_needed(random_curve, goal)
         levels[f"{goal:g}"] = {"genie_rate": g, "random_rate": rnd, "ratio": g / rnd if g and rnd else None}
 
     target = args.target_rate if args.target_rate in rates else rates[0]
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     efficiency = None
     if at["pick"]:
         tau_goal = at["pick_tau"]
-        need_random = rate_needed(curves["random"], tau_goal)
+        need_random = rate_needed(random_curve, tau_goal)
         efficiency = {"tau": tau_goal, "genie_rate": target, "random_rate": need_random,
                       "ratio": None if need_random is None else target / need_random}  # fmt: skip
 
@@ -152,13 +159,20 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{lv['ratio']:.2f}" if lv["ratio"] else "-"
         print(f"{goal:>8} {show(lv['genie_rate']):>12} {show(lv['random_rate']):>13} {ratio:>6}")
 
-    report = {"dataset": data.name, "methods": methods, "rates": rates, "models": models, "seeds": seeds,
+    targets = {
+        "tau_at_target_rate": {"value": at["pick_tau"], "goal": ">= 0.8",
+                               "met": at["pick_tau"] is not None and at["pick_tau"] >= 0.8},
+        "data_vs_random": {"value": efficiency["ratio"] if efficiency else None, "goal": "<= 0.2 (5x less data)",
+                           "met": bool(efficiency and efficiency["ratio"] is not None and efficiency["ratio"] <= 0.2)},
+    }  # fmt: skip
+    print(f"\ntargets: tau at {target:.0%} {targets['tau_at_target_rate']} ; data vs random {targets['data_vs_random']}")
+    report = {"dataset": data.name, "targets": targets, "random_at_100": random_curve[1.0], "methods": methods, "rates": rates, "models": models, "seeds": seeds,
               "tau": {m: {f"{r:g}": dict(zip(("mean", "std"), result.tau(m, r))) for r in rates} for m in methods},
               "noise_ceiling": result.noise_ceiling, "sweep_wall_seconds": wall, "sweep_cpu_seconds": cpu,
               "trained_runs": result.trained_runs, "best_fixed": best_fixed, "genie": genie_note,
               "picks": picks, "efficiency": efficiency, "data_needed": levels}  # fmt: skip
     name = "bench_quick" if args.quick else "bench"
-    (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=float))
+    write_json_atomic(out / f"{name}.json", report, indent=1, default=float)
     _plot_curves(curves, result.noise_ceiling, out / f"tau_vs_rate{'_quick' if args.quick else ''}.png", data.name)
     print(f"wrote {out / f'{name}.json'}", file=sys.stderr)
     return 0

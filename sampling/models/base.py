@@ -22,12 +22,31 @@ class Recommender:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def fit(self, ratings: sp.csr_matrix) -> Recommender:
-        ratings = sp.csr_matrix(ratings)
+    def fit(self, ratings: sp.csr_matrix | np.ndarray) -> Recommender:
+        """Learn from a users x items matrix: sparse ratings, or (closed-form models) a dense
+        matrix of fractional interaction weights such as a Distill-CF summary."""
+        self.dense_input_ = isinstance(ratings, np.ndarray)
+        ratings = ratings.astype(np.float32) if self.dense_input_ else sp.csr_matrix(ratings)
         self.n_users_, self.n_items_ = ratings.shape
-        self.cold_items_ = np.bincount(ratings.indices, minlength=self.n_items_) == 0
+        counts = np.abs(ratings).sum(axis=0) if self.dense_input_ else np.bincount(ratings.indices, minlength=self.n_items_)
+        self.cold_items_ = np.asarray(counts).ravel() == 0
         self._fit(ratings)
         return self
+
+    def predict(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores of every item for users given by their interaction histories (the pattern of rows
+        of a users x items matrix), who need not be among the users the model was fitted on: how a
+        model learned from a data summary serves the real users. Closed-form models only."""
+        check_fitted(self, "n_items_")
+        return self._floor_cold(np.array(self._predict(binary(history)), dtype=np.float32))
+
+    def _predict(self, history: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} scores only the users it was fitted on")
+
+    def _input(self, ratings):
+        """The matrix a closed-form model learns from: the 0/1 pattern of sparse ratings, or a
+        dense fractional matrix as given."""
+        return sp.csr_matrix(ratings) if self.dense_input_ else binary(ratings)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """Scores of every item for each of ``users`` (0-based rows), higher is better.
@@ -37,7 +56,9 @@ class Recommender:
         letting that noise rank them would make samples with many cold items look arbitrary.
         """
         check_fitted(self, "n_items_")
-        scores = np.array(self._score(np.asarray(users, dtype=np.int64)), dtype=np.float32)
+        return self._floor_cold(np.array(self._score(np.asarray(users, dtype=np.int64)), dtype=np.float32))
+
+    def _floor_cold(self, scores: np.ndarray) -> np.ndarray:
         if self.cold_items_.any() and not self.cold_items_.all():
             floor = scores[:, ~self.cold_items_].min(axis=1, keepdims=True) - 1.0
             scores[:, self.cold_items_] = floor

@@ -1,8 +1,8 @@
 """Closed-form models: item-kNN, EASE (Steck, 2019) and infinity-AE (Sachdeva et al., 2022).
 
 Each holds a dense item-item (or user-user) matrix, so on large catalogues they keep only the
-``max_items`` most popular items (or ``max_users`` random users as the kernel's support); the rest
-score as cold. The caps are far above ML-100K's 1,682 items and 943 users.
+``max_items`` most popular items (infinity-AE also ``max_users`` random users as the kernel's
+support); the rest score as cold. The default caps are far above ML-100K's 1,682 items and 943 users.
 """
 
 from __future__ import annotations
@@ -10,25 +10,33 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from sampling.models.base import Recommender, binary
+from sampling.models.base import Recommender
 
 
 class _ItemItem(Recommender):
-    """Scores are ``X[users] @ W`` for an item-item matrix ``W`` over the most popular items."""
+    """Scores are ``X[users] @ W`` for an item-item matrix ``W`` over the ``max_items`` most popular
+    items. ``fit`` also takes a dense matrix of fractional weights (a Distill-CF summary): then
+    the weights themselves, not their 0/1 pattern, make the Gram matrix."""
 
-    max_items = 10_000
+    def __init__(self, seed: int = 0, max_items: int = 10_000) -> None:
+        super().__init__(seed)
+        self.max_items = max_items
 
     def _fit(self, ratings: sp.csr_matrix) -> None:
-        x = binary(ratings)
+        x = self._input(ratings)
         counts = np.bincount(x.indices, minlength=x.shape[1])
         self.items_ = np.sort(np.argsort(-counts, kind="stable")[: self.max_items])
         self.cold_items_[np.setdiff1d(np.arange(x.shape[1]), self.items_)] = True  # scored like unseen items
-        self.x_ = x[:, self.items_]
-        self.weights_ = self._weights((self.x_.T @ self.x_).toarray().astype(np.float64)).astype(np.float32)
+        self.x_ = x
+        xi = x[:, self.items_]
+        self.weights_ = self._weights(np.asarray((xi.T @ xi).todense(), dtype=np.float64)).astype(np.float32)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        out = np.zeros((users.size, self.n_items_), dtype=np.float32)
-        out[:, self.items_] = self.x_[users] @ self.weights_
+        return self._predict(self.x_[users])
+
+    def _predict(self, history: sp.csr_matrix) -> np.ndarray:
+        out = np.zeros((history.shape[0], self.n_items_), dtype=np.float32)
+        out[:, self.items_] = history[:, self.items_] @ self.weights_
         return out
 
     def _weights(self, gram: np.ndarray) -> np.ndarray:
@@ -40,8 +48,8 @@ class ItemKNN(_ItemItem):
 
     name = "item-knn"
 
-    def __init__(self, seed: int = 0, neighbours: int = 100, shrink: float = 10.0) -> None:
-        super().__init__(seed)
+    def __init__(self, seed: int = 0, neighbours: int = 100, shrink: float = 10.0, max_items: int = 10_000) -> None:
+        super().__init__(seed, max_items)
         self.neighbours = neighbours
         self.shrink = shrink
 
@@ -61,8 +69,8 @@ class EASE(_ItemItem):
 
     name = "ease"
 
-    def __init__(self, seed: int = 0, l2: float = 300.0) -> None:
-        super().__init__(seed)
+    def __init__(self, seed: int = 0, l2: float = 300.0, max_items: int = 10_000) -> None:
+        super().__init__(seed, max_items)
         self.l2 = l2
 
     def _weights(self, gram: np.ndarray) -> np.ndarray:
@@ -79,14 +87,19 @@ class InfinityAE(Recommender):
     with S all users (or ``max_users`` random ones on large data)."""
 
     name = "infinity-ae"
-    max_users = 8_000
 
-    def __init__(self, seed: int = 0, reg: float = 1.0) -> None:
+    def __init__(self, seed: int = 0, reg: float = 1.0, max_users: int = 8_000, max_items: int = 20_000) -> None:
         super().__init__(seed)
         self.reg = reg
+        self.max_users = max_users
+        self.max_items = max_items
 
     def _fit(self, ratings: sp.csr_matrix) -> None:
-        x = binary(ratings)
+        x = self._input(ratings)
+        if x.shape[1] > self.max_items:  # the kernel's outputs: the most popular items only (the rest score as cold)
+            counts = np.asarray((x != 0).sum(axis=0)).ravel()
+            self.cold_items_[np.argsort(-counts, kind="stable")[self.max_items :]] = True
+            x = x.multiply(~self.cold_items_[None, :]).tocsr()
         n = x.shape[0]
         support = np.arange(n)
         if n > self.max_users:
@@ -99,7 +112,9 @@ class InfinityAE(Recommender):
         self.alpha_ = np.linalg.solve(kernel + self.reg * scale * np.eye(len(support)), xs.toarray()).astype(np.float32)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        xu = self.x_[users]
+        return self._predict(self.x_[users])
+
+    def _predict(self, xu: sp.csr_matrix) -> np.ndarray:
         norm_u = np.sqrt(np.asarray(xu.multiply(xu).sum(axis=1)).ravel())
         kernel = ntk_relu((xu @ self.support_x_.T).toarray().astype(np.float64), norm_u, self.support_norm_)
         return kernel.astype(np.float32) @ self.alpha_

@@ -101,11 +101,30 @@ def test_unknown_method_and_missing_arguments(log_csv, tmp_path, capsys):
     assert "methods" in capsys.readouterr().err
 
 
-def test_help_has_examples(capsys):
+def test_help_has_examples_and_shows_json_required(capsys):
     for argv in (["sample", "--help"], ["sample", "evaluate", "--help"]):
         with pytest.raises(SystemExit):
             main(argv)
-        assert "example" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "example" in out
+    usage = out.split("\n\n")[0]
+    assert "--json JSON" in usage and "[--json" not in usage and "[--png PNG]" in usage
+
+
+def test_outputs_are_checked_first_and_written_whole(log_csv, tmp_path, capsys):
+    path, _ = log_csv
+    out, report = tmp_path / "new" / "s.parquet", tmp_path / "new" / "r.txt"
+    args = ["sample", "--input", str(path), "--format", "csv", "--rate", "0.2", "--method", "random",
+            "--out", str(out), "--report", str(report)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--report" in err and ".json" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+    assert main(args[:-1] + [str(tmp_path / "new" / "r.json")]) == 0  # parent folder made
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["r.json", "s.parquet"]  # no temporaries left
+    bad = ["sample", "evaluate", "--input", str(path), "--format", "csv", "--methods", "random", "--rates", "0.5",
+           "--models", "nope", "--json", str(tmp_path / "ev" / "t.json")]  # fmt: skip
+    assert main(bad) == 2 and not (tmp_path / "ev").exists() or not any((tmp_path / "ev").iterdir())
 
 
 def test_python_api_mirrors_cli(log_csv):
@@ -124,8 +143,11 @@ def test_auto_and_min_tau_use_the_shipped_genie(log_csv, tmp_path):
 
     path, _ = log_csv
     auto = sampling.sample(path, 0.3, "auto", format="csv")
-    assert auto.requested_method == "auto" and auto.method in sampling.SAMPLER_NAMES
-    assert auto.predicted_tau is not None and -1 <= auto.predicted_tau <= 1
+    genie = sampling.DataGenie.load()
+    features = sampling.meta_features(sampling.load(path, "csv")) if genie.uses_features else None
+    taus = genie.predict_many(features, genie.methods_, [0.3])[:, 0]
+    assert auto.requested_method == "auto" and auto.method == genie.methods_[int(np.argmax(taus))]
+    assert auto.predicted_tau == pytest.approx(taus.max())
     plan = sampling.smallest_rate(path, 0.3, format="csv")
     assert 0 < plan.rate <= 1 and plan.predicted_tau >= 0.3
     out, report = tmp_path / "m.parquet", tmp_path / "m.json"
@@ -136,3 +158,17 @@ def test_auto_and_min_tau_use_the_shipped_genie(log_csv, tmp_path):
     assert main(["sample", "--input", str(path), "--format", "csv", "--min-tau", "1.5", "--out", str(out)]) == 2
     assert main(["sample", "--input", str(path), "--format", "csv", "--rate", "0.2", "--min-tau", "0.5",
                  "--out", str(out)]) == 2  # fmt: skip
+
+
+def test_parser_needs_no_torch_and_names_match_the_registries():
+    import subprocess
+    import sys
+
+    code = ("import sys, argparse; import sampling.cli as c; p = argparse.ArgumentParser(); "
+            "c.register(p.add_subparsers()); print('torch' in sys.modules)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    from sampling import names
+    from sampling.models import MODEL_NAMES
+    from sampling.samplers import SAMPLERS
+
+    assert tuple(SAMPLERS) == names.SAMPLER_NAMES and set(names.DEFAULT_MODELS) <= set(MODEL_NAMES)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from data_pipeline.errors import ConfigError
-from sampling import DataGenie, evaluate, meta_features
+from data_pipeline.schema import build_interactions
+from sampling import DataGenie, evaluate, kendall_tau, meta_features
 from sampling.genie import FEATURE_NAMES
+from sampling.harness import has_times, user_split
 from sampling.synthetic import zipf_interactions
 
 MODELS = ["popularity", "item-knn", "ease"]
@@ -20,22 +22,44 @@ def data():
     return zipf_interactions("harness", users=300, items=150, density=0.06, seed=11)
 
 
-def test_harness_smoke_and_resume(data, tmp_path):
-    kwargs = dict(methods=["random", "head-user"], rates=[0.3, 0.8], models=MODELS, seeds=[0, 1], progress=False)
+def test_harness_values_and_resume(data, tmp_path):
+    """A sample that keeps everything ranks the models exactly as the full data (tau 1); a
+    deterministic sampler with deterministic models has zero spread over seeds while random
+    interactions at 5% do not; the noise ceiling comes from full-data runs on other random splits;
+    a second run trains nothing."""
+    kwargs = dict(methods=["random", "temporal"], rates=[0.05, 1.0], models=MODELS, seeds=[0, 1], progress=False)
     first = evaluate(data, cache_dir=tmp_path, **kwargs)
-    assert first.trained_runs == 2 * len(MODELS) + 2 * 2 * 2 * len(MODELS)  # full runs + samples
-    assert len(first.taus) == 2 * 2 * 2 * 4
-    assert all(np.isnan(t["tau"]) or -1 <= t["tau"] <= 1 for t in first.taus)
-    assert first.noise_ceiling["auc"] == pytest.approx(1.0)  # these models ignore the seed
-    mean, spread = first.tau("random", 0.8)
-    assert -1 <= mean <= 1 and spread >= 0
+    assert first.trained_runs == 2 * len(MODELS) + 2 * 2 * 2 * len(MODELS) + 2 * len(MODELS)  # full, samples, ceiling
+    assert first.tau("random", 1.0) == (1.0, 0.0) and first.tau("temporal", 1.0) == (1.0, 0.0)
+    assert first.tau("temporal", 0.05)[1] == 0.0  # the seed changes neither the sample nor these models
+    assert first.tau("random", 0.05)[1] > 0.1
+    for seed in (0, 1):  # ceiling runs: same models, other splits, so other metric values
+        assert first.ceiling_runs[seed]["ease"]["auc"] != first.full[seed]["ease"]["auc"]
+    assert first.ceiling_runs[0]["ease"]["auc"] != first.ceiling_runs[1]["ease"]["auc"]
+    assert first.noise_ceiling["auc"] == pytest.approx(
+        kendall_tau([first.ceiling_runs[0][m]["auc"] for m in MODELS], [first.ceiling_runs[1][m]["auc"] for m in MODELS])
+    )
     again = evaluate(data, cache_dir=tmp_path, **kwargs)
     assert again.trained_runs == 0 and again.taus == first.taus  # resumed entirely from the cache
     first.write_json(tmp_path / "r.json")
     first.plot(tmp_path / "r.png")
     blob = json.loads((tmp_path / "r.json").read_text())
-    assert blob["tau"]["head-user"]["0.3"]["ndcg@10"]["mean"] is None or -1 <= blob["tau"]["head-user"]["0.3"]["ndcg@10"]["mean"] <= 1
-    assert "random" in first.format_table()
+    assert blob["tau"]["random"]["1"]["ndcg@10"]["mean"] == 1.0 and blob["split"] == "temporal"
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_user_split_random_and_auto(data):
+    temporal = user_split(data, 0.2, "temporal")
+    a, b = user_split(data, 0.2, "random", seed=0), user_split(data, 0.2, "random", seed=1)
+    users = data.column("user")
+    for part in (a, b):  # the same number held out per user as the temporal split, other rows
+        assert np.array_equal(np.bincount(users[part.test]), np.bincount(users[temporal.test]))
+        assert np.array_equal(np.sort(np.r_[part.train, part.test]), np.arange(data.num_rows))
+    assert not np.array_equal(a.test, b.test) and not np.array_equal(a.test, temporal.test)
+    assert np.array_equal(user_split(data, 0.2, "auto").test, temporal.test)  # the log has times
+    timeless = build_interactions("t", data.raw_interactions()[["user", "item"]])  # readers number rows instead
+    assert not has_times(timeless) and has_times(data)
+    assert np.array_equal(user_split(timeless, 0.2, "auto", seed=3).test, user_split(timeless, 0.2, "random", seed=3).test)
 
 
 def test_harness_bad_arguments(data):
@@ -47,9 +71,14 @@ def test_harness_bad_arguments(data):
         evaluate(data, methods="random,bogus", progress=False)
 
 
-def test_meta_features_are_finite(data):
+def test_meta_features_known_values(data):
     f = meta_features(data)
     assert list(f) == list(FEATURE_NAMES) and all(np.isfinite(v) for v in f.values())
+    user_deg = np.bincount(data.column("user"))[1:]
+    assert f["log_rows"] == pytest.approx(np.log10(data.num_rows))
+    assert f["log_density"] == pytest.approx(np.log10(data.num_rows / (data.num_users * data.num_items)))
+    assert f["user_deg_median"] == pytest.approx(np.log10(np.median(user_deg)))
+    assert f["giant_component"] == pytest.approx(1.0)  # a generated log is one connected graph
 
 
 def test_genie_fit_predict_roundtrip(tmp_path):
@@ -104,3 +133,19 @@ def test_genie_estimators_on_a_known_table():
         assert genie.choose(near, 0.6)[0] == "user"
     with pytest.raises(ConfigError, match="estimator"):
         DataGenie(estimator="svm").fit(records)
+
+
+def test_keep_whole_users_caps_rows_and_keeps_a_timeless_log_timeless(data):
+    from sampling.synthetic import keep_whole_users
+
+    rng = np.random.default_rng(0)
+    capped = keep_whole_users(data, 1000, rng)
+    assert 800 < capped.num_rows <= 1000
+    users = data.vocabs["user"].values
+    kept_users = set(capped.vocabs["user"].values.tolist())
+    full_deg = dict(zip(users.tolist(), np.bincount(data.column("user"))[1:].tolist()))
+    capped_deg = np.bincount(capped.column("user"))[1:]
+    assert all(full_deg[u] == d for u, d in zip(capped.vocabs["user"].values.tolist(), capped_deg))  # whole users
+    assert keep_whole_users(data, data.num_rows, rng) is data  # nothing to cut
+    timeless = build_interactions("t", data.raw_interactions()[["user", "item"]])
+    assert not has_times(keep_whole_users(timeless, 1000, rng)) and len(kept_users) < data.num_users

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from data_pipeline.errors import ConfigError
 from sampling.models import MODEL_NAMES, ZOO, interaction_matrix, make_model
+from sampling.models.base import binary
 from sampling.models.closed_form import ntk_relu
 from sampling.synthetic import zipf_interactions
 
@@ -122,3 +123,42 @@ def test_adam_first_step_and_descent():
         loss().backward()
         opt.step()
     assert loss().item() < 0.05
+
+
+def test_adam_matches_torch_optim_adam():
+    """Our Adam against ``torch.optim.Adam`` (with L2 weight decay) over 30 steps of a small MF:
+    the same parameters to float rounding. Ours exists because torch.optim's first step imports
+    torch._dynamo (measured on torch 2.13: +2.3-3 s per process)."""
+    import torch
+
+    from sampling.models.neural import Adam
+
+    torch.manual_seed(0)
+    users, items = torch.randint(0, 20, (64,)), torch.randint(0, 30, (64,))
+    target = torch.rand(64)
+    start = [torch.randn(20, 4), torch.randn(30, 4)]
+    runs = []
+    for make in (lambda p: Adam(p, lr=0.05, weight_decay=0.01), lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=0.01)):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = make(params)
+        for _ in range(30):
+            opt.zero_grad()
+            loss = (((params[0][users] * params[1][items]).sum(-1) - target) ** 2).mean()
+            loss.backward()
+            opt.step()
+        runs.append([p.detach().numpy().copy() for p in params])
+    for ours, theirs in zip(*runs):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(runs[0][0], start[0].numpy())
+
+
+@pytest.mark.parametrize("name", ["ease", "item-knn", "infinity-ae"])
+def test_predict_from_histories_equals_scores_of_fitted_users(name, matrices):
+    train, _ = matrices
+    model = make_model(name).fit(train)
+    users = np.arange(5)
+    np.testing.assert_allclose(model.predict(train[users]), model.score(users), rtol=1e-4, atol=1e-4)
+    dense = make_model(name).fit(binary(train).toarray())  # a 0/1 dense matrix learns the same model
+    np.testing.assert_allclose(dense.predict(train[users]), model.score(users), rtol=1e-4, atol=1e-4)
+    with pytest.raises(NotImplementedError):
+        make_model("mf", epochs=1).fit(train).predict(train[users])

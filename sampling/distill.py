@@ -1,0 +1,247 @@
+"""Distill-CF (Sachdeva, Dhaliwal, Wu & McAuley, "Infinite Recommendation Networks: A Data-Centric
+Approach", NeurIPS 2022): synthesize a tiny data summary instead of sampling one.
+
+The summary is ``m`` fake users, each a dense row of fractional interaction weights in [0, 1]. It is
+learned so that infinity-AE (an infinitely wide autoencoder, solved in closed form by kernel ridge
+regression with its neural tangent kernel) *trained on the summary* reconstructs the real users:
+
+1. learnable logits ``L`` (m x items), initialised from the rows of ``m`` random real users;
+2. each step draws the summary ``S = min(1, sum of gamma Gumbel-softmax draws from softmax(L / tau))``
+   (each fake user "consumes" about ``gamma`` items; the draws keep S sparse-ish and let gradients
+   reach every logit);
+3. infinity-AE is fitted on S in closed form: ``P = K(X, S) (K(S, S) + reg * mean(diag K) I)^-1 S``
+   for the real users' rows ``X``;
+4. the loss is the multinomial log-likelihood of X under softmax(P), plus ``cardinality_reg`` times
+   the mean summary row sum (relative to a real user's), which keeps the summary small; Adam
+   updates L.
+
+Every ``eval_every`` steps the sampled summary is scored on a validation part of each real user's
+history (nDCG@10 of infinity-AE fitted on it); the best summary seen is kept (early stopping with
+``patience``). What ``fit`` holds out for validation it never trains on.
+
+The Gumbel sum's gradient is written out (``_GumbelSum``) rather than left to autograd: autograd
+would keep all ``gamma`` softmax draws (gamma x m x items floats) for the backward pass; here they
+are regenerated from the step's seed, so memory stays at a few m x items arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from data_pipeline.schema import InteractionData, build_interactions
+from sampling._validate import check_fitted, check_interactions, check_rate
+from sampling.metrics import mean_metrics, user_metrics
+from sampling.models.base import binary, interaction_matrix
+from sampling.models.neural import Adam, one_thread
+from sampling.samplers.base import zero_based
+
+SUMMARY_USER_PREFIX = "distill-"
+MIN_WEIGHT = 1e-3  # summary weights below this are dropped when the summary is written out
+
+
+class DistillCF:
+    """Learns a summary of ``budget`` fake users (a fraction of the real users, or a count >= 1)."""
+
+    def __init__(
+        self,
+        budget: float = 0.01,
+        seed: int = 0,
+        steps: int = 500,
+        lr: float = 0.3,
+        gumbel_tau: float = 5.0,
+        draws_per_user: int | None = None,
+        cardinality_reg: float = 0.0,
+        reg: float = 0.1,
+        batch_users: int = 2048,
+        eval_every: int = 25,
+        patience: int = 100,
+        validation_fraction: float = 0.1,
+    ) -> None:
+        self.budget = budget
+        self.seed = seed
+        self.steps = steps
+        self.lr = lr
+        self.gumbel_tau = gumbel_tau
+        self.draws_per_user = draws_per_user
+        self.cardinality_reg = cardinality_reg
+        self.reg = reg
+        self.batch_users = batch_users
+        self.eval_every = eval_every
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+
+    # ---- learning -------------------------------------------------------------------------
+    def fit(self, data: InteractionData | sp.csr_matrix) -> DistillCF:
+        """Learn the summary from interactions (or a users x items matrix; its pattern is read)."""
+        x = self._matrix(data)
+        n_users, n_items = x.shape
+        m = self.summary_users(n_users)
+        fit_part, val_part = _holdout(x, self.validation_fraction, self.seed)
+        rng = np.random.default_rng(self.seed)
+        degree = np.diff(fit_part.indptr)
+        start_users = rng.choice(np.flatnonzero(degree > 0), size=m, replace=m > int((degree > 0).sum()))
+        logits = torch.nn.Parameter(torch.from_numpy(fit_part[start_users].toarray()))
+        draws = self.draws_per_user or max(1, int(round(fit_part.nnz / max(int((degree > 0).sum()), 1))))
+        mean_row = float(fit_part.nnz / max(int((degree > 0).sum()), 1))
+        opt = Adam([logits], lr=self.lr)
+        val_users = np.flatnonzero(np.diff(val_part.indptr) > 0)
+        best, best_step, best_summary, history = -1.0, 0, None, []
+        with one_thread():
+            for step in range(1, self.steps + 1):
+                batch = _batch(fit_part, self.batch_users, rng)
+                target = torch.from_numpy(batch.toarray())
+                step_seed = int(rng.integers(2**62))
+                summary = _GumbelSum.apply(logits, self.gumbel_tau, draws, step_seed).clamp(max=1.0)
+                pred = krr_predict(summary, target, self.reg)
+                nll = -(torch.log_softmax(pred, dim=1) * target).sum(dim=1).mean()
+                loss = nll + self.cardinality_reg * summary.sum(dim=1).mean() / mean_row
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if step % self.eval_every == 0 or step == self.steps:
+                    with torch.no_grad():
+                        sampled = self._draw(logits.detach(), draws, int(rng.integers(2**62)))
+                    score = _validation_ndcg(sampled, fit_part, val_part, val_users, self.reg)
+                    history.append({"step": step, "loss": float(loss.detach()), "val_ndcg@10": score})
+                    if score > best:
+                        best, best_step, best_summary = score, step, sampled
+                    elif step - best_step >= self.patience:
+                        break
+        if best_summary is None:  # fewer steps than one evaluation
+            best_summary = self._draw(logits.detach(), draws, int(rng.integers(2**62)))
+        best_summary[best_summary < MIN_WEIGHT] = 0.0
+        self.summary_ = best_summary
+        self.val_ndcg_, self.best_step_, self.history_ = best, best_step, history
+        self.draws_ = draws
+        return self
+
+    def summary_users(self, n_users: int) -> int:
+        """Fake users for ``n_users`` real ones: ``budget`` as a fraction (at least one) or a count."""
+        if isinstance(self.budget, int | np.integer) and self.budget >= 1:
+            return int(self.budget)
+        return max(1, int(round(check_rate(self.budget, "rate") * n_users)))
+
+    def _draw(self, logits: torch.Tensor, draws: int, seed: int) -> np.ndarray:
+        with torch.no_grad():
+            return _gumbel_sum(logits, self.gumbel_tau, draws, seed).clamp(max=1.0).numpy().astype(np.float32)
+
+    def _matrix(self, data) -> sp.csr_matrix:
+        if isinstance(data, InteractionData):
+            data = check_interactions(data)
+            user, item = zero_based(data)
+            self.data_ = data
+            return binary(interaction_matrix(user, item, data.column("rating"), data.num_users, data.num_items))
+        return binary(sp.csr_matrix(data))
+
+    # ---- output ---------------------------------------------------------------------------
+    def to_interactions(self) -> InteractionData:
+        """The summary as interactions: fake users ``distill-0``, ``distill-1``, ... with the input's
+        raw item ids and the fractional weight as the rating (weights below MIN_WEIGHT dropped)."""
+        check_fitted(self, "summary_")
+        check_fitted(self, "data_")
+        rows, cols = np.nonzero(self.summary_)
+        frame = pd.DataFrame(
+            {
+                "user": np.array([f"{SUMMARY_USER_PREFIX}{r}" for r in rows], dtype=object),
+                "item": self.data_.vocabs["item"].decode(cols + 1),
+                "rating": self.summary_[rows, cols].astype(np.float32),
+                "timestamp": np.zeros(rows.size, dtype=np.int64),
+            }
+        )
+        return build_interactions(f"{self.data_.name}-distill-cf", frame, source=self.data_.source)
+
+    def __repr__(self) -> str:
+        return f"DistillCF({', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.endswith('_'))})"
+
+
+# ---- the closed-form model, differentiable ---------------------------------------------------
+def ntk_relu_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The same one-hidden-layer ReLU NTK as ``sampling.models.closed_form.ntk_relu``, in torch so
+    gradients flow into the summary rows."""
+    gram = a @ b.T
+    norm = torch.sqrt((a * a).sum(1).clamp_min(1e-12))[:, None] * torch.sqrt((b * b).sum(1).clamp_min(1e-12))[None, :]
+    cos = (gram / norm).clamp(-1 + 1e-6, 1 - 1e-6)
+    theta = torch.arccos(cos)
+    return norm / (2 * math.pi) * (torch.sin(theta) + (math.pi - theta) * cos) + gram * (math.pi - theta) / (2 * math.pi)
+
+
+def krr_predict(support: torch.Tensor, queries: torch.Tensor, reg: float) -> torch.Tensor:
+    """infinity-AE fitted on ``support`` (its own targets), predicting the rows of ``queries``."""
+    k_ss = ntk_relu_torch(support, support)
+    scale = torch.diagonal(k_ss).mean().clamp_min(1e-12)
+    eye = torch.eye(k_ss.shape[0], dtype=k_ss.dtype)
+    alpha = torch.linalg.solve(k_ss + reg * scale * eye, support)
+    return ntk_relu_torch(queries, support) @ alpha
+
+
+def _gumbel_sum(logits: torch.Tensor, tau: float, draws: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros_like(logits)
+    for _ in range(draws):
+        total += torch.softmax((logits + _gumbel(logits.shape, gen)) / tau, dim=1)
+    return total
+
+
+def _gumbel(shape, gen: torch.Generator) -> torch.Tensor:
+    u = torch.rand(shape, generator=gen).clamp(1e-10, 1.0 - 1e-7)
+    return -torch.log(-torch.log(u))
+
+
+class _GumbelSum(torch.autograd.Function):
+    """Sum of ``draws`` Gumbel-softmax samples per row; the backward pass regenerates each draw from
+    the seed (softmax's vector-Jacobian product: y * (g - <g, y>) / tau) instead of storing it."""
+
+    @staticmethod
+    def forward(ctx, logits, tau, draws, seed):
+        ctx.save_for_backward(logits)
+        ctx.tau, ctx.draws, ctx.seed = tau, draws, seed
+        return _gumbel_sum(logits, tau, draws, seed)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (logits,) = ctx.saved_tensors
+        gen = torch.Generator().manual_seed(ctx.seed)
+        total = torch.zeros_like(logits)
+        for _ in range(ctx.draws):
+            y = torch.softmax((logits + _gumbel(logits.shape, gen)) / ctx.tau, dim=1)
+            total += y * (grad - (grad * y).sum(dim=1, keepdim=True))
+        return total / ctx.tau, None, None, None
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _holdout(x: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """A random ``fraction`` of each user's items (users with 2+ items) as validation."""
+    if fraction <= 0:
+        return x, sp.csr_matrix(x.shape, dtype=x.dtype)
+    rng = np.random.default_rng(seed + 1)
+    coo = x.tocoo()
+    order = np.lexsort((rng.random(coo.nnz), coo.row))
+    counts = np.bincount(coo.row, minlength=x.shape[0])
+    rank = np.arange(coo.nnz) - np.repeat(np.r_[0, np.cumsum(counts)[:-1]], counts)
+    n_val = np.floor(counts * fraction).astype(np.int64)
+    n_val = np.where((counts > 1) & (n_val == 0), 1, n_val)
+    is_val = np.empty(coo.nnz, dtype=bool)
+    is_val[order] = rank >= np.repeat(counts - n_val, counts)
+    keep = lambda mask: sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=x.shape)  # noqa: E731
+    return keep(~is_val), keep(is_val)
+
+
+def _batch(x: sp.csr_matrix, size: int, rng: np.random.Generator) -> sp.csr_matrix:
+    users = np.flatnonzero(np.diff(x.indptr) > 0)
+    if users.size > size:
+        users = rng.choice(users, size, replace=False)
+    return x[users]
+
+
+def _validation_ndcg(summary: np.ndarray, fit_part: sp.csr_matrix, val: sp.csr_matrix, users: np.ndarray, reg: float) -> float:
+    if users.size == 0:
+        return 0.0
+    with torch.no_grad():
+        pred = krr_predict(torch.from_numpy(summary), torch.from_numpy(fit_part[users].toarray()), reg).numpy()
+    m = user_metrics(pred, fit_part[users], val[users], np.ones(fit_part.shape[1]))
+    return mean_metrics([m])["ndcg@10"]

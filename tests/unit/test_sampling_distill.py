@@ -1,0 +1,98 @@
+"""Distill-CF: the hand-written Gumbel-sum gradient, the differentiable kernel, a summary that
+learns, and ``fedrec sample --method distill-cf``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sampling.distill import (
+    DistillCF,
+    _gumbel_sum,
+    _GumbelSum,
+    _holdout,
+    _validation_ndcg,
+    krr_predict,
+    ntk_relu_torch,
+)
+from sampling.models import make_model
+from sampling.models.closed_form import ntk_relu
+from sampling.synthetic import zipf_interactions
+
+
+@pytest.fixture(scope="module")
+def data():
+    return zipf_interactions("distill", users=250, items=120, density=0.08, seed=3)
+
+
+def test_gumbel_sum_gradient_equals_autograd():
+    logits = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(4, 9, dtype=torch.float64)
+    (_GumbelSum.apply(logits, 0.7, 5, 11) * weights).sum().backward()
+    again = logits.detach().clone().requires_grad_(True)
+    (_gumbel_sum(again, 0.7, 5, 11) * weights).sum().backward()  # autograd through every draw
+    torch.testing.assert_close(logits.grad, again.grad)
+    assert _gumbel_sum(logits.detach(), 0.7, 5, 11).sum(dim=1).allclose(torch.full((4,), 5.0, dtype=torch.float64))
+
+
+def test_torch_kernel_and_krr_match_infinity_ae():
+    rng = np.random.default_rng(0)
+    a = (rng.random((6, 15)) < 0.3).astype(np.float64)
+    b = (rng.random((4, 15)) < 0.3).astype(np.float64)
+    expected = ntk_relu(a @ b.T, np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+    np.testing.assert_allclose(ntk_relu_torch(torch.from_numpy(a), torch.from_numpy(b)).numpy(), expected, atol=1e-5)
+    support, queries = a.astype(np.float32), b.astype(np.float32)
+    model = make_model("infinity-ae", reg=0.5).fit(support)  # the closed-form model on a dense summary
+    ours = krr_predict(torch.from_numpy(support), torch.from_numpy(queries), 0.5).numpy()
+    cold = model.cold_items_
+    np.testing.assert_allclose(model.predict(queries)[:, ~cold], ours[:, ~cold], rtol=1e-3, atol=1e-4)
+
+
+def test_summary_learns_and_is_written_with_fractional_weights(data):
+    distiller = DistillCF(budget=8, steps=60, eval_every=15, lr=0.3, gumbel_tau=5.0, reg=0.1, seed=1).fit(data)
+    summary = distiller.summary_
+    assert summary.shape == (8, data.num_items) and summary.min() >= 0 and summary.max() <= 1
+    assert ((summary > 0) & (summary < 1)).any()  # fractional, not a 0/1 sample
+    first, best = distiller.history_[0]["val_ndcg@10"], distiller.val_ndcg_
+    # The summary it started from (8 random real users) scores below what it learned.
+    from sampling.models.base import binary, interaction_matrix
+
+    x = binary(interaction_matrix(data.column("user") - 1, data.column("item") - 1, data.column("rating"),
+                                  data.num_users, data.num_items))  # fmt: skip
+    fit_part, val = _holdout(x, 0.1, 1)
+    users = np.flatnonzero(np.diff(val.indptr))
+    start = fit_part[np.random.default_rng(2).choice(users, 8, replace=False)].toarray().astype(np.float32)
+    assert best >= first and best > _validation_ndcg(start, fit_part, val, users, 0.1) + 0.02
+    out = distiller.to_interactions()
+    frame = out.raw_interactions()
+    assert set(frame["user"]) <= {f"distill-{i}" for i in range(8)}
+    assert set(frame["item"]) <= set(data.vocabs["item"].values.tolist())
+    assert len(frame) == int((summary > 0).sum()) and np.allclose(np.sort(frame["rating"]), np.sort(summary[summary > 0]))
+
+
+def test_budget_as_fraction_or_count():
+    assert DistillCF(budget=0.01).summary_users(943) == 9
+    assert DistillCF(budget=0.001).summary_users(943) == 1  # never zero users
+    assert DistillCF(budget=20).summary_users(943) == 20
+
+
+def test_cli_distill_cf_writes_a_parquet_summary(data, tmp_path):
+    from fedrec.cli import main
+
+    log = tmp_path / "log.csv"
+    data.raw_interactions()[["user", "item", "rating", "timestamp"]].to_csv(log, index=False, header=False)
+    out, report = tmp_path / "summary.parquet", tmp_path / "r.json"
+    args = ["sample", "--input", str(log), "--format", "csv", "--method", "distill-cf", "--rate", "0.02",
+            "--out", str(out), "--report", str(report)]  # fmt: skip
+    assert main(args) == 0
+    kept = pd.read_parquet(out)
+    assert kept["user"].nunique() == 5 and kept["user"].str.startswith("distill-").all()
+    assert kept["rating"].between(0, 1, inclusive="right").all() and (kept["rating"] < 1).any()
+    assert '"method": "distill-cf"' in report.read_text()
+
+
+def test_same_seed_same_summary(data):
+    a, b, c = (DistillCF(budget=4, steps=10, eval_every=5, seed=s).fit(data).summary_ for s in (3, 3, 4))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
