@@ -33,7 +33,12 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
     global _workload_writer
     _workload_writer = workload_writer
     data = subparsers.add_parser(
-        "data", help="dataset statistics, conversion and synthetic data", formatter_class=HelpFormatter
+        "data",
+        help="dataset statistics, conversion and synthetic data",
+        formatter_class=HelpFormatter,
+        epilog="examples:\n  fedrec data stats ../shared/datasets/ml-100k --format movielens --json\n"
+        "  fedrec data convert ratings.csv --format csv --columns item,user,rating,timestamp --no-header --out r.parquet\n"
+        "  fedrec data synth --rows 100000 --seed 0 --out synth.tsv",
     )
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
@@ -92,9 +97,15 @@ def _add_input(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--header",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="csv/tsv: the first line is a header (default: detect)",
+        help="csv/tsv: the first line is a header, or (--no-header) data; default: detect a line of "
+        "names and say so on stderr",
+    )
+    p.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text formats: the file's encoding (an ASCII-compatible codec: utf-8, latin-1, cp1252, ...)",
     )
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
 
@@ -103,7 +114,9 @@ def cmd_stats(args) -> int:
     if args.format == "criteo":
         report = ReadReport(args.path)
         batches = iter_criteo(
-            args.path, CriteoOptions(transform=False, on_bad_lines=args.on_bad_lines), report
+            args.path,
+            CriteoOptions(transform=False, on_bad_lines=args.on_bad_lines, encoding=args.encoding),
+            report,
         )
         st = criteo_stats(batches, DENSE_NAMES, SPARSE_NAMES)
         out = st.to_dict()
@@ -116,9 +129,7 @@ def cmd_stats(args) -> int:
                 )
             _write_workload(args.workload, tables)
     else:
-        data = load_interactions(
-            args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines
-        )
+        data = _load(args)
         report = data.report
         st = interaction_stats(data)
         out = st.to_dict()
@@ -130,9 +141,12 @@ def cmd_stats(args) -> int:
                 _table("item", np.bincount(item, minlength=len(data.vocabs["item"])), args.dim, 1.0, 1.0),
             ]
             _write_workload(args.workload, tables)
+    if report is not None and (report.skipped or report.header):
+        print(f"fedrec: note: {report.summary()}", file=sys.stderr)
     if report is not None and report.skipped:
-        print(f"fedrec: warning: {report.summary()}", file=sys.stderr)
         out["skipped_rows"] = report.skipped
+    if report is not None and report.header:
+        out["header"] = report.header
     if args.plot:
         plot_stats(st, args.plot)
     if args.json:
@@ -140,6 +154,17 @@ def cmd_stats(args) -> int:
     else:
         _print_human(out)
     return 0
+
+
+def _load(args):
+    return load_interactions(
+        args.path,
+        args.format,
+        columns=args.columns,
+        header=args.header,
+        on_bad_lines=args.on_bad_lines,
+        encoding=args.encoding,
+    )
 
 
 def _table(name, counts, dim, pooling, coverage):
@@ -159,7 +184,9 @@ def cmd_convert(args) -> int:
         writer = None
         try:
             for batch in iter_criteo(
-                args.path, CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines), report
+                args.path,
+                CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines, encoding=args.encoding),
+                report,
             ):
                 writer = writer or pq.ParquetWriter(out, batch.schema)
                 writer.write_table(pa.Table.from_batches([batch]))
@@ -167,9 +194,7 @@ def cmd_convert(args) -> int:
             if writer:
                 writer.close()
     else:
-        data = load_interactions(
-            args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines
-        )
+        data = _load(args)
         report = data.report
         df = data.raw_interactions()
         for col in ("user", "item"):

@@ -80,15 +80,18 @@ class BadLine:
 
 @dataclass
 class ReadReport:
-    """What a reader did: rows kept, rows skipped (with the first few shown)."""
+    """What a reader did: rows kept, rows skipped (with the first few shown), and the first line it
+    took as a header when it detected one (so a dropped line is never silent)."""
 
     path: str
     rows: int = 0
     skipped: int = 0
     examples: list[BadLine] = field(default_factory=list)
+    header: str | None = None
 
     def summary(self) -> str:
+        header = f" (line 1 taken as a header: {self.header!r}; --no-header reads it as data)" if self.header else ""
         if not self.skipped:
-            return f"{self.path}: {self.rows} rows"
+            return f"{self.path}: {self.rows} rows{header}"
         shown = "; ".join(b.describe() for b in self.examples)
-        return f"{self.path}: {self.rows} rows kept, {self.skipped} malformed rows skipped (first: {shown})"
+        return f"{self.path}: {self.rows} rows kept, {self.skipped} malformed rows skipped (first: {shown}){header}"
