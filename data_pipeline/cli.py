@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.atomic import AtomicOutputs, atomic_path
 from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError, ReadReport
 from data_pipeline.readers import INTERACTION_FORMATS, load_interactions
@@ -53,7 +53,7 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
     )
     _add_input(stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    stats.add_argument("--plot", metavar="PNG", help="also draw access CDFs to this PNG")
+    stats.add_argument("--plot", metavar="PNG", help="also draw access CDFs to this PNG (or .svg/.pdf)")
     stats.add_argument("--workload", metavar="JSON", help="write a sharding workload (per-table access CDFs)")
     stats.add_argument("--dim", type=int, default=64, help="embedding dim recorded in the workload")
     stats.set_defaults(func=cmd_stats)
@@ -66,7 +66,7 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
         "  fedrec data convert day_0.tsv --format criteo --buckets 1000000 --out day0.parquet",
     )
     _add_input(convert)
-    convert.add_argument("--out", required=True, metavar="FILE.parquet")
+    convert.add_argument("--out", required=True, metavar="FILE.parquet", help="written whole or not at all")
     convert.add_argument(
         "--buckets", type=int, default=1 << 22, help="criteo: hash buckets per categorical feature"
     )
@@ -83,7 +83,9 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
     synth.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of id accesses")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-cardinality", type=int, default=None, help="cap every table at this many rows")
-    synth.add_argument("--out", required=True, help=".tsv (Criteo text format) or .parquet (encoded ids)")
+    synth.add_argument(
+        "--out", required=True, help=".tsv/.txt (Criteo text format) or .parquet (encoded ids); written whole or not at all"
+    )
     synth.set_defaults(func=cmd_synth)
 
 
@@ -110,7 +112,11 @@ def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 def cmd_stats(args) -> int:
+    outputs = AtomicOutputs({"--workload": (args.workload, (".json",)), "--plot": (args.plot, PLOT_SUFFIXES)})
     if args.format == "criteo":
         report = ReadReport(args.path)
         batches = iter_criteo(
@@ -119,36 +125,30 @@ def cmd_stats(args) -> int:
             report,
         )
         st = criteo_stats(batches, DENSE_NAMES, SPARSE_NAMES)
-        out = st.to_dict()
-        if args.workload:
-            tables = []
-            for f in st.features[len(DENSE_NAMES) :]:
-                counts = st.counts[f["name"]]
-                tables.append(
-                    _table(f["name"], counts, args.dim, pooling=1.0, coverage=1.0 - f["missing_fraction"])
-                )
-            _write_workload(args.workload, tables)
+        tables = [
+            _table(f["name"], st.counts[f["name"]], args.dim, pooling=1.0, coverage=1.0 - f["missing_fraction"])
+            for f in st.features[len(DENSE_NAMES) :]
+        ]
     else:
         data = _load(args)
         report = data.report
         st = interaction_stats(data)
-        out = st.to_dict()
-        if args.workload:
-            user = data.column("user")
-            item = data.column("item")
-            tables = [
-                _table("user", np.bincount(user, minlength=len(data.vocabs["user"])), args.dim, 1.0, 1.0),
-                _table("item", np.bincount(item, minlength=len(data.vocabs["item"])), args.dim, 1.0, 1.0),
-            ]
-            _write_workload(args.workload, tables)
+        tables = [
+            _table(key, np.bincount(data.column(key), minlength=len(data.vocabs[key])), args.dim, 1.0, 1.0)
+            for key in ("user", "item")
+        ]
+    out = st.to_dict()
     if report is not None and (report.skipped or report.header):
         print(f"fedrec: note: {report.summary()}", file=sys.stderr)
     if report is not None and report.skipped:
         out["skipped_rows"] = report.skipped
     if report is not None and report.header:
         out["header"] = report.header
-    if args.plot:
-        plot_stats(st, args.plot)
+    with outputs as tmp:
+        if args.workload:
+            _write_workload(str(tmp["--workload"]), tables)
+        if args.plot:
+            plot_stats(st, tmp["--plot"])
     if args.json:
         print(json.dumps(out, default=_json_default))
     else:
@@ -178,30 +178,27 @@ def _write_workload(path: str, tables: list) -> None:
 
 
 def cmd_convert(args) -> int:
-    out = Path(args.out)
-    if args.format == "criteo":
-        report = ReadReport(args.path)
-        writer = None
-        try:
-            for batch in iter_criteo(
-                args.path,
-                CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines, encoding=args.encoding),
-                report,
-            ):
-                writer = writer or pq.ParquetWriter(out, batch.schema)
-                writer.write_table(pa.Table.from_batches([batch]))
-        finally:
-            if writer:
-                writer.close()
-    else:
-        data = _load(args)
-        report = data.report
-        df = data.raw_interactions()
-        for col in ("user", "item"):
-            df[col] = df[col].astype(str) if df[col].map(type).nunique() > 1 else df[col].infer_objects()
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out)
-    print(report.summary() if report else f"wrote {out}", file=sys.stderr)
-    print(str(out))
+    with atomic_path(args.out, (".parquet",), "--out") as tmp:
+        if args.format == "criteo":
+            report = ReadReport(args.path)
+            options = CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines, encoding=args.encoding)
+            writer = None
+            try:
+                for batch in iter_criteo(args.path, options, report):
+                    writer = writer or pq.ParquetWriter(tmp, batch.schema)
+                    writer.write_table(pa.Table.from_batches([batch]))
+            finally:
+                if writer:
+                    writer.close()
+        else:
+            data = _load(args)
+            report = data.report
+            df = data.raw_interactions()
+            for col in ("user", "item"):
+                df[col] = df[col].astype(str) if df[col].map(type).nunique() > 1 else df[col].infer_objects()
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+    print(report.summary(), file=sys.stderr)
+    print(str(args.out))
     return 0
 
 

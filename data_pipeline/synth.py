@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import ConfigError
 
 CRITEO_KAGGLE_CARDINALITIES = (
@@ -250,34 +251,38 @@ def _calibrate(logit: np.ndarray, rate: float) -> float:
     return (lo + hi) / 2
 
 
+SYNTH_SUFFIXES = (".tsv", ".txt", ".parquet")
+
+
 def write_synthetic(
     cfg: SynthConfig, out: str | os.PathLike, chunk_rows: int = 500_000, progress: bool = False
 ) -> Path:
     """Write Criteo-format TSV (``.tsv``/``.txt``: hex categories, empty = missing, the format the
-    Criteo reader ingests) or encoded Parquet (``.parquet``: ids as ints, null = missing)."""
+    Criteo reader ingests) or encoded Parquet (``.parquet``: ids as ints, null = missing). The
+    file appears whole or not at all (``data_pipeline.atomic``); another extension is an error."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    chunks = generate_chunks(cfg, chunk_rows)
-    if progress:
-        from tqdm import tqdm
+    with atomic_path(out, SYNTH_SUFFIXES, "--out") as tmp:
+        chunks = generate_chunks(cfg, chunk_rows)
+        if progress:
+            from tqdm import tqdm
 
-        chunks = tqdm(chunks, total=-(-cfg.rows // chunk_rows), unit="chunk", desc=f"synth {out.name}")
-    if out.suffix == ".parquet":
-        writer = None
-        try:
-            for cols in chunks:
-                table = _arrow_chunk(cols)
-                writer = writer or pq.ParquetWriter(out, table.schema)
-                writer.write_table(table)
-        finally:
-            if writer:
-                writer.close()
-        return out
-    with open(out, "wb") as fh:
-        for cols in chunks:
-            _tsv_chunk(cols).write_csv(
-                fh, separator="\t", include_header=False, quote_style="never", null_value=""
-            )
+            chunks = tqdm(chunks, total=-(-cfg.rows // chunk_rows), unit="chunk", desc=f"synth {out.name}")
+        if out.suffix.lower() == ".parquet":
+            writer = None
+            try:
+                for cols in chunks:
+                    table = _arrow_chunk(cols)
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+            finally:
+                if writer:
+                    writer.close()
+        else:
+            with open(tmp, "wb") as fh:
+                for cols in chunks:
+                    _tsv_chunk(cols).write_csv(
+                        fh, separator="\t", include_header=False, quote_style="never", null_value=""
+                    )
     return out
 
 
