@@ -1,4 +1,4 @@
-"""``fedrec data ...``: statistics, conversion to Parquet, synthetic data."""
+"""``fedrec data ...``: statistics, conversion to Parquet, synthetic data, preprocessing service."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from data_pipeline.atomic import AtomicOutputs, atomic_path
 from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError, ReadReport
+from data_pipeline.preprocess.cli import add_preprocess_parser
 from data_pipeline.readers import INTERACTION_FORMATS, load_interactions
 from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
 from data_pipeline.stats import criteo_stats, interaction_stats, plot_stats
@@ -26,15 +27,17 @@ WorkloadWriter = Callable[[str, list[tuple[str, np.ndarray, int, float, float]]]
 _workload_writer: WorkloadWriter | None = None
 
 
-def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
+def register(subparsers, workload_writer: WorkloadWriter | None = None, stream_trainer=None) -> None:
     """Add ``fedrec data ...``. ``workload_writer`` (given by the top-level CLI, which knows the
     sharding package) turns per-table access counts into the planner's workload file for
-    ``data stats --workload``; this package never imports the layers above it."""
+    ``data stats --workload``; ``stream_trainer`` (a ``preprocess.run.TrainerFactory``: fedrec's
+    central DLRM) is what ``data preprocess --train-steps`` trains. This package never imports the
+    layers above it."""
     global _workload_writer
     _workload_writer = workload_writer
     data = subparsers.add_parser(
         "data",
-        help="dataset statistics, conversion and synthetic data",
+        help="dataset statistics, conversion, synthetic data and the preprocessing service",
         formatter_class=HelpFormatter,
         epilog="examples:\n  fedrec data stats ../shared/datasets/ml-100k --format movielens --json\n"
         "  fedrec data convert ratings.csv --format csv --columns item,user,rating,timestamp --no-header --out r.parquet\n"
@@ -87,6 +90,8 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
         "--out", required=True, help=".tsv/.txt (Criteo text format) or .parquet (encoded ids); written whole or not at all"
     )
     synth.set_defaults(func=cmd_synth)
+
+    add_preprocess_parser(sub, stream_trainer)
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:

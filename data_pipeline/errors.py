@@ -29,6 +29,7 @@ class DataFormatError(FedrecError):
         found: object = None,
     ) -> None:
         self.path = str(path) if path is not None else None
+        self.message = message
         self.line = line
         self.field = field
         self.expected = expected
@@ -46,6 +47,20 @@ class DataFormatError(FedrecError):
                 detail += f", found {_show(found)}"
         super().__init__(f"{where}: {detail}" if detail else where)
 
+    def __reduce__(self):
+        # Rebuilt from its parts, so the error crosses process boundaries (Ray workers) intact.
+        return (_rebuild_format_error, (self.path, self.message, self.line, self.field, self.expected, self.found))
+
+    def at_line(self, line: int | None) -> DataFormatError:
+        """The same error named at another line (a worker counts lines from its own first one)."""
+        return DataFormatError(
+            self.path, self.message, line=line, field=self.field, expected=self.expected, found=self.found
+        )
+
+
+def _rebuild_format_error(path, message, line, field, expected, found) -> DataFormatError:
+    return DataFormatError(path, message, line=line, field=field, expected=expected, found=found)
+
 
 class DatasetNotFoundError(FedrecError):
     """A dataset path that does not exist or lacks the files its format needs."""
@@ -56,7 +71,11 @@ class ConfigError(FedrecError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.message = message
         super().__init__(f"config field '{field}': {message}")
+
+    def __reduce__(self):
+        return (ConfigError, (self.field, self.message))
 
 
 def _show(value: object, limit: int = 60) -> str:

@@ -398,35 +398,43 @@ _NEWLINE, _TAB = ord("\n"), ord("\t")
 
 
 def iter_text_blocks(
-    path: str | os.PathLike, rows: int, encoding: str | None = DEFAULT_ENCODING
+    path: str | os.PathLike,
+    rows: int,
+    encoding: str | None = DEFAULT_ENCODING,
+    *,
+    span: tuple[int, int] | None = None,
+    first_line: int = 1,
 ) -> Iterator[TextBlock]:
-    """Cut a file into blocks of about ``rows`` whole lines, reading only one block at a time.
+    """Cut a file (or the whole lines in byte ``span``, numbered from ``first_line``) into blocks
+    of about ``rows`` whole lines, reading only one block at a time.
 
     Why not ``LazyFrame.collect_batches``: polars' streaming engine runs ahead of a slower consumer
     and buffers the batches it has not handed out, so memory followed the file size
     (tests/e2e/test_streaming_memory.py). Here the reader holds one block; the unfinished line at
     its end is read again with the next block (a seek back, no copy). The block size comes from the
-    mean line length of the file's first MiB. Each block is checked for binary data (one pass of
+    mean line length of the first MiB read. Each block is checked for binary data (one pass of
     byte counts), and transcoded to UTF-8 when the file is in another ``encoding``.
     """
     p = check_text_file(path, encoding)
     utf8 = is_utf8(encoding)
+    start, end = span if span is not None else (0, p.stat().st_size)
     with open(p, "rb") as fh:
-        sample = fh.read(1 << 20)
+        fh.seek(start)
+        sample = fh.read(min(1 << 20, end - start))
         per_line = len(sample) / max(sample.count(b"\n"), 1)
         block_bytes = max(int(rows * per_line), 1 << 16)
-        fh.seek(0)
-        line, offset = 1, 0
-        while data := fh.read(block_bytes):
+        fh.seek(start)
+        line, offset = first_line, start
+        while offset < end and (data := fh.read(min(block_bytes, end - offset))):
             cut = data.rfind(b"\n") + 1
             while cut == 0:  # one line longer than a block: read on until it ends
-                more = fh.read(block_bytes)
+                more = fh.read(min(block_bytes, end - offset - len(data)))
                 if not more:
                     cut = len(data)
                     break
                 data += more
                 cut = data.rfind(b"\n") + 1
-            if cut < len(data):
+            if cut < len(data) and offset + len(data) < end:
                 fh.seek(cut - len(data), os.SEEK_CUR)
                 data = data[:cut]
             block = TextBlock(line, data, offset)
