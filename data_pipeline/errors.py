@@ -7,12 +7,17 @@ field, what was expected and what was found) and are turned into one clear line 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from os import PathLike
 
 
 class FedrecError(Exception):
     """Base class: the CLI prints ``str(error)`` on one line and exits with status 2."""
+
+    def __str__(self) -> str:
+        # One line whatever was put in: a third-party message (pyarrow's) can span several.
+        return re.sub(r"\s*\n\s*", " ", super().__str__()).strip()
 
 
 class DataFormatError(FedrecError):

@@ -15,6 +15,7 @@ this generator. It keeps what matters to the systems built on it:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,11 +69,11 @@ class SynthConfig:
             raise ConfigError(
                 "profile", f"unknown profile {self.profile!r}; expected one of {sorted(PROFILES)}"
             )
-        if self.zipf <= 0:
-            raise ConfigError("zipf", f"must be positive, got {self.zipf}")
+        if not (math.isfinite(self.zipf) and self.zipf > 0):  # NaN passes a plain `<= 0` check
+            raise ConfigError("zipf", f"must be a positive finite number, got {self.zipf}")
         if self.max_cardinality is not None and self.max_cardinality < 2:
             raise ConfigError("max_cardinality", f"must be at least 2, got {self.max_cardinality}")
-        if not 0 < self.positive_rate < 1:
+        if not 0 < self.positive_rate < 1:  # False for NaN too
             raise ConfigError("positive_rate", f"must be in (0, 1), got {self.positive_rate}")
 
     @property

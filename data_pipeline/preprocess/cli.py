@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from data_pipeline.clihelp import HelpFormatter
@@ -83,8 +84,11 @@ def cmd_preprocess(args, trainer_factory) -> int:
     low, high = parse_workers(args.workers)
     if args.train_steps < 0:
         raise ConfigError("--train-steps", f"must be >= 0, got {args.train_steps}")
-    if args.range_mb <= 0:
-        raise ConfigError("--range-mb", f"must be positive, got {args.range_mb}")
+    for option, value in (("--range-mb", args.range_mb), ("--lr", args.lr)):
+        if not (math.isfinite(value) and value > 0):  # NaN passes a plain `<= 0` check
+            raise ConfigError(option, f"must be a positive number, got {value}")
+    if args.label_threshold is not None and not math.isfinite(args.label_threshold):
+        raise ConfigError("--label-threshold", f"must be a finite number, got {args.label_threshold}")
     cfg = make_config(
         input=args.input,
         format=args.format,
@@ -105,8 +109,9 @@ def cmd_preprocess(args, trainer_factory) -> int:
         ordered=args.ordered,
     )
     options = TrainerOptions(lr=args.lr, embedding_dim=args.embedding_dim, seed=args.seed, threads=args.trainer_threads)
-    if options.lr <= 0 or options.embedding_dim < 1 or options.threads < 1:
-        raise ConfigError("--lr/--embedding-dim/--trainer-threads", "must be positive")
+    for option, value in (("--embedding-dim", options.embedding_dim), ("--trainer-threads", options.threads)):
+        if value < 1:
+            raise ConfigError(option, f"must be >= 1, got {value}")
     result = run_preprocess(
         cfg,
         out=args.out,

@@ -40,7 +40,7 @@ class PreprocessConfig(BaseModel):
     buckets: int = Field(100_000, ge=1)  # categorical hashing: raw id -> id mod buckets
     bucketize: bool = False  # criteo: also emit log2 buckets of each dense feature (B1..B13)
     negatives: int = Field(0, ge=0)  # interactions: sampled negatives per observed row
-    label_threshold: float | None = None  # interactions: label = rating >= threshold (else 1)
+    label_threshold: float | None = Field(None, allow_inf_nan=False)  # interactions: label = rating >= it (else 1)
     seed: int = 0
     # reading
     columns: str = "user,item,rating,timestamp"

@@ -8,8 +8,8 @@ Data's prefetch thread. The pool is a fixed size or autoscales between the bound
 
 Why not ``streaming_split`` for several consumers: it hands out blocks in lock-step, so every
 consumer waits for the slowest (a known Ray issue). A consumer of its own speed gets its own
-pipeline over its own share of the units instead (``units=...``: e.g. ``units[i::n]``); each
-pipeline's pool backs up only its own consumer.
+pipeline over its own share of the units instead (``RayDataStream(cfg, units=shard)`` for each
+shard of ``units.shard_units``); each pipeline's pool backs up only its own consumer.
 
 Worker processes get ``POLARS_MAX_THREADS=1``: one actor is one core's worth of preprocessing,
 so the pool size is the number of cores preprocessing uses, and actors do not oversubscribe the

@@ -61,3 +61,12 @@ def line_at_offset(path: str | os.PathLike, offset: int) -> int:
             newlines += int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == ord("\n")))
             done += len(chunk)
     return newlines + 1
+
+
+def shard_units(units: list[ByteRange], consumers: int) -> list[list[ByteRange]]:
+    """Give each of ``consumers`` trainers its own share of the units (round robin), to feed each
+    through its own pipeline: unlike ``streaming_split``, a slow consumer then backs up only its
+    own pipeline, never the others'. Every unit goes to exactly one consumer."""
+    if consumers < 1:
+        raise ValueError(f"consumers must be >= 1, got {consumers}")
+    return [units[i::consumers] for i in range(consumers)]

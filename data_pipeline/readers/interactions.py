@@ -119,7 +119,8 @@ def read_parquet_interactions(
     try:
         table = pq.read_table(p)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise DataFormatError(p, f"not a readable Parquet file ({exc})") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataFormatError(p, f"not a readable Parquet file ({reason})") from None
     frame = _map_columns(p, table.to_pandas(), columns)
     return _finish(p, _validate_frame(p, frame), ReadReport(str(p), rows=len(frame)))
 

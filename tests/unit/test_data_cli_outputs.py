@@ -39,6 +39,7 @@ def test_convert_bad_line_late_leaves_no_partial_parquet(tmp_path, capsys, crite
     assert code == 2 and stdout == ""
     assert err.count("\n") == 1 and "line 55000, field 'I1'" in err and "Traceback" not in err
     assert _files(tmp_path) == []  # neither the final name nor a temporary file
+    assert not (tmp_path / "out").exists()  # nor the folder made for it
 
 
 def test_convert_keeps_an_existing_file_when_it_fails(tmp_path, capsys, criteo_60k):

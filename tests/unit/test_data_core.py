@@ -132,3 +132,17 @@ def test_tier_assignment_random_and_correlated():
     assert np.corrcoef(stat, corr)[0, 1] > 0.5
     with pytest.raises(ConfigError, match="sum to 1"):
         assign_tiers(10, [0.5, 0.6])
+
+
+def test_criteo_stats_with_a_column_missing_in_every_row(tmp_path):
+    # one row whose I12 is empty: the accumulator meets an empty block (found by tests/fuzz)
+    from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
+    from data_pipeline.stats import criteo_stats
+    from data_pipeline.synth import DENSE_NAMES, SPARSE_NAMES
+
+    f = tmp_path / "one.tsv"
+    f.write_text("0\t1\t1\t5\t0\t1382\t4\t15\t2\t181\t1\t2\t\t2" + "\tab12" * 26 + "\n")
+    st = criteo_stats(iter_criteo(f, CriteoOptions(transform=False)), DENSE_NAMES, SPARSE_NAMES)
+    by_name = {x["name"]: x for x in st.features}
+    assert st.rows == 1 and by_name["I12"] == {"name": "I12", "cardinality": 0, "missing_fraction": 1.0}
+    assert by_name["I1"]["cardinality"] == 1 and by_name["C1"]["cardinality"] == 1

@@ -16,7 +16,7 @@ from data_pipeline.preprocess.config import make_config
 from data_pipeline.preprocess.run import StallStats, TrainerOptions, run_preprocess, train_on_stream
 from data_pipeline.preprocess.stream import InProcessStream
 from data_pipeline.preprocess.transforms import bucketize_dense
-from data_pipeline.preprocess.units import aligned, line_at_offset, split_ranges
+from data_pipeline.preprocess.units import aligned, line_at_offset, shard_units, split_ranges
 from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
 from data_pipeline.synth import SynthConfig, write_synthetic
 from fedrec.cli import main
@@ -42,6 +42,13 @@ def test_byte_ranges_own_every_line_exactly_once(tmp_path, range_bytes):
                 assert line_at_offset(f, start) == b"".join(lines).count(b"\n", 0, start) + 1
     assert b"".join(pieces) == b"".join(lines)
     assert all(p == b"" or p.endswith(b"\n") or p.endswith(b"newline") for p in pieces)
+
+
+def test_shards_give_each_unit_to_one_consumer(criteo_file):
+    units = split_ranges(criteo_file, 10_000)
+    shards = shard_units(units, 3)
+    assert len(shards) == 3 and sorted(u.index for s in shards for u in s) == [u.index for u in units]
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
 def test_in_process_stream_matches_the_criteo_reader(criteo_file):
