@@ -47,6 +47,7 @@ DEFAULT_ROWS = 10_000_000
 QUICK_ROWS = 200_000
 STALL_TARGET = 0.05  # DPP: with enough workers the trainer waits < 5% of its time
 GPU_CLASS_RATES = (200_000, 1_000_000)  # samples/s of GPU-class DLRM trainers, for the model
+BUFFER_ROWS = 1_000_000  # rows the model lets the pool run ahead of the trainer (~200 MB of Arrow)
 
 
 # ------------------------------------------------------------------ one run (in a child process)
@@ -111,48 +112,58 @@ def _block_seconds(cfg) -> list[float]:
 
 def simulate(
     workers: int, worker_rows_per_s: float, cv: float, trainer_rows_per_s: float, batch: int,
-    block_rows: int, prefetch_batches: int = 4, steps: int = 1_000, seed: int = 0,
+    block_rows: int, buffer_rows: int = BUFFER_ROWS, steps: int = 4_000, seed: int = 0,
 ) -> float:
     """Steady-state stall fraction of a trainer fed by ``workers`` workers (discrete events).
 
     Each worker turns out blocks of ``block_rows`` rows, one after another, each taking
     ``block_rows / worker_rows_per_s`` seconds times a log-normal factor with coefficient of
     variation ``cv``. Back-pressure: block ``j`` cannot start before block ``j - capacity`` was
-    taken by the trainer (``capacity`` = the prefetch buffer plus one block per worker). The
+    taken by the trainer (``capacity`` = the blocks ``buffer_rows`` hold, plus one in flight per
+    worker; Ray Data bounds what runs ahead by object-store bytes, ~1M Criteo rows here). The
     trainer takes ``batch`` rows per step of ``batch / trainer_rows_per_s`` seconds, from blocks
-    in the order they finish, and waits when fewer rows are ready. Step 1 (start-up) is left out,
-    as in the measured stall fraction.
+    in the order they finish, and waits when fewer rows are ready. The stall is counted over the
+    second half of the steps: the steady state, past the ramp-up of workers that all start at once.
     """
     rng = np.random.default_rng(seed)
     sigma = math.sqrt(math.log(1 + cv**2))
     block_time = block_rows / worker_rows_per_s
     step_time = batch / trainer_rows_per_s
-    capacity = prefetch_batches * -(-batch // block_rows) + workers
+    capacity = -(-buffer_rows // block_rows) + workers
     free_at = [0.0] * workers
-    done: list[float] = []  # finish times, kept sorted
-    taken_at: list[float] = []  # when the trainer took block i (in finish order)
+    done: list[float] = []  # finish times of every block started so far, sorted
+    taken_at: list[float] = []  # when the trainer took its i-th block (blocks are taken as they finish)
     trainer = waited = 0.0
-    started_at = None
+    started_at = 0.0
+    counted_from = steps // 2
+
+    def earliest_start() -> tuple[int, float]:
+        w = int(np.argmin(free_at))
+        j = len(done)
+        if j < capacity:
+            return w, free_at[w]
+        freed = taken_at[j - capacity] if j - capacity < len(taken_at) else math.inf  # back-pressure
+        return w, max(free_at[w], freed)
+
     for step in range(steps):
-        need = -(-(step + 1) * batch // block_rows)  # blocks that must be finished for this step
-        while len(done) < need:
-            j = len(done)
-            w = int(np.argmin(free_at))
-            start = free_at[w]
-            if j >= capacity:
-                start = max(start, taken_at[j - capacity] if j - capacity < len(taken_at) else trainer)
+        need = -(-(step + 1) * batch // block_rows)  # blocks this step reads from
+        while True:  # start every block a worker could have started by now, and any still needed
+            w, start = earliest_start()
+            if len(done) >= need and start > trainer:
+                break
+            start = trainer if math.isinf(start) else start
             finish = start + block_time * float(rng.lognormal(-(sigma**2) / 2, sigma))
             free_at[w] = finish
             done.insert(int(np.searchsorted(done, finish)), finish)
-        ready = done[need - 1]
+        ready = done[need - 1]  # the need-th block to finish: consumption in finish order
         begin = max(trainer, ready)
-        if step == 0:
-            started_at = begin
-        else:
+        if step == counted_from:
+            started_at = trainer
+        if step >= counted_from:
             waited += begin - trainer
         taken_at.extend([begin] * (need - len(taken_at)))
         trainer = begin + step_time
-    busy = trainer - started_at - step_time  # steps 2..K: waits and steps
+    busy = trainer - started_at  # the counted steps: their waits and their steps
     return waited / busy if busy > 0 else 0.0
 
 
@@ -214,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                     "config": {**base, "min_workers": w, "max_workers": w},
                 }  # fmt: skip
                 t = time.perf_counter()
-                result = run_child([__file__, "--child", json.dumps(spec)], timeout=3600)
+                result = _run_with_retries(spec)
                 result.update(kind=kind, repeat=repeat, wall_seconds=time.perf_counter() - t)
                 runs.append(result)
                 print(_line(result), file=sys.stderr)
@@ -225,6 +236,19 @@ def main(argv: list[str] | None = None) -> int:
     print(record["model_table"])
     plot(record, args.out / "bench_dpp.png")
     return 0
+
+
+def _run_with_retries(spec: dict, attempts: int = 3) -> dict:
+    """A run in a fresh process; on a saturated machine Ray sometimes misses its start-up window,
+    so a failed start is retried (the failure is not a measurement)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run_child([__file__, "--child", json.dumps(spec)], timeout=3600)
+        except RuntimeError as exc:
+            if attempt == attempts or "could not start" not in str(exc):
+                raise
+            print(f"  Ray did not start (attempt {attempt}); retrying", file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 def _line(r: dict) -> str:

@@ -28,6 +28,7 @@ from ray.data.collate_fn import ArrowBatchCollateFn
 from torchrec.datasets.utils import Batch
 
 from data_pipeline.batches import FeatureSpec
+from data_pipeline.errors import FedrecError
 from data_pipeline.preprocess.batches import arrow_to_batch
 from data_pipeline.preprocess.config import PreprocessConfig
 from data_pipeline.preprocess.stream import PreprocessStream
@@ -37,23 +38,41 @@ from data_pipeline.preprocess.units import ByteRange
 PREFETCH_BATCHES = 4  # batches Ray Data prepares ahead of the trainer
 
 
-def ensure_ray(workers: int) -> None:
+class RayStartError(FedrecError):
+    """Ray could not be started or joined (one line on the CLI, like any other fedrec error)."""
+
+
+def ensure_ray(workers: int, attempts: int = 2) -> None:
     """Join the cluster named by RAY_ADDRESS, or start a local Ray with room for ``workers``
-    one-CPU actors besides the driver (logical CPUs; on a small machine they share the cores)."""
+    one-CPU actors besides the driver (logical CPUs; on a small machine they share the cores).
+
+    A local start is tried twice: on a saturated machine Ray's raylet can miss its fixed 30 s
+    start-up window, and a second try usually makes it."""
     if ray.is_initialized():
         return
     _quiet_ray_logs()
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)  # the token banner
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-    else:
-        ray.init(
-            num_cpus=max(os.cpu_count() or 1, workers + 1),
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-            runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}},
-        )
+    for attempt in range(1, attempts + 1):
+        try:
+            if os.environ.get("RAY_ADDRESS"):
+                ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+            else:
+                ray.init(
+                    num_cpus=max(os.cpu_count() or 1, workers + 1),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}},
+                )
+            return
+        except Exception as exc:  # Ray raises bare Exception/ConnectionError/RuntimeError here
+            if ray.is_initialized():
+                ray.shutdown()
+            if attempt == attempts:
+                where = os.environ.get("RAY_ADDRESS") or "a local Ray"
+                raise RayStartError(
+                    f"could not start {where} ({exc}); retry, or pass --workers 0 to preprocess in this process"
+                ) from None
 
 
 @ray.remote(num_cpus=0)
@@ -148,8 +167,7 @@ class RayDataStream(PreprocessStream):
                     self.rows_out += rows_of(item)
                     yield item
             self._collect_reports()
-            self.report.rows = self.rows_out
-            self.finish()
+            self._done()
         finally:
             if self._collector is not None:
                 ray.kill(self._collector)

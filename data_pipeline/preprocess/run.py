@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from data_pipeline.atomic import AtomicOutputs, write_json_atomic
 from data_pipeline.batches import FeatureSpec
+from data_pipeline.errors import ConfigError
 from data_pipeline.preprocess.config import PreprocessConfig
 from data_pipeline.preprocess.stream import PreprocessStream, open_stream
 
@@ -208,8 +209,6 @@ def _consume(stream: PreprocessStream, sink: _ParquetSink, steps, factory, optio
     try:
         if steps:
             if factory is None:
-                from data_pipeline.errors import ConfigError
-
                 raise ConfigError("--train-steps", "training on the stream needs fedrec's trainer (run it through the fedrec CLI)")
             trainer = factory(stream.spec, options)
             items = stream.batches(keep_tables=sink.path is not None)

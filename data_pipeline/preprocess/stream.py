@@ -42,14 +42,28 @@ class PreprocessStream:
         """Bring up whatever serves the stream (nothing, in-process)."""
 
     def tables(self) -> Iterator[pa.Table]:
-        raise NotImplementedError
+        """Arrow tables as the workers made them (one per block)."""
+        for table in self._tables():
+            self.rows_out += table.num_rows
+            yield table
+        self._done()
 
     def batches(self, keep_tables: bool = False) -> Iterator[Batch | tuple[Batch, pa.Table]]:
         """TorchRec batches of ``cfg.batch_size`` rows (the last may be shorter); with
-        ``keep_tables`` each comes with its Arrow table, ``(batch, table)``."""
-        for table in rebatch(self.tables(), self.cfg.batch_size):
+        ``keep_tables`` each comes with its Arrow table, ``(batch, table)``. ``rows_out`` counts
+        the rows handed out, not those read ahead."""
+        for table in rebatch(self._tables(), self.cfg.batch_size):
             batch = arrow_to_batch(table, self.spec)
+            self.rows_out += table.num_rows
             yield (batch, table) if keep_tables else batch
+        self._done()
+
+    def _tables(self) -> Iterator[pa.Table]:
+        raise NotImplementedError
+
+    def _done(self) -> None:
+        self.report.rows = self.rows_out
+        self.finish()
 
     def absorb(self, unit: UnitReport) -> None:
         """Count a unit's skipped lines; its first examples get file line numbers."""
@@ -100,16 +114,13 @@ def _find_cause(exc: BaseException | None) -> Exception | None:
 class InProcessStream(PreprocessStream):
     """Every unit in turn, in this process: the on-trainer preprocessing baseline."""
 
-    def tables(self) -> Iterator[pa.Table]:
+    def _tables(self) -> Iterator[pa.Table]:
         with self.errors_named():
             for out in run_units(self.cfg, self.plan, self.units):
                 if isinstance(out, UnitReport):
                     self.absorb(out)
-                    continue
-                self.rows_out += out.num_rows
-                yield out
-        self.report.rows = self.rows_out
-        self.finish()
+                else:
+                    yield out
 
 
 def open_stream(cfg: PreprocessConfig) -> PreprocessStream:

@@ -48,7 +48,7 @@ from data_pipeline.readers._text import (
     split_lines,
 )
 from data_pipeline.readers.criteo import parse_block, transform_block
-from data_pipeline.readers.interactions import _CANONICAL_SPECS, parse_columns
+from data_pipeline.readers.interactions import field_specs, parse_columns
 from data_pipeline.synth import DENSE_NAMES
 
 INTERACTION_COLUMNS = ("user", "item", "label")
@@ -79,10 +79,7 @@ def plan_input(cfg: PreprocessConfig) -> InputPlan:
     names = parse_columns(columns)
     p = check_text_file(path, cfg.encoding)
     sep = sep or ("\t" if cfg.format == "tsv" else ",")
-    fields = tuple(
-        _CANONICAL_SPECS.get(n, FieldSpec(f"_drop{i}", pl.String, "a value", allow_empty=True))
-        for i, n in enumerate(names)
-    )
+    fields = tuple(field_specs(names))
     if cfg.label_threshold is not None and "rating" not in names:
         raise DataFormatError(p, "label_threshold needs a rating column", expected="'rating' among --columns")
     detected = None

@@ -46,6 +46,14 @@ _CANONICAL_SPECS = {
 }
 
 
+def field_specs(names: Sequence[str]) -> list[FieldSpec]:
+    """How each named column of a delimited log is parsed ('_' columns are read and dropped)."""
+    return [
+        _CANONICAL_SPECS.get(n, FieldSpec(f"_drop{i}", pl.String, "a value", allow_empty=True))
+        for i, n in enumerate(names)
+    ]
+
+
 def parse_columns(columns: str | Sequence[str] | None) -> list[str] | None:
     """Canonical names of a delimited file's columns in file order ('_' drops one)."""
     if columns is None:
@@ -94,10 +102,7 @@ def read_csv_interactions(
     if header is None:
         detected = detect_header(p, sep, numeric, names, encoding)
         header = detected is not None
-    fields = [
-        _CANONICAL_SPECS.get(n, FieldSpec(f"_drop{i}", pl.String, "a value", allow_empty=True))
-        for i, n in enumerate(names)
-    ]
+    fields = field_specs(names)
     frame, report = read_delimited(
         p,
         sep,
