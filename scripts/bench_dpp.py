@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _bench_common import REPO_ROOT, format_table, line_chart, machine, run_child, write_json
+from _bench_common import REPO_ROOT, format_table, line_chart, machine, write_json
 
 DEFAULT_FILE = Path("/tmp/fedrec-dpp/synth10m.tsv")
 DEFAULT_ROWS = 10_000_000
@@ -203,10 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows, workers 0,1,2, 20 DLRM steps")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "bench_dpp")
+    ap.add_argument("--resume", action="store_true", help="keep the runs already in OUT/runs.jsonl")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+    if args.child:  # the result goes to a file: Ray's processes may write to our stdout too
+        Path(args.result).write_text(json.dumps(child(json.loads(args.child))))
         return 0
     if args.quick:
         args.file = args.out / "quick.tsv" if args.file == DEFAULT_FILE else args.file
@@ -215,11 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     kinds = args.kinds.split(",")
     path = ensure_file(args.file, args.rows)
     base = {"input": str(path), "format": "criteo", "batch_size": args.batch_size, "buckets": args.buckets}
-    blocks = run_child([__file__, "--child", json.dumps({"kind": "blocks", "config": {**base, "max_workers": 0, "min_workers": 0}})])
-    runs = []
+    blocks = _run_with_retries({"kind": "blocks", "config": {**base, "max_workers": 0, "min_workers": 0}})
+    log = args.out / "runs.jsonl"
+    runs = [json.loads(line) for line in log.read_text().splitlines()] if args.resume and log.exists() else []
+    if not args.resume:
+        log.unlink(missing_ok=True)
+    have = {(r["kind"], r["workers"], r["repeat"]) for r in runs}
     for repeat in range(args.repeats):
         for kind in kinds:
             for w in workers:
+                if (kind, w, repeat) in have:
+                    continue
                 spec = {
                     "kind": kind, "accel_ms": args.accel_ms, "dlrm_steps": args.dlrm_steps, "rows": args.rows_per_run,
                     "config": {**base, "min_workers": w, "max_workers": w},
@@ -228,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 result = _run_with_retries(spec)
                 result.update(kind=kind, repeat=repeat, wall_seconds=time.perf_counter() - t)
                 runs.append(result)
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "a") as fh:  # kept as we go: --resume picks up after a crash
+                    fh.write(json.dumps(result) + "\n")
                 print(_line(result), file=sys.stderr)
     record = summarize(runs, workers, kinds, args, blocks["block_seconds"])
     record["machine"] = machine()
@@ -241,13 +252,20 @@ def main(argv: list[str] | None = None) -> int:
 def _run_with_retries(spec: dict, attempts: int = 3) -> dict:
     """A run in a fresh process; on a saturated machine Ray sometimes misses its start-up window,
     so a failed start is retried (the failure is not a measurement)."""
+    import tempfile
+
     for attempt in range(1, attempts + 1):
-        try:
-            return run_child([__file__, "--child", json.dumps(spec)], timeout=3600)
-        except RuntimeError as exc:
-            if attempt == attempts or "could not start" not in str(exc):
-                raise
-            print(f"  Ray did not start (attempt {attempt}); retrying", file=sys.stderr)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "result.json"
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(spec), "--result", str(result)],
+                capture_output=True, text=True, timeout=3600, cwd=REPO_ROOT,
+            )  # fmt: skip
+            if proc.returncode == 0 and result.exists():
+                return json.loads(result.read_text())
+        if attempt == attempts or "could not start" not in proc.stderr:
+            raise RuntimeError(f"run {spec['kind']} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        print(f"  Ray did not start (attempt {attempt}); retrying", file=sys.stderr)
     raise AssertionError("unreachable")
 
 
