@@ -7,7 +7,7 @@ PINS      := requirements/constraints.txt
 STAMP     := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test fuzz lint bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test: install
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+# The fuzz suite with many more examples per property (tests/fuzz/conftest.py: profile "fuzz", a new
+# random seed each run); FEDREC_FUZZ_EXAMPLES=N sets the count. `make test` runs a small fixed set.
+fuzz: install
+	FEDREC_FUZZ=fuzz $(PY) -m pytest -q $(PYTEST_ARGS) tests/fuzz --hypothesis-show-statistics
 
 lint: install
 	$(PY) -m ruff check .

@@ -3,7 +3,7 @@
 Every file a command writes goes first to a temporary file in the destination folder (same file
 system, so the final ``os.replace`` is atomic) and is renamed into place only when the whole command
 succeeded; on any error the temporaries are removed and no file with a final name is touched. Parent
-folders are created. An unknown extension is refused up front with a ``ConfigError`` naming the
+folders are created (and removed again, when they were new and are still empty, if the command fails). An unknown extension is refused up front with a ``ConfigError`` naming the
 option and the accepted extensions, before any work is done.
 
 Several outputs of one command (say ``plan.json`` and its ``--plot``) are committed together by
@@ -21,6 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from data_pipeline.errors import ConfigError
+
+
+def _default_file_mode() -> int:
+    """What ``open(path, "w")`` would give: 0666 less the umask (read once, at import)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
 
 
 def check_suffix(path: str | os.PathLike, suffixes: tuple[str, ...] | None, option: str) -> Path:
@@ -47,13 +57,17 @@ class AtomicOutputs:
             if path is not None:
                 self.final[option] = check_suffix(path, suffixes, option)
         self.tmp: dict[str, Path] = {}
+        self.made: list[Path] = []  # folders this object created, removed again on failure
 
     def __enter__(self) -> dict[str, Path]:
         try:
             for option, final in self.final.items():
+                missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
                 final.parent.mkdir(parents=True, exist_ok=True)
+                self.made += missing
                 # Keep the final suffix: writers such as matplotlib pick the format from it.
                 fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+                os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; the output is an ordinary file
                 os.close(fd)
                 self.tmp[option] = Path(tmp)
         except OSError as exc:
@@ -72,6 +86,7 @@ class AtomicOutputs:
         for option, tmp in self.tmp.items():
             os.replace(tmp, self.final[option])
         self.tmp.clear()
+        self.made.clear()
         return False
 
     def _cleanup(self) -> None:
@@ -81,6 +96,12 @@ class AtomicOutputs:
             except FileNotFoundError:
                 pass
         self.tmp.clear()
+        for folder in self.made:  # deepest first: a failed command leaves no new folder either
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else wrote there) or already gone
+                pass
+        self.made.clear()
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""``fedrec data ...``: statistics, conversion to Parquet, synthetic data."""
+"""``fedrec data ...``: statistics, conversion to Parquet, synthetic data, preprocessing service."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.atomic import AtomicOutputs, atomic_path
 from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError, ReadReport
+from data_pipeline.preprocess.cli import add_preprocess_parser
 from data_pipeline.readers import INTERACTION_FORMATS, dataset_extras, load_interactions
 from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
 from data_pipeline.stats import criteo_stats, interaction_stats, plot_stats
@@ -26,14 +27,21 @@ WorkloadWriter = Callable[[str, list[tuple[str, np.ndarray, int, float, float]]]
 _workload_writer: WorkloadWriter | None = None
 
 
-def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
+def register(subparsers, workload_writer: WorkloadWriter | None = None, stream_trainer=None) -> None:
     """Add ``fedrec data ...``. ``workload_writer`` (given by the top-level CLI, which knows the
     sharding package) turns per-table access counts into the planner's workload file for
-    ``data stats --workload``; this package never imports the layers above it."""
+    ``data stats --workload``; ``stream_trainer`` (a ``preprocess.run.TrainerFactory``: fedrec's
+    central DLRM) is what ``data preprocess --train-steps`` trains. This package never imports the
+    layers above it."""
     global _workload_writer
     _workload_writer = workload_writer
     data = subparsers.add_parser(
-        "data", help="dataset statistics, conversion and synthetic data", formatter_class=HelpFormatter
+        "data",
+        help="dataset statistics, conversion, synthetic data and the preprocessing service",
+        formatter_class=HelpFormatter,
+        epilog="examples:\n  fedrec data stats ../shared/datasets/ml-100k --format movielens --json\n"
+        "  fedrec data convert ratings.csv --format csv --columns item,user,rating,timestamp --no-header --out r.parquet\n"
+        "  fedrec data synth --rows 100000 --seed 0 --out synth.tsv",
     )
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
@@ -48,7 +56,7 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
     )
     _add_input(stats)
     stats.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    stats.add_argument("--plot", metavar="PNG", help="also draw access CDFs to this PNG")
+    stats.add_argument("--plot", metavar="PNG", help="also draw access CDFs to this PNG (or .svg/.pdf)")
     stats.add_argument("--workload", metavar="JSON", help="write a sharding workload (per-table access CDFs)")
     stats.add_argument("--dim", type=int, default=64, help="embedding dim recorded in the workload")
     stats.set_defaults(func=cmd_stats)
@@ -61,7 +69,7 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
         "  fedrec data convert day_0.tsv --format criteo --buckets 1000000 --out day0.parquet",
     )
     _add_input(convert)
-    convert.add_argument("--out", required=True, metavar="FILE.parquet")
+    convert.add_argument("--out", required=True, metavar="FILE.parquet", help="written whole or not at all")
     convert.add_argument(
         "--buckets", type=int, default=1 << 22, help="criteo: hash buckets per categorical feature"
     )
@@ -78,8 +86,12 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None) -> None:
     synth.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of id accesses")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-cardinality", type=int, default=None, help="cap every table at this many rows")
-    synth.add_argument("--out", required=True, help=".tsv (Criteo text format) or .parquet (encoded ids)")
+    synth.add_argument(
+        "--out", required=True, help=".tsv/.txt (Criteo text format) or .parquet (encoded ids); written whole or not at all"
+    )
     synth.set_defaults(func=cmd_synth)
+
+    add_preprocess_parser(sub, stream_trainer)
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
@@ -94,54 +106,72 @@ def _add_input(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--header",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="csv/tsv: the first line is a header (default: detect)",
+        help="csv/tsv: the first line is a header, or (--no-header) data; default: detect a line of "
+        "names and say so on stderr",
+    )
+    p.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text formats: the file's encoding (an ASCII-compatible codec: utf-8, latin-1, cp1252, ...)",
     )
     p.add_argument("--on-bad-lines", choices=("error", "skip"), default="error")
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 def cmd_stats(args) -> int:
+    outputs = AtomicOutputs({"--workload": (args.workload, (".json",)), "--plot": (args.plot, PLOT_SUFFIXES)})
     if args.format == "criteo":
         report = ReadReport(args.path)
         batches = iter_criteo(
-            args.path, CriteoOptions(transform=False, on_bad_lines=args.on_bad_lines), report
+            args.path,
+            CriteoOptions(transform=False, on_bad_lines=args.on_bad_lines, encoding=args.encoding),
+            report,
         )
         st = criteo_stats(batches, DENSE_NAMES, SPARSE_NAMES)
-        out = st.to_dict()
-        if args.workload:
-            tables = []
-            for f in st.features[len(DENSE_NAMES) :]:
-                counts = st.counts[f["name"]]
-                tables.append(
-                    _table(f["name"], counts, args.dim, pooling=1.0, coverage=1.0 - f["missing_fraction"])
-                )
-            _write_workload(args.workload, tables)
+        tables = [
+            _table(f["name"], st.counts[f["name"]], args.dim, pooling=1.0, coverage=1.0 - f["missing_fraction"])
+            for f in st.features[len(DENSE_NAMES) :]
+        ]
     else:
-        data = load_interactions(
-            args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines
-        )
+        data = _load(args)
         report = data.report
         st = interaction_stats(data)
-        out = {**st.to_dict(), **dataset_extras(data, args.format)}
-        if args.workload:
-            user = data.column("user")
-            item = data.column("item")
-            tables = [
-                _table("user", np.bincount(user, minlength=len(data.vocabs["user"])), args.dim, 1.0, 1.0),
-                _table("item", np.bincount(item, minlength=len(data.vocabs["item"])), args.dim, 1.0, 1.0),
-            ]
-            _write_workload(args.workload, tables)
+        tables = [
+            _table(key, np.bincount(data.column(key), minlength=len(data.vocabs[key])), args.dim, 1.0, 1.0)
+            for key in ("user", "item")
+        ]
+    out = {**st.to_dict(), **(dataset_extras(data, args.format) if args.format != "criteo" else {})}
+    if report is not None and (report.skipped or report.header):
+        print(f"fedrec: note: {report.summary()}", file=sys.stderr)
     if report is not None and report.skipped:
-        print(f"fedrec: warning: {report.summary()}", file=sys.stderr)
         out["skipped_rows"] = report.skipped
-    if args.plot:
-        plot_stats(st, args.plot)
+    if report is not None and report.header:
+        out["header"] = report.header
+    with outputs as tmp:
+        if args.workload:
+            _write_workload(str(tmp["--workload"]), tables)
+        if args.plot:
+            plot_stats(st, tmp["--plot"])
     if args.json:
         print(json.dumps(out, default=_json_default))
     else:
         _print_human(out)
     return 0
+
+
+def _load(args):
+    return load_interactions(
+        args.path,
+        args.format,
+        columns=args.columns,
+        header=args.header,
+        on_bad_lines=args.on_bad_lines,
+        encoding=args.encoding,
+    )
 
 
 def _table(name, counts, dim, pooling, coverage):
@@ -155,30 +185,27 @@ def _write_workload(path: str, tables: list) -> None:
 
 
 def cmd_convert(args) -> int:
-    out = Path(args.out)
-    if args.format == "criteo":
-        report = ReadReport(args.path)
-        writer = None
-        try:
-            for batch in iter_criteo(
-                args.path, CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines), report
-            ):
-                writer = writer or pq.ParquetWriter(out, batch.schema)
-                writer.write_table(pa.Table.from_batches([batch]))
-        finally:
-            if writer:
-                writer.close()
-    else:
-        data = load_interactions(
-            args.path, args.format, columns=args.columns, header=args.header, on_bad_lines=args.on_bad_lines
-        )
-        report = data.report
-        df = data.raw_interactions()
-        for col in ("user", "item"):
-            df[col] = df[col].astype(str) if df[col].map(type).nunique() > 1 else df[col].infer_objects()
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out)
-    print(report.summary() if report else f"wrote {out}", file=sys.stderr)
-    print(str(out))
+    with atomic_path(args.out, (".parquet",), "--out") as tmp:
+        if args.format == "criteo":
+            report = ReadReport(args.path)
+            options = CriteoOptions(num_buckets=args.buckets, on_bad_lines=args.on_bad_lines, encoding=args.encoding)
+            writer = None
+            try:
+                for batch in iter_criteo(args.path, options, report):
+                    writer = writer or pq.ParquetWriter(tmp, batch.schema)
+                    writer.write_table(pa.Table.from_batches([batch]))
+            finally:
+                if writer:
+                    writer.close()
+        else:
+            data = _load(args)
+            report = data.report
+            df = data.raw_interactions()
+            for col in ("user", "item"):
+                df[col] = df[col].astype(str) if df[col].map(type).nunique() > 1 else df[col].infer_objects()
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+    print(report.summary(), file=sys.stderr)
+    print(str(args.out))
     return 0
 
 

@@ -7,12 +7,17 @@ field, what was expected and what was found) and are turned into one clear line 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from os import PathLike
 
 
 class FedrecError(Exception):
     """Base class: the CLI prints ``str(error)`` on one line and exits with status 2."""
+
+    def __str__(self) -> str:
+        # One line whatever was put in: a third-party message (pyarrow's) can span several.
+        return re.sub(r"\s*\n\s*", " ", super().__str__()).strip()
 
 
 class DataFormatError(FedrecError):
@@ -29,6 +34,7 @@ class DataFormatError(FedrecError):
         found: object = None,
     ) -> None:
         self.path = str(path) if path is not None else None
+        self.message = message
         self.line = line
         self.field = field
         self.expected = expected
@@ -46,6 +52,20 @@ class DataFormatError(FedrecError):
                 detail += f", found {_show(found)}"
         super().__init__(f"{where}: {detail}" if detail else where)
 
+    def __reduce__(self):
+        # Rebuilt from its parts, so the error crosses process boundaries (Ray workers) intact.
+        return (_rebuild_format_error, (self.path, self.message, self.line, self.field, self.expected, self.found))
+
+    def at_line(self, line: int | None) -> DataFormatError:
+        """The same error named at another line (a worker counts lines from its own first one)."""
+        return DataFormatError(
+            self.path, self.message, line=line, field=self.field, expected=self.expected, found=self.found
+        )
+
+
+def _rebuild_format_error(path, message, line, field, expected, found) -> DataFormatError:
+    return DataFormatError(path, message, line=line, field=field, expected=expected, found=found)
+
 
 class DatasetNotFoundError(FedrecError):
     """A dataset path that does not exist or lacks the files its format needs."""
@@ -56,7 +76,11 @@ class ConfigError(FedrecError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.message = message
         super().__init__(f"config field '{field}': {message}")
+
+    def __reduce__(self):
+        return (ConfigError, (self.field, self.message))
 
 
 def _show(value: object, limit: int = 60) -> str:
@@ -80,15 +104,18 @@ class BadLine:
 
 @dataclass
 class ReadReport:
-    """What a reader did: rows kept, rows skipped (with the first few shown)."""
+    """What a reader did: rows kept, rows skipped (with the first few shown), and the first line it
+    took as a header when it detected one (so a dropped line is never silent)."""
 
     path: str
     rows: int = 0
     skipped: int = 0
     examples: list[BadLine] = field(default_factory=list)
+    header: str | None = None
 
     def summary(self) -> str:
+        header = f" (line 1 taken as a header: {self.header!r}; --no-header reads it as data)" if self.header else ""
         if not self.skipped:
-            return f"{self.path}: {self.rows} rows"
+            return f"{self.path}: {self.rows} rows{header}"
         shown = "; ".join(b.describe() for b in self.examples)
-        return f"{self.path}: {self.rows} rows kept, {self.skipped} malformed rows skipped (first: {shown})"
+        return f"{self.path}: {self.rows} rows kept, {self.skipped} malformed rows skipped (first: {shown}){header}"

@@ -135,6 +135,8 @@ class _CountAccumulator:
         self.counts = np.empty(0, dtype=np.int64)
 
     def add(self, chunk: np.ndarray) -> None:
+        if chunk.size == 0:  # a block where this column is all missing (found by tests/fuzz)
+            return
         v, c = np.unique(chunk, return_counts=True)
         allv = np.concatenate([self.values, v])
         allc = np.concatenate([self.counts, c])

@@ -9,11 +9,13 @@ this generator. It keeps what matters to the systems built on it:
 * per-feature missing rates measured on the 1,000-row Criteo sample (its 13 dense and 26
   categorical columns);
 * labels drawn from a hidden logistic model over the ids and dense values, so AUC is learnable;
-* determinism: the same seed gives the same bytes, chunk size notwithstanding.
+* determinism: the same seed gives the same rows (and bytes), whatever the chunk size; rows are
+  generated in fixed blocks, each from its own random stream (``generate_chunks``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import ConfigError
 
 CRITEO_KAGGLE_CARDINALITIES = (
@@ -66,11 +69,11 @@ class SynthConfig:
             raise ConfigError(
                 "profile", f"unknown profile {self.profile!r}; expected one of {sorted(PROFILES)}"
             )
-        if self.zipf <= 0:
-            raise ConfigError("zipf", f"must be positive, got {self.zipf}")
+        if not (math.isfinite(self.zipf) and self.zipf > 0):  # NaN passes a plain `<= 0` check
+            raise ConfigError("zipf", f"must be a positive finite number, got {self.zipf}")
         if self.max_cardinality is not None and self.max_cardinality < 2:
             raise ConfigError("max_cardinality", f"must be at least 2, got {self.max_cardinality}")
-        if not 0 < self.positive_rate < 1:
+        if not 0 < self.positive_rate < 1:  # False for NaN too
             raise ConfigError("positive_rate", f"must be in (0, 1), got {self.positive_rate}")
 
     @property
@@ -126,40 +129,107 @@ def _id_weight(ids: np.ndarray, feature: int, seed: int) -> np.ndarray:
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) - 0.5  # uniform in [-0.5, 0.5)
 
 
+# Rows are generated in fixed blocks of this many, block k from its own random stream (seed, k);
+# ``chunk_rows`` only regroups finished rows, so the output never depends on it.
+BLOCK_ROWS = 1 << 16
+# The label bias is calibrated once, on a sample of this many rows drawn from its own stream, so
+# it depends on neither the chunk size nor the number of rows asked for.
+CALIBRATION_ROWS = 1 << 13
+# Independent random streams per seed: ``default_rng([seed, stream, ...])``.
+_BLOCK_STREAM, _IMPORTANCE_STREAM, _CALIBRATION_STREAM = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class _HiddenModel:
+    """The logistic model the labels are drawn from: per-feature importances and a bias."""
+
+    sparse_scale: np.ndarray
+    dense_coef: np.ndarray
+    bias: float
+
+
 def generate_chunks(cfg: SynthConfig, chunk_rows: int = 500_000) -> Iterator[dict[str, np.ndarray]]:
     """Yield column dicts: ``label`` (int8), ``I1..I13`` (float64, NaN missing, raw counts) and
-    ``C1..C26`` (int64 ids, -1 missing). Chunk k is seeded by (seed, k): deterministic by seed."""
-    cards = cfg.cardinalities
+    ``C1..C26`` (int64 ids, -1 missing), ``chunk_rows`` rows each (the last may be shorter).
+
+    The concatenated output depends only on ``cfg``, never on ``chunk_rows``.
+    """
+    if chunk_rows < 1:
+        raise ConfigError("chunk_rows", f"must be positive, got {chunk_rows}")
+    model = _hidden_model(cfg)
+    pending: list[dict[str, np.ndarray]] = []
+    held = 0
+    for block in _blocks(cfg, model):
+        pending.append(block)
+        held += len(block["label"])
+        while held >= chunk_rows:
+            chunk, pending = _take_rows(pending, chunk_rows)
+            held -= chunk_rows
+            yield chunk
+    if held:
+        yield _take_rows(pending, held)[0]
+
+
+def _hidden_model(cfg: SynthConfig) -> _HiddenModel:
     # Feature importance: a few strong features, most weak, as in real CTR data.
-    imp_rng = np.random.default_rng([cfg.seed, 999])
-    sparse_scale = imp_rng.exponential(0.8, len(cards))
+    imp_rng = np.random.default_rng([cfg.seed, _IMPORTANCE_STREAM])
+    sparse_scale = imp_rng.exponential(0.8, len(SPARSE_NAMES))
     dense_coef = imp_rng.normal(0, 0.3, len(DENSE_NAMES))
-    bias = None
-    done = 0
-    chunk = 0
-    while done < cfg.rows:
-        n = min(chunk_rows, cfg.rows - done)
-        rng = np.random.default_rng([cfg.seed, chunk])
-        cols: dict[str, np.ndarray] = {}
-        logit = np.zeros(n)
-        for j, name in enumerate(DENSE_NAMES):
-            values = np.floor(rng.lognormal(np.log(DENSE_MEDIANS[j] + 1.0), 1.0, n) - 1.0).clip(0)
-            logit += dense_coef[j] * (np.log1p(values) - np.log1p(DENSE_MEDIANS[j]))
-            values[rng.random(n) < DENSE_MISSING[j]] = np.nan
-            cols[name] = values
-        for j, name in enumerate(SPARSE_NAMES):
-            ranks = zipf_ranks(rng, n, cards[j], cfg.zipf)
-            ids = _scatter(ranks, cards[j])
-            logit += sparse_scale[j] * _id_weight(ids, j, cfg.seed)
-            ids[rng.random(n) < SPARSE_MISSING[j]] = -1
-            cols[name] = ids
-        if bias is None:  # calibrate once, on the first chunk, to the requested positive rate
-            bias = _calibrate(logit, cfg.positive_rate)
-        p = 1.0 / (1.0 + np.exp(-(logit + bias)))
+    unbiased = _HiddenModel(sparse_scale, dense_coef, 0.0)
+    rng = np.random.default_rng([cfg.seed, _CALIBRATION_STREAM])
+    _, logit = _features(cfg, unbiased, rng, CALIBRATION_ROWS)
+    return _HiddenModel(sparse_scale, dense_coef, _calibrate(logit, cfg.positive_rate))
+
+
+def _blocks(cfg: SynthConfig, model: _HiddenModel) -> Iterator[dict[str, np.ndarray]]:
+    for k, start in enumerate(range(0, cfg.rows, BLOCK_ROWS)):
+        n = min(BLOCK_ROWS, cfg.rows - start)
+        rng = np.random.default_rng([cfg.seed, _BLOCK_STREAM, k])
+        cols, logit = _features(cfg, model, rng, n)
+        p = 1.0 / (1.0 + np.exp(-(logit + model.bias)))
         label = (rng.random(n) < p).astype(np.int8)
         yield {"label": label, **cols}
-        done += n
-        chunk += 1
+
+
+def _features(
+    cfg: SynthConfig, model: _HiddenModel, rng: np.random.Generator, n: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``n`` rows of dense and sparse features and their logit under the hidden model (no bias)."""
+    cards = cfg.cardinalities
+    cols: dict[str, np.ndarray] = {}
+    logit = np.zeros(n)
+    for j, name in enumerate(DENSE_NAMES):
+        values = np.floor(rng.lognormal(np.log(DENSE_MEDIANS[j] + 1.0), 1.0, n) - 1.0).clip(0)
+        logit += model.dense_coef[j] * (np.log1p(values) - np.log1p(DENSE_MEDIANS[j]))
+        values[rng.random(n) < DENSE_MISSING[j]] = np.nan
+        cols[name] = values
+    for j, name in enumerate(SPARSE_NAMES):
+        ranks = zipf_ranks(rng, n, cards[j], cfg.zipf)
+        ids = _scatter(ranks, cards[j])
+        logit += model.sparse_scale[j] * _id_weight(ids, j, cfg.seed)
+        ids[rng.random(n) < SPARSE_MISSING[j]] = -1
+        cols[name] = ids
+    return cols, logit
+
+
+def _take_rows(
+    blocks: list[dict[str, np.ndarray]], rows: int
+) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+    """The first ``rows`` rows of a list of blocks as one chunk, and the blocks left over."""
+    taken, rest, need = [], [], rows
+    for block in blocks:
+        n = len(block["label"])
+        if need >= n:
+            taken.append(block)
+            need -= n
+        elif need > 0:
+            taken.append({k: v[:need] for k, v in block.items()})
+            rest.append({k: v[need:] for k, v in block.items()})
+            need = 0
+        else:
+            rest.append(block)
+    chunk = taken[0] if len(taken) == 1 else {k: np.concatenate([b[k] for b in taken]) for k in taken[0]}
+    return chunk, rest
 
 
 def _scatter(ranks: np.ndarray, cardinality: int) -> np.ndarray:
@@ -182,34 +252,38 @@ def _calibrate(logit: np.ndarray, rate: float) -> float:
     return (lo + hi) / 2
 
 
+SYNTH_SUFFIXES = (".tsv", ".txt", ".parquet")
+
+
 def write_synthetic(
     cfg: SynthConfig, out: str | os.PathLike, chunk_rows: int = 500_000, progress: bool = False
 ) -> Path:
     """Write Criteo-format TSV (``.tsv``/``.txt``: hex categories, empty = missing, the format the
-    Criteo reader ingests) or encoded Parquet (``.parquet``: ids as ints, null = missing)."""
+    Criteo reader ingests) or encoded Parquet (``.parquet``: ids as ints, null = missing). The
+    file appears whole or not at all (``data_pipeline.atomic``); another extension is an error."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    chunks = generate_chunks(cfg, chunk_rows)
-    if progress:
-        from tqdm import tqdm
+    with atomic_path(out, SYNTH_SUFFIXES, "--out") as tmp:
+        chunks = generate_chunks(cfg, chunk_rows)
+        if progress:
+            from tqdm import tqdm
 
-        chunks = tqdm(chunks, total=-(-cfg.rows // chunk_rows), unit="chunk", desc=f"synth {out.name}")
-    if out.suffix == ".parquet":
-        writer = None
-        try:
-            for cols in chunks:
-                table = _arrow_chunk(cols)
-                writer = writer or pq.ParquetWriter(out, table.schema)
-                writer.write_table(table)
-        finally:
-            if writer:
-                writer.close()
-        return out
-    with open(out, "wb") as fh:
-        for cols in chunks:
-            _tsv_chunk(cols).write_csv(
-                fh, separator="\t", include_header=False, quote_style="never", null_value=""
-            )
+            chunks = tqdm(chunks, total=-(-cfg.rows // chunk_rows), unit="chunk", desc=f"synth {out.name}")
+        if out.suffix.lower() == ".parquet":
+            writer = None
+            try:
+                for cols in chunks:
+                    table = _arrow_chunk(cols)
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+            finally:
+                if writer:
+                    writer.close()
+        else:
+            with open(tmp, "wb") as fh:
+                for cols in chunks:
+                    _tsv_chunk(cols).write_csv(
+                        fh, separator="\t", include_header=False, quote_style="never", null_value=""
+                    )
     return out
 
 

@@ -33,8 +33,16 @@ def _sharding_workload_writer(path, tables):
     write_workload_from_counts(path, tables)
 
 
+def _stream_trainer(spec, options):
+    from fedrec.stream_train import make_stream_trainer
+
+    return make_stream_trainer(spec, options)
+
+
 # Extra arguments each family's ``register`` takes: the composition the lower layers cannot do.
-REGISTER_KWARGS = {"data_pipeline.cli": {"workload_writer": _sharding_workload_writer}}
+REGISTER_KWARGS = {
+    "data_pipeline.cli": {"workload_writer": _sharding_workload_writer, "stream_trainer": _stream_trainer}
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -255,16 +255,14 @@ def child(engine: str, path: str, chunk_rows: int, buckets: int) -> dict:
 
 
 def ensure_data(out: Path, rows: int, seed: int) -> Path:
-    """The generated file, cached by size and seed (written under a temporary name, then renamed,
+    """The generated file, cached by size and seed (write_synthetic writes it whole or not at all,
     so an interrupted run never leaves a truncated file in the cache)."""
     path = out / f"criteo_synth_{rows}_seed{seed}.tsv"
     if not path.exists():
         from data_pipeline.synth import SynthConfig, write_synthetic
 
         print(f"generating {rows:,} rows -> {path}", file=sys.stderr)
-        tmp = path.with_suffix(".partial")
-        write_synthetic(SynthConfig(rows=rows, seed=seed), tmp)
-        tmp.rename(path)
+        write_synthetic(SynthConfig(rows=rows, seed=seed), path)
     return path
 
 

@@ -4,9 +4,9 @@ Workload JSON (one format, written by ``fedrec data stats --workload`` and read 
 
     {"tables": [
       {"name": "C1",               # unique table name
-       "rows": 40000000,           # rows (>= 0)
-       "dim": 128,                 # embedding dimension (>= 1)
-       "bytes_per_value": 4,       # optional, default 4 (fp32); 2 for fp16
+       "rows": 40000000,           # rows (0 .. 2^40)
+       "dim": 128,                 # embedding dimension (1 .. 65536)
+       "bytes_per_value": 4,       # optional, default 4 (fp32); 2 for fp16 (1 .. 8)
        "pooling_factor": 1.0,      # optional, default 1: mean lookups per sample when present
        "coverage": 0.97,           # optional, default 1: fraction of samples where present
        "access_cdf": [[0, 0], [0.001, 0.42], ..., [1, 1]],
@@ -48,9 +48,10 @@ _EPS = 1e-9
 @dataclass(config=STRICT)
 class TableWorkload:
     name: Annotated[str, Field(min_length=1)]
-    rows: Annotated[StrictCount, Field(ge=0)]
-    dim: Annotated[StrictCount, Field(ge=1)]
-    bytes_per_value: Annotated[StrictCount, Field(ge=1)] = 4
+    # Bounds keep rows * dim * bytes in int64 (the cost model's arrays): 2^40 rows of 2^16 x 8 bytes.
+    rows: Annotated[StrictCount, Field(ge=0, le=2**40)]
+    dim: Annotated[StrictCount, Field(ge=1, le=2**16)]
+    bytes_per_value: Annotated[StrictCount, Field(ge=1, le=8)] = 4
     pooling_factor: Annotated[Number, Field(ge=0)] = 1.0
     coverage: Annotated[Number, Field(ge=0, le=1)] = 1.0
     access_cdf: Any = field(default_factory=lambda: [[0.0, 0.0], [1.0, 1.0]])

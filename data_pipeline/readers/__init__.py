@@ -38,8 +38,10 @@ def load_interactions(
     columns=None,
     header: bool | None = None,
     on_bad_lines: str = "error",
+    encoding: str = "utf-8",
 ) -> InteractionData:
-    """One entry point for interaction data in any supported format."""
+    """One entry point for interaction data in any supported format (``encoding``: text formats
+    other than MovieLens, whose releases have fixed encodings)."""
     if not Path(path).exists():
         raise DatasetNotFoundError(f"{path}: no such file or folder")
     if format == "movielens":
@@ -51,11 +53,12 @@ def load_interactions(
             sep="\t" if format == "tsv" else None,
             header=header,
             on_bad_lines=on_bad_lines,
+            encoding=encoding,
         )
     if format == "parquet":
         return read_parquet_interactions(path, columns)
     if format == "jsonl":
-        return read_jsonl_interactions(path, columns, on_bad_lines=on_bad_lines)
+        return read_jsonl_interactions(path, columns, on_bad_lines=on_bad_lines, encoding=encoding)
     if format in PRESET_READERS:
         return PRESET_READERS[format](path, on_bad_lines=on_bad_lines)
     raise ConfigError(

@@ -5,6 +5,11 @@ line of a bad row nor which field was wrong (pyarrow's invalid-row hook has no r
 each physical line is read as one string (polars keeps blank lines as null rows, so row index + 1
 is the 1-based line number), split on the delimiter in a vectorised pass, and every field is cast
 with ``strict=False``: a value that was present but did not parse is a bad field on a known line.
+
+Bytes are checked before text is parsed (``_bytes``: binary data and undecodable bytes named by
+offset and line; other ASCII-compatible encodings transcoded to UTF-8 here as they are read), and
+line 1 is taken as a header only by its shape (``_header``). Both are re-exported from this module,
+which readers import.
 """
 
 from __future__ import annotations
@@ -19,8 +24,21 @@ import numpy as np
 import polars as pl
 
 from data_pipeline.errors import BadLine, DataFormatError, ReadReport
+from data_pipeline.readers._bytes import (  # noqa: F401  (re-exported: readers import them from here)
+    _CONTROL,
+    DEFAULT_ENCODING,
+    SNIFF_BYTES,
+    check_encoding,
+    check_file,
+    check_text_bytes,
+    check_text_file,
+    find_text_error,
+    is_utf8,
+)
+from data_pipeline.readers._header import detect_header, first_line_is_header  # noqa: F401  (re-exported)
 
 LINE = "__line"
+CONTROL_FLAG = "__control"  # split_lines: the line holds a control byte (binary data)
 _NO_SEPARATOR = "\x1f"  # unit separator: never in real logs, so polars yields one column per line
 
 BAD_LINE_POLICIES = ("error", "skip")
@@ -53,15 +71,37 @@ class FieldSpec:
         return bad if self.allow_empty else bad | empty
 
 
-def check_file(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise DataFormatError(p, "file not found", expected="an existing file")
-    if p.is_dir():
-        raise DataFormatError(p, "is a folder", expected="a file")
-    if p.stat().st_size == 0:
-        raise DataFormatError(p, "file is empty", expected="at least one row", found="0 bytes")
-    return p
+def finite_float(col: pl.Expr) -> pl.Expr:
+    """A FieldSpec parser: float32, with NaN, inf and values past float32's range as bad (null)."""
+    value = col.cast(pl.Float32, strict=False)
+    return pl.when(value.is_finite()).then(value).otherwise(None)
+
+
+def _control_error(path: str | os.PathLike, line: int, text: str) -> DataFormatError:
+    pos = _CONTROL.search(text).start()
+    return DataFormatError(
+        path,
+        "binary data, not text",
+        line=line,
+        expected="text",
+        found=f"byte 0x{ord(text[pos]):02x} at column {len(text[:pos].encode()) + 1}",
+    )
+
+
+def check_control(path: str | os.PathLike, frame: pl.DataFrame, lines: Callable[[int], str]) -> None:
+    """Raise at the first line ``split_lines`` flagged as holding a control byte (binary data past
+    the sniffed head of a file); ``lines(number)`` gives that line's text (read again: error path)."""
+    if CONTROL_FLAG in frame.columns and frame.get_column(CONTROL_FLAG).any():
+        number = frame.filter(pl.col(CONTROL_FLAG)).get_column(LINE)[0]
+        raise _control_error(path, number, lines(number))
+
+
+def _file_line(path: str | os.PathLike, number: int, encoding: str | None) -> str:
+    with open(path, encoding=check_encoding(encoding), errors="replace", newline="") as fh:
+        for i, text in enumerate(fh, start=1):
+            if i == number:
+                return text
+    return ""
 
 
 def check_policy(on_bad_lines: str) -> None:
@@ -69,13 +109,29 @@ def check_policy(on_bad_lines: str) -> None:
         raise ValueError(f"on_bad_lines must be one of {BAD_LINE_POLICIES}, got {on_bad_lines!r}")
 
 
-def scan_lines(path: str | os.PathLike) -> pl.LazyFrame:
-    """One string per physical line with its 1-based number; trailing CR (Windows files) removed."""
-    return (
-        pl.scan_csv(path, **_LINE_READ)
-        .with_row_index(LINE, offset=1)
-        .with_columns(pl.col("line").str.strip_chars_end("\r"))
-    )
+def scan_lines(path: str | os.PathLike, encoding: str | None = DEFAULT_ENCODING) -> pl.LazyFrame:
+    """One string per physical line with its 1-based number; trailing CR (Windows files) removed.
+    A file in another encoding is transcoded to UTF-8 in memory first."""
+    if is_utf8(encoding):
+        source = pl.scan_csv(path, **_LINE_READ)
+    else:
+        source = _read_line_frame(path, _transcode(path, Path(path).read_bytes(), encoding)).lazy()
+    return source.with_row_index(LINE, offset=1).with_columns(pl.col("line").str.strip_chars_end("\r"))
+
+
+def _transcode(path, data: bytes, encoding: str | None, offset: int = 0, first_line: int = 1) -> bytes:
+    try:
+        return data.decode(check_encoding(encoding)).encode("utf-8")
+    except UnicodeDecodeError:
+        check_text_bytes(path, data, offset=offset, first_line=first_line, encoding=encoding)
+        raise
+
+
+def _read_line_frame(path, data: bytes, first_line: int = 1) -> pl.DataFrame:
+    try:
+        return pl.read_csv(data, **_LINE_READ)
+    except pl.exceptions.PolarsError as exc:
+        raise _read_error(path, exc, first_line) from None
 
 
 def split_lines(lines: pl.LazyFrame | pl.DataFrame, sep: str, fields: Sequence[FieldSpec]):
@@ -90,7 +146,10 @@ def split_lines(lines: pl.LazyFrame | pl.DataFrame, sep: str, fields: Sequence[F
         for i, f in enumerate(fields)
     ]
     return lines.filter(pl.col("line").str.strip_chars().str.len_chars() > 0).select(
-        pl.col(LINE), parts.list.len().alias("__n"), *cols
+        pl.col(LINE),
+        parts.list.len().alias("__n"),
+        *cols,
+        pl.col("line").str.contains(_CONTROL.pattern).alias(CONTROL_FLAG),
     )
 
 
@@ -170,26 +229,35 @@ def resolve_bad_lines(
     report.examples.extend(result.examples[: max(room, 0)])
 
 
-def collect_lines(path: str | os.PathLike, lazy: pl.LazyFrame) -> pl.DataFrame:
-    """Collect, turning polars' encoding errors into a message naming the first undecodable line."""
+def collect_lines(
+    path: str | os.PathLike, lazy: pl.LazyFrame, encoding: str | None = DEFAULT_ENCODING
+) -> pl.DataFrame:
+    """Collect, turning polars' read errors into a message naming the first bad byte's line."""
     try:
         return lazy.collect()
-    except pl.exceptions.ComputeError as exc:
-        raise _read_error(path, exc) from None
+    except pl.exceptions.PolarsError as exc:
+        raise _read_error(path, exc, encoding=encoding) from None
 
 
-def _read_error(path: str | os.PathLike, exc: Exception, line: int | None = None) -> DataFormatError:
-    if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
-        return _encoding_error(path)
-    return DataFormatError(path, line=line, expected="delimited text", found=str(exc))
+def _read_error(
+    path: str | os.PathLike, exc: Exception, line: int | None = None, encoding: str | None = DEFAULT_ENCODING
+) -> DataFormatError:
+    """Why polars could not read a file: almost always a binary or undecodable byte, found by a
+    scan of the file; otherwise polars' own first line."""
+    found = find_text_error(path, encoding)
+    if found is not None:
+        return found
+    return DataFormatError(path, line=line, expected="delimited text", found=str(exc).splitlines()[0])
 
 
 @dataclass(frozen=True)
 class TextBlock:
-    """Whole lines of a file as raw bytes, with the 1-based number of the first one."""
+    """Whole lines of a file as raw bytes, with the 1-based number of the first one and the byte
+    offset of the block in the file."""
 
     first_line: int
     data: bytes
+    offset: int = 0
 
     @cached_property
     def byte_array(self) -> np.ndarray:
@@ -201,67 +269,81 @@ class TextBlock:
         ends = int(np.count_nonzero(self.byte_array == _NEWLINE))
         return ends + (0 if self.data.endswith(b"\n") else 1)
 
+    @cached_property
+    def tabs(self) -> int:
+        return int(np.count_nonzero(self.byte_array == _TAB))
 
-_NEWLINE = ord("\n")
+    def check_text(self, path: str | os.PathLike) -> None:
+        """No control bytes but tab, CR and newline: counted, so a clean block costs one pass."""
+        low = int(np.count_nonzero(self.byte_array < 0x20))
+        if low != self.tabs + self.lines - (0 if self.data.endswith(b"\n") else 1) + self.data.count(b"\r"):
+            check_text_bytes(path, self.data, offset=self.offset, first_line=self.first_line, encoding="utf-8")
 
 
-def iter_text_blocks(path: str | os.PathLike, rows: int) -> Iterator[TextBlock]:
-    """Cut a file into blocks of about ``rows`` whole lines, reading only one block at a time.
+_NEWLINE, _TAB = ord("\n"), ord("\t")
+
+
+def iter_text_blocks(
+    path: str | os.PathLike,
+    rows: int,
+    encoding: str | None = DEFAULT_ENCODING,
+    *,
+    span: tuple[int, int] | None = None,
+    first_line: int = 1,
+) -> Iterator[TextBlock]:
+    """Cut a file (or the whole lines in byte ``span``, numbered from ``first_line``) into blocks
+    of about ``rows`` whole lines, reading only one block at a time.
 
     Why not ``LazyFrame.collect_batches``: polars' streaming engine runs ahead of a slower consumer
     and buffers the batches it has not handed out, so memory followed the file size
     (tests/e2e/test_streaming_memory.py). Here the reader holds one block; the unfinished line at
     its end is read again with the next block (a seek back, no copy). The block size comes from the
-    mean line length of the file's first MiB.
+    mean line length of the first MiB read. Each block is checked for binary data (one pass of
+    byte counts), and transcoded to UTF-8 when the file is in another ``encoding``.
     """
-    p = check_file(path)
+    p = check_text_file(path, encoding)
+    utf8 = is_utf8(encoding)
+    start, end = span if span is not None else (0, p.stat().st_size)
     with open(p, "rb") as fh:
-        sample = fh.read(1 << 20)
+        fh.seek(start)
+        sample = fh.read(min(1 << 20, end - start))
         per_line = len(sample) / max(sample.count(b"\n"), 1)
         block_bytes = max(int(rows * per_line), 1 << 16)
-        fh.seek(0)
-        line = 1
-        while data := fh.read(block_bytes):
+        fh.seek(start)
+        line, offset = first_line, start
+        while offset < end and (data := fh.read(min(block_bytes, end - offset))):
             cut = data.rfind(b"\n") + 1
             while cut == 0:  # one line longer than a block: read on until it ends
-                more = fh.read(block_bytes)
+                more = fh.read(min(block_bytes, end - offset - len(data)))
                 if not more:
                     cut = len(data)
                     break
                 data += more
                 cut = data.rfind(b"\n") + 1
-            if cut < len(data):
+            if cut < len(data) and offset + len(data) < end:
                 fh.seek(cut - len(data), os.SEEK_CUR)
                 data = data[:cut]
-            block = TextBlock(line, data)
+            block = TextBlock(line, data, offset)
+            block.check_text(p)
+            if not utf8:
+                block = TextBlock(line, _transcode(p, data, encoding, offset, line), offset)
             line += block.lines
+            offset += len(data)
             yield block
 
 
 def block_lines(path: str | os.PathLike, block: TextBlock) -> pl.DataFrame:
     """One string per line of a block with its file line number (the careful path of a reader)."""
-    try:
-        frame = pl.read_csv(block.data, **_LINE_READ)
-    except pl.exceptions.ComputeError as exc:
-        raise _read_error(path, exc, block.first_line) from None
+    frame = _read_line_frame(path, block.data, block.first_line)
     return frame.with_row_index(LINE, offset=block.first_line).with_columns(
         pl.col("line").str.strip_chars_end("\r")
     )
 
 
-def _encoding_error(path: str | os.PathLike) -> DataFormatError:
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                return DataFormatError(
-                    path,
-                    line=number,
-                    expected="UTF-8 text (pass the file's encoding, e.g. latin-1 for MovieLens u.item)",
-                    found=f"byte 0x{raw[err.start]:02x} at column {err.start + 1}",
-                )
-    return DataFormatError(path, expected="UTF-8 text")
+def block_line(block: TextBlock, number: int) -> str:
+    """Line ``number`` (of the file) from a block, as text (for error messages)."""
+    raw = block.data.split(b"\n")[number - block.first_line]
+    return raw.decode("utf-8", errors="replace")
 
 
 def read_delimited(
@@ -272,30 +354,32 @@ def read_delimited(
     header: bool = False,
     on_bad_lines: str = "error",
     sep_name: str | None = None,
+    encoding: str | None = DEFAULT_ENCODING,
 ) -> tuple[pl.DataFrame, ReadReport]:
     """Read a whole delimited file into typed columns (plus ``__line``), validating every line."""
-    p = check_file(path)
+    p = check_text_file(path, encoding)
     check_policy(on_bad_lines)
-    lines = scan_lines(p)
+    lines = scan_lines(p, encoding)
     if header:
         lines = lines.filter(pl.col(LINE) > 1)
-    frame = collect_lines(p, split_lines(lines, sep, fields))
+    frame = collect_lines(p, split_lines(lines, sep, fields), encoding)
+    check_control(p, frame, lambda number: _file_line(p, number, encoding))
     result = cast_fields(frame, fields, len(fields), sep_name or repr(sep))
     report = ReadReport(str(p))
     resolve_bad_lines(p, result, on_bad_lines, report)
     if result.frame.height == 0:
-        raise DataFormatError(p, "no data rows", expected="at least one row", found="none")
+        raise no_rows_error(p, report)
     return result.frame, report
 
 
-def first_line_is_header(path: str | os.PathLike, sep: str, numeric_fields: Sequence[int]) -> bool:
-    """A first line whose numeric fields do not parse as numbers is a header."""
-    with open(check_file(path), encoding="utf-8", errors="replace") as fh:
-        first = fh.readline().rstrip("\r\n").split(sep)
-    for i in numeric_fields:
-        if i < len(first):
-            try:
-                float(first[i].strip().strip('"'))
-            except ValueError:
-                return True
-    return False
+def no_rows_error(path: str | os.PathLike, report: ReadReport) -> DataFormatError:
+    """Nothing survived: say so, and why when every row was skipped as malformed."""
+    if report.skipped:
+        first = report.examples[0].describe() if report.examples else ""
+        return DataFormatError(
+            path,
+            f"no valid rows: all {report.skipped} rows are malformed (first: {first})",
+            expected="at least one well-formed row",
+        )
+    return DataFormatError(path, "no data rows", expected="at least one row", found="none")
+

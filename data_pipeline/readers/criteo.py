@@ -20,20 +20,24 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from data_pipeline.errors import ConfigError, DataFormatError, ReadReport
+from data_pipeline.errors import ConfigError, ReadReport
 from data_pipeline.readers._text import (
+    DEFAULT_ENCODING,
     LINE,
     FieldSpec,
     TextBlock,
+    block_line,
     block_lines,
     cast_fields,
+    check_control,
+    check_encoding,
     check_file,
     check_policy,
     iter_text_blocks,
+    no_rows_error,
     resolve_bad_lines,
     split_lines,
 )
@@ -67,6 +71,7 @@ class CriteoOptions:
     chunk_rows: int = 50_000  # ~2.8 KB of working memory a row while parsing (scripts/bench_data.py)
     on_bad_lines: str = "error"
     transform: bool = True  # False: raw counts and raw hex integers (for statistics)
+    encoding: str = DEFAULT_ENCODING  # Criteo is ASCII; other ASCII-compatible codecs are transcoded
 
     def buckets(self) -> tuple[int, ...]:
         b = self.num_buckets
@@ -86,33 +91,42 @@ def iter_criteo(
     in ``report`` with ``on_bad_lines='skip'``."""
     options = options or CriteoOptions()
     check_policy(options.on_bad_lines)
+    check_encoding(options.encoding)
     p = check_file(path)
     buckets = options.buckets()
     report = report if report is not None else ReadReport(str(p))
-    for block in iter_text_blocks(p, options.chunk_rows):
-        typed = _fast_block(block)
-        if typed is None:
-            typed = _careful_block(p, block, options.on_bad_lines, report)
-        else:
-            report.rows += typed.height
-        if options.transform:
-            typed = typed.select(
-                pl.col("label"),
-                *[
-                    pl.col(n).fill_null(0).clip(lower_bound=0).cast(pl.Float32).log1p().alias(n)
-                    for n in DENSE_NAMES
-                ],
-                *[(pl.col(n) % b).alias(n) for n, b in zip(SPARSE_NAMES, buckets)],
-            )
-        else:
-            typed = typed.select(list(CRITEO_COLUMNS))
+    for block in iter_text_blocks(p, options.chunk_rows, options.encoding):
+        typed = parse_block(p, block, options.on_bad_lines, report)
+        typed = transform_block(typed, buckets) if options.transform else typed.select(list(CRITEO_COLUMNS))
         if typed.height:
             yield from typed.to_arrow().to_batches()
+    if report.rows == 0:
+        raise no_rows_error(p, report)
+
+
+def parse_block(path, block: TextBlock, on_bad_lines: str, report: ReadReport) -> pl.DataFrame:
+    """Raw typed columns of one block (label, counts, hex ids as integers; null = missing): the
+    fast path when it can vouch for every line, else the careful path that names bad lines."""
+    typed = _fast_block(block)
+    if typed is None:
+        return _careful_block(path, block, on_bad_lines, report)
+    report.rows += typed.height
+    return typed
+
+
+def transform_block(raw: pl.DataFrame, buckets: Sequence[int]) -> pl.DataFrame:
+    """The DLRM reference transforms: dense ``log(1 + max(x, 0))`` with missing = 0 (float32),
+    categorical ids modulo their table's bucket count (missing stays null)."""
+    return raw.select(
+        pl.col("label"),
+        *[pl.col(n).fill_null(0).clip(lower_bound=0).cast(pl.Float32).log1p().alias(n) for n in DENSE_NAMES],
+        *[(pl.col(n) % b).alias(n) for n, b in zip(SPARSE_NAMES, buckets)],
+    )
 
 
 _FAST_SCHEMA = {f.name: (pl.String if f.parser is not None else f.dtype) for f in CRITEO_FIELDS}
 _TABS_PER_LINE = len(CRITEO_FIELDS) - 1
-_BAD, _TAB = "__bad", ord("\t")
+_BAD = "__bad"
 
 
 def _fast_block(block: TextBlock) -> pl.DataFrame | None:
@@ -126,7 +140,7 @@ def _fast_block(block: TextBlock) -> pl.DataFrame | None:
     if b"\r" in data or b'"' in data:
         return None
     lines = block.lines
-    if int(np.count_nonzero(block.byte_array == _TAB)) != _TABS_PER_LINE * lines:
+    if block.tabs != _TABS_PER_LINE * lines:
         return None
     try:
         raw = pl.read_csv(data, separator="\t", has_header=False, quote_char=None, schema=_FAST_SCHEMA)
@@ -147,6 +161,7 @@ def _fast_block(block: TextBlock) -> pl.DataFrame | None:
 def _careful_block(path, block: TextBlock, on_bad_lines: str, report: ReadReport) -> pl.DataFrame:
     """Validate a block line by line: wrong field counts and unparsable values get their line number."""
     lines = split_lines(block_lines(path, block), "\t", CRITEO_FIELDS)
+    check_control(path, lines, lambda number: block_line(block, number))
     result = cast_fields(lines, CRITEO_FIELDS, len(CRITEO_FIELDS), "tab")
     resolve_bad_lines(path, result, on_bad_lines, report)
     return result.frame.drop(LINE)
@@ -156,8 +171,6 @@ def read_criteo(path: str | os.PathLike, options: CriteoOptions | None = None) -
     """The whole file as one table (for files that fit in memory)."""
     report = ReadReport(str(path))
     batches = list(iter_criteo(path, options, report))
-    if not batches:
-        raise DataFormatError(path, "no data rows", expected="at least one row", found="none")
     return pa.Table.from_batches(batches), report
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import polars as pl
 
 from data_pipeline.errors import DataFormatError, DatasetNotFoundError, ReadReport
-from data_pipeline.readers._text import LINE, FieldSpec, read_delimited
+from data_pipeline.readers._text import LINE, FieldSpec, finite_float, read_delimited
 from data_pipeline.schema import InteractionData, build_interactions
 
 # ML-1M's age codes; ML-100K's exact ages are bucketed onto the same edges.
@@ -24,7 +24,7 @@ AGE_BUCKET_EDGES = (18, 25, 35, 45, 50, 56)
 _RATING_FIELDS = (
     FieldSpec("user", pl.Int64, "an integer user id"),
     FieldSpec("item", pl.Int64, "an integer item id"),
-    FieldSpec("rating", pl.Float32, "a numeric rating"),
+    FieldSpec("rating", pl.Float32, "a numeric rating", parser=finite_float),  # NaN/inf are bad
     FieldSpec("timestamp", pl.Int64, "an integer Unix timestamp"),
 )
 

@@ -42,3 +42,15 @@ def test_an_output_never_written_is_an_error_not_an_empty_file(tmp_path):
         with atomic_path(tmp_path / "x.parquet", (".parquet",)):
             pass
     assert not list(tmp_path.iterdir())
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from data_pipeline.atomic import write_text_atomic
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    out = write_text_atomic(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600

@@ -14,7 +14,7 @@ from data_pipeline.partition import (
 from data_pipeline.schema import OOV_INDEX, Vocabulary
 from data_pipeline.splits import leave_one_out_split, random_split, temporal_user_split
 from data_pipeline.stats import access_cdf, gini
-from data_pipeline.synth import SynthConfig, generate_chunks, zipf_ranks
+from data_pipeline.synth import SynthConfig, generate_chunks, write_synthetic, zipf_ranks
 from tests.factories import toy_interactions
 
 
@@ -78,16 +78,38 @@ def test_examples_to_kjt_batch():
     assert torch.equal(d["item"].values(), torch.from_numpy(ex.values["item"][[0, 3, 7]]))
 
 
-def test_synthetic_is_deterministic_and_skewed():
-    cfg = SynthConfig(rows=20_000, max_cardinality=10_000, zipf=1.2, seed=7)
-    a = next(generate_chunks(cfg, 20_000))
-    b = next(generate_chunks(cfg, 5_000))  # other chunk size, same seed: the first chunk differs by design
-    a2 = next(generate_chunks(cfg, 20_000))
-    assert np.array_equal(a["C3"], a2["C3"]) and len(b["C3"]) == 5_000
+def _concat(chunks):
+    chunks = list(chunks)
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, [len(c["label"]) for c in chunks]
+
+
+def test_synthetic_rows_do_not_depend_on_chunk_size():
+    # 150k rows span three internal blocks; chunk sizes that split blocks unevenly, one larger than
+    # a block and one larger than the whole run must all give the same rows, chunked as asked.
+    cfg = SynthConfig(rows=150_000, max_cardinality=10_000, zipf=1.2, seed=7)
+    expected, sizes = _concat(generate_chunks(cfg, 150_000))
+    assert sizes == [150_000]
+    for chunk_rows in (4_999, 65_536, 100_000, 1_000_000):
+        got, sizes = _concat(generate_chunks(cfg, chunk_rows))
+        assert sizes == [chunk_rows] * (150_000 // chunk_rows) + ([150_000 % chunk_rows] if 150_000 % chunk_rows else [])
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=f"{key}, chunk_rows={chunk_rows}")
+    other, _ = _concat(generate_chunks(SynthConfig(rows=1_000, max_cardinality=10_000, zipf=1.2, seed=8)))
+    assert not np.array_equal(other["C3"], expected["C3"][:1_000])
+    assert 0.2 < expected["label"].mean() < 0.3  # calibrated to the default positive rate 0.25
+
+
+def test_synthetic_file_bytes_do_not_depend_on_chunk_size(tmp_path):
+    cfg = SynthConfig(rows=3_000, max_cardinality=500, seed=2)
+    a = write_synthetic(cfg, tmp_path / "a.tsv", chunk_rows=3_000).read_bytes()
+    b = write_synthetic(cfg, tmp_path / "b.tsv", chunk_rows=701).read_bytes()
+    assert a == b and a.count(b"\n") == 3_000
+
+
+def test_synthetic_ids_are_zipf_skewed():
     ranks = zipf_ranks(np.random.default_rng(0), 100_000, 10_000, 1.2)
     top_share = np.mean(ranks < 100)  # 1% of rows
     assert top_share > 0.5
-    assert 0.15 < a["label"].mean() < 0.35
 
 
 def test_partitions_cover_rows_once():
@@ -108,3 +130,17 @@ def test_tier_assignment_random_and_correlated():
     assert np.corrcoef(stat, corr)[0, 1] > 0.5
     with pytest.raises(ConfigError, match="sum to 1"):
         assign_tiers(10, [0.5, 0.6])
+
+
+def test_criteo_stats_with_a_column_missing_in_every_row(tmp_path):
+    # one row whose I12 is empty: the accumulator meets an empty block (found by tests/fuzz)
+    from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
+    from data_pipeline.stats import criteo_stats
+    from data_pipeline.synth import DENSE_NAMES, SPARSE_NAMES
+
+    f = tmp_path / "one.tsv"
+    f.write_text("0\t1\t1\t5\t0\t1382\t4\t15\t2\t181\t1\t2\t\t2" + "\tab12" * 26 + "\n")
+    st = criteo_stats(iter_criteo(f, CriteoOptions(transform=False)), DENSE_NAMES, SPARSE_NAMES)
+    by_name = {x["name"]: x for x in st.features}
+    assert st.rows == 1 and by_name["I12"] == {"name": "I12", "cardinality": 0, "missing_fraction": 1.0}
+    assert by_name["I1"]["cardinality"] == 1 and by_name["C1"]["cardinality"] == 1

@@ -107,7 +107,7 @@ def test_parquet_roundtrip_and_missing_column(tmp_path):
     pd.DataFrame({"u": [1, 2], "i": [3, 3], "r": [1.0, 2.0]}).to_parquet(f)
     data = load_interactions(f, "parquet", columns={"user": "u", "item": "i", "rating": "r"})
     assert data.num_rows == 2 and data.num_items == 1
-    with pytest.raises(DataFormatError, match="missing columns"):
+    with pytest.raises(DataFormatError, match="i.parquet: missing column 'nope'"):
         load_interactions(f, "parquet", columns={"user": "u", "item": "nope"})
 
 
