@@ -44,6 +44,18 @@ RELAYED_CIPHERTEXT = 2 * ID_BYTES + CIPHERTEXT  # with its routing header
 UNMASK_SHARE = ID_BYTES + 1 + SHARE_BYTES  # whose secret, which secret, the share
 
 
+def client_bytes(degree: int, dim: int, fp: FixedPoint, survived: bool = True) -> tuple[int, int]:
+    """(sent, received) bytes of one client with ``degree`` neighbours, all of whom survive: the
+    same message sizes ``run_round`` counts (a test checks the two agree), for rounds too large
+    to run here."""
+    sent = KEYS_MESSAGE + degree * RELAYED_CIPHERTEXT
+    received = degree * (KEYS_MESSAGE + RELAYED_CIPHERTEXT)
+    if survived:
+        sent += fp.wire_bytes(dim) + degree * UNMASK_SHARE
+        received += ID_BYTES * degree
+    return sent, received
+
+
 class SecAggAbort(Exception):
     """Too few shares survived to unmask some client: the round's sum is lost."""
 

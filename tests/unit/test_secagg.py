@@ -110,6 +110,8 @@ def test_bytes_counted_match_the_message_sizes():
     survivor = proto.KEYS_MESSAGE + k * proto.RELAYED_CIPHERTEXT + fp.wire_bytes(1000) + k * proto.UNMASK_SHARE
     assert st.bytes_sent[0] == survivor and st.bytes_sent[5] == proto.KEYS_MESSAGE + k * proto.RELAYED_CIPHERTEXT
     assert st.bytes_received[0] == k * proto.KEYS_MESSAGE + k * proto.RELAYED_CIPHERTEXT + proto.ID_BYTES * k
+    assert proto.client_bytes(k, 1000, fp) == (st.bytes_sent[0], st.bytes_received[0])
+    assert proto.client_bytes(k, 1000, fp, survived=False)[0] == st.bytes_sent[5]
 
 
 def _update(client, rng, rows=1000, dim=4, touched=30, weight=None):
