@@ -62,7 +62,8 @@ def run_seed(base, data, pool, arms: dict[str, dict | None], seed: int) -> dict[
     pool.set_data(data)
     cfgs = {k: with_sections(base.with_(seed=seed), privacy=p) for k, p in arms.items()}
     runs = {k: FederatedRun(c, data, pool, key=k) for k, c in cfgs.items()}
-    RoundLoop(pool, list(runs.values()), rounds=base.rounds, eval_every=base.rounds).run()
+    RoundLoop(pool, list(runs.values()), rounds=base.rounds, eval_every=base.rounds, progress=True,
+              desc=f"{len(runs)} arms seed {seed}").run()
     out = {}
     for k, run in runs.items():
         m = run.final_metrics()

@@ -38,7 +38,7 @@ def attack_steps(cfg, num_clients: int, model) -> tuple[list, list]:
     if a.kind == "ipm":
         return [], [IPM(attackers, scale=s)]
     if a.kind == "item_promotion":
-        return [BoostRows(attackers, s, model.table_of(a.target_feature), [a.target_item])], []
+        return ([BoostRows(attackers, s, model.table_of(a.target_feature), [a.target_item])] if s != 1.0 else []), []
     return [], []
 
 

@@ -10,8 +10,12 @@ from fedrec.configbase import StrictModel
 
 AttackKind = Literal["none", "sign_flip", "scaling", "gaussian", "alie", "ipm", "label_flip", "item_promotion"]
 
-# The strength ``scale`` means per kind, and its default (chosen so that each attack is real on the
-# tuned ML-100K workload with plain mean and 20% attackers; scripts/bench_robust.py measures it).
+# The strength ``scale`` means per kind, and its default: chosen so that each attack is real on the
+# tuned ML-100K workload with plain mean and 20% attackers (test AUC down >= 0.05 or the target's
+# exposure up >= 5x; scripts/bench_robust.py measures it). Seed-0 calibration: scaling x10 cost
+# only 0.03 AUC (FedYogi normalises the step), x100 0.06, x1000 0.08; label flipping alone is
+# mild, so the flipped update is boosted x4; fake positive rows alone already put the target in
+# every benign user's top 10, so item promotion needs no boost (``scale`` adds one).
 SCALE_MEANING = {
     "sign_flip": "the attacker uploads -scale times its honest update",
     "scaling": "the attacker uploads scale times its honest update",
@@ -20,7 +24,7 @@ SCALE_MEANING = {
     "label_flip": "the attacker trains on flipped labels and uploads scale times that update",
     "item_promotion": "the target item's row in the attacker's update is multiplied by scale",
 }
-DEFAULT_SCALE = {"sign_flip": 4.0, "scaling": 10.0, "gaussian": 1.0, "ipm": 4.0, "label_flip": 4.0, "item_promotion": 10.0}
+DEFAULT_SCALE = {"sign_flip": 4.0, "scaling": 1000.0, "gaussian": 1.0, "ipm": 4.0, "label_flip": 4.0, "item_promotion": 1.0}
 
 
 class AttackConfig(StrictModel):
