@@ -6,7 +6,14 @@ from fedrec.secagg.aggregator import SecureAggregator, UpdateCodec
 from fedrec.secagg.config import SecureAggregationConfig
 from fedrec.secagg.fixed_point import FixedPoint
 from fedrec.secagg.graph import neighbours
-from fedrec.secagg.protocol import RoundStats, SecAggAbort, SecAggClient, client_bytes, run_round, threshold_for
+from fedrec.secagg.protocol import (
+    RoundStats,
+    SecAggAbort,
+    SecAggClient,
+    client_bytes,
+    run_round,
+    threshold_for,
+)
 from fedrec.secagg.shamir import reconstruct, share
 
 __all__ = [
