@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None) -> dict:
         attacks, seeds, fractions = ["none", "sign_flip", "item_promotion"], [0], [0.2]
         aggregators = {k: aggregators[k] for k in ("mean", "median")}
     owned = pool is None
-    pool = pool or ClientPool.from_config(base).start()
+    pool = pool or ClientPool(num_actors=2).start()
     out = Path(args.out)
     t0 = time.perf_counter()
     first = fractions[0]
