@@ -80,9 +80,16 @@ class FederatedResult:
         write_json_atomic(path, self.to_dict(), default=float)
 
     def summary(self) -> str:
-        return (f"federated: rounds={self.rounds} final_auc={self.final_auc:.4f} validation_auc={self.validation_auc:.4f} "
+        line = (f"federated: rounds={self.rounds} final_auc={self.final_auc:.4f} validation_auc={self.validation_auc:.4f} "
                 f"ne={self.final_ne:.4f} client_updates={self.client_updates} updates/s={self.client_updates_per_second:,.0f} "
                 f"wall={self.wall_seconds:.1f}s sim={self.sim_seconds:,.0f}s bytes_up={self.bytes_up:,} bytes_down={self.bytes_down:,}")
+        if self.epsilon is not None:
+            line += f" epsilon={self.epsilon:.3f} delta={self.delta:.2e}"
+        if self.secagg is not None:
+            line += f" secagg_bytes_overhead={self.secagg['bytes_overhead']:,} secagg_seconds={self.secagg['seconds']:.1f}"
+        if self.attack is not None:
+            line += f" attack={self.attack['kind']}x{len(self.attack['attackers'])}"
+        return line
 
 
 TRUST_KEYS = ("epsilon", "delta", "privacy", "secagg", "attack")
