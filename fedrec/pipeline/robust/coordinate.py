@@ -8,6 +8,8 @@ clients that touched it (see ``stack``), with the trim count taken from that row
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from fedrec.pipeline.base import Aggregator, ServerContext
@@ -48,5 +50,5 @@ class TrimmedMean(Aggregator):
 
     def aggregate(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate:
         s = stack(updates)
-        stat = lambda x: trimmed_mean(x, self.beta)  # noqa: E731
+        stat = partial(trimmed_mean, beta=self.beta)
         return to_aggregate({n: stat(d) for n, d in s.dense.items()}, touched_rows(s, stat), s.n)

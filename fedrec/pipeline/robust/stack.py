@@ -18,6 +18,7 @@ dim]``) and keeps a mask of who touched what. Two readings of a row a client did
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -83,7 +84,7 @@ def to_aggregate(dense: dict[str, torch.Tensor], rows: dict[str, tuple[torch.Ten
     return AggregatedUpdate(1.0, clients, dict(dense), sparse)
 
 
-def touched_rows(s: Stacked, stat_of: callable) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def touched_rows(s: Stacked, stat_of: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``stat_of(values_with_nan [n, r, dim]) -> [r, dim]`` per table, over rows someone touched."""
     return {name: (r.ids, stat_of(r.values_or_nan())) for name, r in s.rows.items()}
 
