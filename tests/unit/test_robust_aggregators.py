@@ -58,6 +58,15 @@ def test_median_dense_odd_and_even_and_rows_over_touchers():
     assert agg.clients == 4
 
 
+def test_rows_all_counts_untouched_as_zero():
+    ups = [upd(0, [1.0], {1: [1.0], 2: [4.0]}), upd(1, [5.0], {1: [3.0]}), upd(2, [2.0], {2: [10.0], 3: [7.0]})]
+    mean = CoordinateMedian(rows="all").aggregate(ups, CTX).mean()
+    # row 1: (1, 3, 0) -> 1; row 2: (4, 0, 10) -> 4; row 3: (0, 0, 7) -> 0: a lone toucher cannot move it
+    assert rows_of(mean) == {1: [1.0], 2: [4.0], 3: [0.0]} and mean.dense["w"].item() == 2.0
+    trimmed = TrimmedMean(0.34, rows="all").aggregate(ups, CTX).mean()
+    assert rows_of(trimmed) == {1: [1.0], 2: [4.0], 3: [0.0]}  # three values, one trimmed at each end
+
+
 def test_trimmed_mean_trims_per_coordinate_by_its_own_count():
     ups = [upd(0, [1.0], {1: [1.0], 2: [5.0]}), upd(1, [2.0], {1: [2.0]}), upd(2, [3.0], {1: [3.0]}),
            upd(3, [100.0], {1: [100.0], 2: [7.0]})]

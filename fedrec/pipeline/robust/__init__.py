@@ -24,9 +24,9 @@ def make_aggregator(cfg: AggregatorConfig, name: str | None = None) -> Aggregato
     if name == "mean":
         return WeightedMean()
     if name == "median":
-        return CoordinateMedian()
+        return CoordinateMedian(cfg.rows)
     if name == "trimmed_mean":
-        return TrimmedMean(cfg.trim_fraction)
+        return TrimmedMean(cfg.trim_fraction, cfg.rows)
     if name == "krum":
         return Krum(cfg.byzantine_fraction)
     if name == "multi_krum":

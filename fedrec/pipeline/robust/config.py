@@ -14,6 +14,7 @@ Robust = Literal["median", "trimmed_mean", "krum", "multi_krum", "centered_clipp
 class AggregatorConfig(StrictModel):
     name: Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping", "bucketing"] = "mean"
     trim_fraction: float = Field(0.2, ge=0, lt=0.5)  # trimmed_mean: dropped at each end, per coordinate
+    rows: Literal["touched", "all"] = "touched"  # median, trimmed_mean: a row over its touchers, or all (zeros)
     byzantine_fraction: float = Field(0.2, ge=0, lt=0.5)  # krum, multi_krum: f = floor(this * clients)
     keep: int | None = Field(None, ge=1)  # multi_krum: clients kept (default clients - f)
     clip_radius: float = Field(1.0, gt=0)  # centered_clipping: tau

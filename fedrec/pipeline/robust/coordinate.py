@@ -4,11 +4,13 @@
 Both are unweighted (one client, one value): weights are what a client claims, and a Byzantine
 client could claim any. Dense coordinates are taken over every client; an embedding row over the
 clients that touched it (see ``stack``), with the trim count taken from that row's own count.
+``rows="all"`` instead counts every client that did not touch a row as a zero there: a row then
+moves only if more than half (median) or more than the trimmed share of the round's clients
+touched it, which stops a minority from steering a row nobody else touches (item promotion) at
+the price of freezing every row fewer clients touch.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import torch
 
@@ -34,21 +36,36 @@ def trimmed_mean(x: torch.Tensor, beta: float) -> torch.Tensor:
     return total.squeeze(0) / (k - 2 * b).clamp_min(1)
 
 
-class CoordinateMedian(Aggregator):
+class CoordinateStatistic(Aggregator):
+    def __init__(self, rows: str = "touched") -> None:
+        self.rows = rows  # "touched": per row over its touchers; "all": untouched counts as zero
+
+    def statistic(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def aggregate(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate:
+        s = stack(updates)
+        dense = {n: self.statistic(d) for n, d in s.dense.items()}
+        if self.rows == "all":
+            rows = {n: (r.ids, self.statistic(r.values)) for n, r in s.rows.items()}
+        else:
+            rows = touched_rows(s, self.statistic)
+        return to_aggregate(dense, rows, s.n)
+
+
+class CoordinateMedian(CoordinateStatistic):
     name = "median"
 
-    def aggregate(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate:
-        s = stack(updates)
-        return to_aggregate({n: median(d) for n, d in s.dense.items()}, touched_rows(s, median), s.n)
+    def statistic(self, x):
+        return median(x)
 
 
-class TrimmedMean(Aggregator):
+class TrimmedMean(CoordinateStatistic):
     name = "trimmed_mean"
 
-    def __init__(self, beta: float) -> None:
+    def __init__(self, beta: float, rows: str = "touched") -> None:
+        super().__init__(rows)
         self.beta = beta
 
-    def aggregate(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate:
-        s = stack(updates)
-        stat = partial(trimmed_mean, beta=self.beta)
-        return to_aggregate({n: stat(d) for n, d in s.dense.items()}, touched_rows(s, stat), s.n)
+    def statistic(self, x):
+        return trimmed_mean(x, self.beta)
