@@ -16,18 +16,24 @@ import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from data_pipeline.errors import ConfigError
+from fedrec.attacks.config import AttackConfig
 from fedrec.client.clock import ClockConfig
 from fedrec.client.local import ClientTrainConfig
 from fedrec.client.tiers import TierSpec
 from fedrec.configbase import StrictModel, StrTuple, validate
 from fedrec.model import ModelConfig
+from fedrec.pipeline.robust.config import AggregatorConfig
+from fedrec.privacy.config import PrivacyConfig
+from fedrec.secagg.config import SecureAggregationConfig
 from fedrec.strategies import StrategyConfig
 from fedrec.strategies.base import Sampling
 
 Mode = Literal["sync", "fel", "fedbuff", "fairness"]
 MODES = ("sync", "fel", "fedbuff", "fairness")
 OPTIMIZATIONS = ("deadline", "over_selection", "fel")
-MODE_SECTIONS = {"ensemble": ("fel", "fairness"), "async_": ("fedbuff",), "fairness": ("fairness",)}
+MODE_SECTIONS = {"ensemble": ("fel", "fairness"), "async_": ("fedbuff",), "fairness": ("fairness",),
+                 # robustness, privacy and secure aggregation: synchronous rounds only
+                 "attack": ("sync",), "aggregator": ("sync",), "privacy": ("sync",), "secure_aggregation": ("sync",)}
 
 
 def _default_submodels() -> tuple[ModelConfig, ...]:
@@ -161,6 +167,10 @@ class FederatedConfig(StrictModel):
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    aggregator: AggregatorConfig = Field(default_factory=AggregatorConfig)
+    privacy: PrivacyConfig | None = None  # user-level DP-FedAvg; the result gains epsilon and delta
+    secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -188,6 +198,7 @@ class FederatedConfig(StrictModel):
             raise ConfigError("model.private", f"{unknown} are not model features {list(features)}")
         if self.model.private and self.mode == "fel":
             raise ConfigError("model.private", "FEL's server-side over-arch cannot read private tables; use mode sync")
+        _trust_sections_compatible(self)
         e, k = self.ensemble, len(self.tiers.tiers)
         if self.mode in ("fel", "fairness") and e.clustering == "tier" and len(e.submodels) != k:
             raise ConfigError("ensemble.submodels", f"tier clustering needs one sub-model per tier ({k}), got {len(e.submodels)}")
@@ -213,6 +224,22 @@ class FederatedConfig(StrictModel):
             if mode not in modes or name not in given:
                 doc.pop(name, None)
         return config_from_dict(_jsonable(doc))
+
+
+def _trust_sections_compatible(cfg: FederatedConfig) -> None:
+    """Combinations of attack, aggregator, privacy and secure aggregation that cannot work together."""
+    if cfg.aggregator.robust and cfg.privacy is not None:
+        raise ConfigError("aggregator.name", f"{cfg.aggregator.name!r} with privacy: DP-FedAvg's noise is calibrated "
+                          "to the sum of clipped updates; use aggregator mean")
+    if cfg.aggregator.robust and cfg.secure_aggregation.enabled:
+        raise ConfigError("aggregator.name", f"{cfg.aggregator.name!r} needs the individual updates, which secure "
+                          "aggregation hides; use aggregator mean")
+    p = cfg.privacy
+    if p is not None and p.adaptive_clipping and cfg.secure_aggregation.enabled:
+        raise ConfigError("privacy.adaptive_clipping", "adaptive clipping runs on the server's view of each update, "
+                          "which secure aggregation hides; use a fixed clip_norm")
+    if p is not None and p.adaptive_clipping and p.local_noise > 0:
+        raise ConfigError("privacy.local_noise", "local noise follows client-side clipping; not with adaptive_clipping")
 
 
 def _jsonable(doc: Any) -> Any:

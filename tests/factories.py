@@ -42,3 +42,15 @@ class NullPool:
 
     def publish(self, key, change) -> None:
         self.published.append((key, change))
+
+
+def toy_update(client, dense, rows=None, weight=1.0, table="emb"):
+    """A ClientUpdate with dense tensor ``w`` = ``dense`` and rows ``{id: [values]}`` of ``table``."""
+    import torch
+
+    from fedrec.updates import ClientUpdate
+
+    rows = rows or {}
+    ids = torch.tensor(sorted(rows), dtype=torch.int64)
+    vals = torch.tensor([rows[i] for i in sorted(rows)], dtype=torch.float32).reshape(len(rows), -1) if rows else torch.zeros(0, 1)
+    return ClientUpdate(client, weight, {"w": torch.tensor(dense, dtype=torch.float32)}, {table: (ids, vals)})

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from data_pipeline.errors import ConfigError
+from fedrec.attacks.data_poisoning import poison_data
 from fedrec.config import config_to_dict
 from fedrec.runtime.checkpoint import Checkpointer
 from fedrec.runtime.data import FederatedData, load_federated_data
@@ -48,6 +49,7 @@ def session(cfg, data: FederatedData | None = None, pool: ClientPool | None = No
             data = loading.result() if loading is not None else data
         if transform is not None:
             data = transform(data)
+        data = poison_data(cfg, data)  # the attackers' own poisoned rows (label flip, fake users); else as is
         pool.set_data(data)
         yield Session(pool, data, started)
     finally:

@@ -1,17 +1,48 @@
 """The update pipeline: ordered client steps and server steps around aggregation (see ``base``)."""
 
-from fedrec.pipeline.base import Aggregator, ClientContext, ClientStep, ServerContext, ServerStep
+from fedrec.pipeline.base import Aggregator, ClientContext, ClientStep, ModelShapes, ServerContext, ServerStep
 from fedrec.pipeline.mean import WeightedMean
 from fedrec.pipeline.pipeline import Arrivals, UpdatePipeline
 
 __all__ = [
-    "Aggregator", "Arrivals", "ClientContext", "ClientStep", "ServerContext", "ServerStep", "UpdatePipeline",
-    "WeightedMean", "build_pipeline",
+    "Aggregator", "Arrivals", "ClientContext", "ClientStep", "ModelShapes", "ServerContext", "ServerStep",
+    "UpdatePipeline", "WeightedMean", "build_pipeline",
 ]
 
 
-def build_pipeline(cfg) -> UpdatePipeline:
-    """The pipeline a run config asks for. The default is FedAvg's weighted mean and no steps;
-    compression, robust aggregation, privacy and secure aggregation add their steps here."""
-    del cfg
-    return UpdatePipeline()
+def build_pipeline(cfg, model: ModelShapes | None = None, num_clients: int | None = None) -> UpdatePipeline:
+    """The pipeline a run config asks for. The default is FedAvg's weighted mean and no steps.
+    ``model`` (shapes only) and ``num_clients`` are what attacks, privacy and secure aggregation
+    need to build their steps."""
+    pipeline = UpdatePipeline()
+    add_trust_steps(pipeline, cfg, model, num_clients)
+    return pipeline
+
+
+def add_trust_steps(pipeline: UpdatePipeline, cfg, model: ModelShapes | None, num_clients: int | None) -> None:
+    """Attacks (client steps, or server steps for the omniscient ones), then DP-FedAvg (clip and
+    local noise on the client, adaptive clipping and central noise on the server), and the
+    aggregator: secure aggregation, or the configured (robust) rule. Order matters: attackers
+    poison before clipping, and central noise goes on the securely aggregated sum."""
+    attack, aggregator = getattr(cfg, "attack", None), getattr(cfg, "aggregator", None)
+    privacy, secagg = getattr(cfg, "privacy", None), getattr(cfg, "secure_aggregation", None)
+    if attack is not None and attack.kind != "none":
+        from fedrec.attacks import attack_steps
+
+        client, server = attack_steps(cfg, num_clients, model)
+        pipeline.client_steps += client
+        pipeline.server_steps += server
+    if privacy is not None:
+        from fedrec.privacy import privacy_steps
+
+        client, server = privacy_steps(cfg, num_clients, model)
+        pipeline.client_steps += client
+        pipeline.server_steps += server
+    if secagg is not None and secagg.enabled:
+        from fedrec.secagg import SecureAggregator
+
+        pipeline.aggregator = SecureAggregator(model, secagg)
+    elif aggregator is not None and aggregator.robust:
+        from fedrec.pipeline.robust import make_aggregator
+
+        pipeline.aggregator = make_aggregator(aggregator)

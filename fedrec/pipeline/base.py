@@ -21,6 +21,26 @@ from dataclasses import dataclass, field
 from fedrec.updates import AggregatedUpdate, ClientUpdate
 
 
+@dataclass(frozen=True)
+class ModelShapes:
+    """What a step may know about the model it handles, never its values: every tensor's shape,
+    and which tensors are embedding tables (state-dict name -> sparse feature). Secure
+    aggregation pads to whole tables and central DP noises every row, so both need table sizes."""
+
+    shapes: dict[str, tuple[int, ...]]
+    tables: dict[str, str]
+
+    @staticmethod
+    def of(state: dict, tables: dict[str, str]) -> ModelShapes:
+        return ModelShapes({n: tuple(t.shape) for n, t in state.items()}, dict(tables))
+
+    def table_of(self, feature: str) -> str:
+        for name, f in self.tables.items():
+            if f == feature:
+                return name
+        raise KeyError(feature)
+
+
 @dataclass
 class ClientContext:
     client: int
@@ -63,6 +83,10 @@ class ServerStep:
     def load_state_dict(self, state: dict) -> None:
         del state
 
+    def report(self) -> dict:
+        """Run-level facts for the result JSON (``epsilon``, ``secagg`` ...); empty by default."""
+        return {}
+
 
 class Aggregator:
     """Per-client updates -> one weighted sum whose ``mean()`` is the round's update."""
@@ -72,3 +96,12 @@ class Aggregator:
 
     def aggregate(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate:
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+    def report(self) -> dict:
+        return {}

@@ -63,8 +63,18 @@ class UpdatePipeline:
         return aggregate
 
     def state_dict(self) -> dict:
-        return {f"server{i}": s.state_dict() for i, s in enumerate(self.server_steps)}
+        out = {f"server{i}": s.state_dict() for i, s in enumerate(self.server_steps)}
+        return {**out, "aggregator": self.aggregator.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         for i, s in enumerate(self.server_steps):
             s.load_state_dict(state.get(f"server{i}", {}))
+        self.aggregator.load_state_dict(state.get("aggregator", {}))
+
+    def report(self) -> dict:
+        """What the server steps and the aggregator report for the run's result (privacy spent,
+        secure-aggregation overhead ...)."""
+        out = dict(self.aggregator.report())
+        for s in self.server_steps:
+            out.update(s.report())
+        return out

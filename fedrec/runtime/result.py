@@ -50,6 +50,13 @@ class FederatedResult:
     bytes_to_target: int | None = None  # up + down until then
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    # Only in runs that have them (``to_dict`` leaves them out otherwise): privacy spent (user-level),
+    # secure aggregation's cost, the attack and its attackers.
+    epsilon: float | None = None
+    delta: float | None = None
+    privacy: dict | None = None
+    secagg: dict | None = None
+    attack: dict | None = None
 
     @classmethod
     def from_run(cls, run, wall_seconds: float, **extra) -> FederatedResult:
@@ -78,20 +85,42 @@ class FederatedResult:
             uploaded_tables=sorted(_feature(run, n) for n in run.uploaded_tables),
             auc_trained_clients=final.get("auc_trained_clients"), auc_untrained_clients=final.get("auc_untrained_clients"),
             sim_seconds_to_target=reached[1], bytes_to_target=reached[2],
-            history=run.history, config=config_to_dict(run.cfg),
+            history=run.history, config=config_to_dict(run.cfg), **trust_fields(run),
         )
         return cls(**{**base, **extra})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if not (k in TRUST_KEYS and v is None)}
 
     def to_json(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_dict(), default=float)
 
     def summary(self) -> str:
-        return (f"federated: rounds={self.rounds} final_auc={self.final_auc:.4f} validation_auc={self.validation_auc:.4f} "
+        line = (f"federated: rounds={self.rounds} final_auc={self.final_auc:.4f} validation_auc={self.validation_auc:.4f} "
                 f"ne={self.final_ne:.4f} client_updates={self.client_updates} updates/s={self.client_updates_per_second:,.0f} "
                 f"wall={self.wall_seconds:.1f}s sim={self.sim_seconds:,.0f}s bytes_up={self.bytes_up:,} bytes_down={self.bytes_down:,}")
+        if self.epsilon is not None:
+            line += f" epsilon={self.epsilon:.3f} delta={self.delta:.2e}"
+        if self.secagg is not None:
+            line += f" secagg_bytes_overhead={self.secagg['bytes_overhead']:,} secagg_seconds={self.secagg['seconds']:.1f}"
+        if self.attack is not None:
+            line += f" attack={self.attack['kind']}x{len(self.attack['attackers'])}"
+        return line
+
+
+TRUST_KEYS = ("epsilon", "delta", "privacy", "secagg", "attack")
+
+
+def trust_fields(run) -> dict:
+    """What the run's pipeline reports (privacy spent, secure aggregation's cost) and its attack."""
+    out = {k: v for k, v in run.pipeline.report().items() if k in TRUST_KEYS}
+    attack = getattr(run.cfg, "attack", None)
+    if attack is not None and attack.kind != "none":
+        from fedrec.attacks import attack_summary
+
+        out["attack"] = attack_summary(run)
+    return out
 
 
 def _feature(run, table: str) -> str:

@@ -22,7 +22,7 @@ from fedrec.client.local import ClientTrainConfig
 from fedrec.client.private import check_single_owner
 from fedrec.metrics import binary_metrics
 from fedrec.model import build_model, predict
-from fedrec.pipeline import Arrivals, ServerContext, build_pipeline
+from fedrec.pipeline import Arrivals, ModelShapes, ServerContext, build_pipeline
 from fedrec.runtime.data import FederatedData
 from fedrec.runtime.facts import ClientFacts, client_tiers
 from fedrec.runtime.pool import ClientPool, Gathered
@@ -68,7 +68,7 @@ class FederatedRun:
             check_single_owner(data.train, data.partitions, f)
         self.uploaded_tables: set[str] = set()
         self.strategy = make_strategy(cfg.strategy, cfg.client)
-        self.pipeline = pipeline if pipeline is not None else build_pipeline(cfg)
+        self.pipeline = pipeline if pipeline is not None else build_pipeline(cfg, ModelShapes.of(self.state, self.layout.tables), n)
         self._pipeline_ref = None
         self.round = 0
         self.resumed_from_round = 0

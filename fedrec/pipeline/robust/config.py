@@ -1,0 +1,34 @@
+"""The ``aggregator`` section of a run config: which rule turns the round's updates into one."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fedrec.configbase import StrictModel
+
+Robust = Literal["median", "trimmed_mean", "krum", "multi_krum", "centered_clipping"]
+
+
+class AggregatorConfig(StrictModel):
+    name: Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping", "bucketing"] = "mean"
+    trim_fraction: float = Field(0.2, ge=0, lt=0.5)  # trimmed_mean: dropped at each end, per coordinate
+    rows: Literal["touched", "all"] = "touched"  # median, trimmed_mean: a row over its touchers, or all (zeros)
+    byzantine_fraction: float = Field(0.2, ge=0, lt=0.5)  # krum, multi_krum: f = floor(this * clients)
+    keep: int | None = Field(None, ge=1)  # multi_krum: clients kept (default clients - f)
+    clip_radius: float = Field(1.0, gt=0)  # centered_clipping: tau
+    clip_iterations: int = Field(1, ge=1)  # centered_clipping
+    bucket_size: int = Field(2, ge=1)  # bucketing
+    inner: Robust = "centered_clipping"  # bucketing: the robust rule applied to the bucket means
+
+    @model_validator(mode="after")
+    def _keep_only_for_multi_krum(self):
+        if self.keep is not None and self.name != "multi_krum" and not (self.name == "bucketing" and self.inner == "multi_krum"):
+            raise ValueError("keep is only for multi_krum")
+        return self
+
+    @property
+    def robust(self) -> bool:
+        """Whether the rule needs the individual updates (anything but the weighted mean)."""
+        return self.name != "mean"
