@@ -26,7 +26,7 @@ from data_pipeline.batches import Examples, gather_jagged
 from fedrec.client.data import ClientData
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig, LocalResult, whole_tables
-from fedrec.updates import ClientUpdate, State
+from fedrec.updates import ClientStart, ClientUpdate, State
 
 
 class BatchedTrainer:
@@ -45,14 +45,17 @@ class BatchedTrainer:
         n = len(self.features) + 1
         self.triu = torch.triu_indices(n, n, offset=1)
 
-    def train_many(self, clients: list[int], global_state: State, cfg: ClientTrainConfig, seeds: list[int]) -> list[LocalResult]:
+    def train_many(self, clients: list[int], global_state: State | None, cfg: ClientTrainConfig, seeds: list[int],
+                   starts: list[ClientStart] | None = None) -> list[LocalResult]:
+        """Train ``clients`` from ``global_state``, or each from its own ``starts[i]`` (a gossip
+        node's model, a client's compressed copy); updates are deltas from where each started."""
         out: list[LocalResult] = []
         for start in range(0, len(clients), self.group_size):
             sl = slice(start, start + self.group_size)
-            out.extend(self._train_group(clients[sl], global_state, cfg, seeds[sl]))
+            out.extend(self._train_group(clients[sl], global_state, cfg, seeds[sl], starts[sl] if starts else None))
         return out
 
-    def _train_group(self, clients, global_state, cfg, seeds) -> list[LocalResult]:
+    def _train_group(self, clients, global_state, cfg, seeds, starts=None) -> list[LocalResult]:
         C, B = len(clients), cfg.batch_size
         data = [self.data.client(c) for c in clients]
         exs: list[Examples] = [d[0] for d in data]
@@ -63,10 +66,17 @@ class BatchedTrainer:
         for j, p in enumerate(self.emb_params):
             sizes = np.array([len(t[j]) for t in touched])
             base[:, j] = np.r_[0, np.cumsum(sizes)[:-1]]
-            ids = torch.from_numpy(np.concatenate([t[j] for t in touched]))
-            tables.append(global_state[p][ids].clone().requires_grad_(True))
-        stacked = {n: global_state[n].unsqueeze(0).repeat(C, *([1] * global_state[n].dim())).requires_grad_(True)
-                   for pair in self.dense_layers + self.over_layers for n in pair}
+            if starts is None:
+                ids = torch.from_numpy(np.concatenate([t[j] for t in touched]))
+                tables.append(global_state[p][ids].clone().requires_grad_(True))
+            else:
+                tables.append(torch.cat([s.rows[p] for s in starts]).clone().requires_grad_(True))
+        names = [n for pair in self.dense_layers + self.over_layers for n in pair]
+        if starts is None:
+            stacked = {n: global_state[n].unsqueeze(0).repeat(C, *([1] * global_state[n].dim())).requires_grad_(True)
+                       for n in names}
+        else:
+            stacked = {n: torch.stack([s.dense[n] for s in starts]).requires_grad_(True) for n in names}
         prox_ref = None
         if cfg.proximal_mu > 0:
             prox_ref = [t.detach().clone() for t in tables], {n: t.detach().clone() for n, t in stacked.items()}
@@ -107,17 +117,18 @@ class BatchedTrainer:
         results = []
         with torch.no_grad():
             for c, client in enumerate(clients):
-                dense = {n: stacked[n][c] - global_state[n] for n in stacked}
-                for n in global_state:  # parameters outside the arches (none in DLRM) stay put
+                origin = starts[c].dense if starts is not None else global_state
+                dense = {n: stacked[n][c] - origin[n] for n in stacked}
+                for n in origin:  # parameters outside the arches (none in DLRM) stay put
                     if n not in dense and n not in self.emb_params:
-                        dense[n] = torch.zeros_like(global_state[n])
+                        dense[n] = torch.zeros_like(origin[n])
                 sparse = {}
                 for j, p in enumerate(self.emb_params):
                     ids = torch.from_numpy(touched[c][j])
                     local = tables[j][base[c, j] : base[c, j] + len(ids)]
-                    sparse[p] = (ids, local - global_state[p][ids])
+                    sparse[p] = (ids, local - (starts[c].rows[p] if starts is not None else global_state[p][ids]))
                 update = ClientUpdate(client, float(len(exs[c])), dense, sparse)
-                if not cfg.sparse_updates:
+                if not cfg.sparse_updates and starts is None:
                     update = whole_tables(update, global_state)
                 steps = len(plans[c])
                 results.append(LocalResult(update, len(exs[c]), steps, float(losses[c] / max(steps, 1))))

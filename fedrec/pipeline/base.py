@@ -40,9 +40,14 @@ class ClientStep:
     """One transformation of a client's update before upload."""
 
     name = "client-step"
+    stateful = False  # keeps per-client state in ctx.state that checkpoints must save
 
     def apply(self, update: ClientUpdate, ctx: ClientContext) -> ClientUpdate:
         raise NotImplementedError
+
+    def apply_many(self, updates: list[ClientUpdate], ctxs: list[ClientContext]) -> list[ClientUpdate]:
+        """All of an actor's clients at once; a step whose arithmetic batches overrides it."""
+        return [self.apply(u, c) for u, c in zip(updates, ctxs)]
 
 
 class ServerStep:
@@ -62,6 +67,10 @@ class ServerStep:
 
     def load_state_dict(self, state: dict) -> None:
         del state
+
+    def report(self) -> dict:
+        """Numbers for the run's result (``FederatedResult.pipeline``), e.g. time spent decoding."""
+        return {}
 
 
 class Aggregator:

@@ -22,15 +22,17 @@ from fedrec.client.local import ClientTrainConfig
 from fedrec.metrics import binary_metrics
 from fedrec.model import build_dlrm, predict
 from fedrec.pipeline import Arrivals, ServerContext, build_pipeline
+from fedrec.pipeline.downlink import DeltaDownloads
 from fedrec.runtime.data import FederatedData
 from fedrec.runtime.facts import ClientFacts, client_tiers
-from fedrec.runtime.pool import ClientPool, Gathered
+from fedrec.runtime.pool import ClientPool, Gathered, Pending
 from fedrec.strategies import make_strategy
 from fedrec.updates import AggregatedUpdate, StateChange
 
 log = logging.getLogger(__name__)
 
-TOTALS = ("client_updates", "failed_updates", "bytes_up", "bytes_down", "dense_bytes_up", "sim_seconds", "train_wall_seconds")
+TOTALS = ("client_updates", "failed_updates", "bytes_up", "bytes_down", "dense_bytes_up", "dense_bytes_down", "sim_seconds",
+          "train_wall_seconds")
 
 
 @dataclass
@@ -62,7 +64,9 @@ class FederatedRun:
         self.tiers = client_tiers(cfg, data)
         self.facts = ClientFacts(cfg, data, self.state, self.layout, self.tiers)
         self.strategy = make_strategy(cfg.strategy, cfg.client)
-        self.pipeline = pipeline if pipeline is not None else build_pipeline(cfg)
+        self.pipeline = pipeline if pipeline is not None else build_pipeline(cfg, self.state, self.layout.tables)
+        downlink = getattr(getattr(cfg, "compression", None), "downlink", "none")
+        self.downloads = DeltaDownloads(cfg, self.state, self.layout.tables, data) if downlink == "same" else None
         self._pipeline_ref = None
         self.round = 0
         self.resumed_from_round = 0
@@ -117,6 +121,15 @@ class FederatedRun:
         return self.record(rnd, gathered, clients, sim, plan.info)
 
     # --- shared steps ---
+    def submit(self, pool: ClientPool, sub: Submission, rnd: int) -> Pending:
+        """Start ``sub``'s clients training: from the pool's copy of the global model, or, with
+        compressed downloads, each from the copy it holds after this round's download."""
+        seeds = [self.seed_of(rnd, c) for c in sub.clients]
+        if self.downloads is not None:
+            starts = [self.downloads.download(int(c), self.state) for c in sub.clients]
+            return pool.submit_from(self.key, sub.clients, starts, sub.config, seeds, self.pipeline_ref(), rnd)
+        return pool.submit(self.key, sub.clients, sub.config, seeds, self.pipeline_ref(), rnd)
+
     def pipeline_ref(self):
         if self._pipeline_ref is None:
             self._pipeline_ref = ray.put(self.pipeline)
@@ -152,6 +165,7 @@ class FederatedRun:
         t["bytes_up"] += up
         t["bytes_down"] += down
         t["dense_bytes_up"] += len(stats) * self.facts.model_bytes
+        t["dense_bytes_down"] = t.get("dense_bytes_down", 0) + len(sent_to) * self.facts.model_bytes
         t["sim_seconds"] += sim
         return {"round": rnd, "client_updates": len(stats), "failed_updates": failed, "sim_seconds": t["sim_seconds"],
                 "bytes_up": up, "bytes_down": down,
@@ -199,8 +213,13 @@ class FederatedRun:
 
     # --- checkpoints ---
     def state_dict(self) -> dict:
-        return {"round": self.round, "state": self.state, "strategy": self.strategy.state_dict(),
+        blob = {"round": self.round, "state": self.state, "strategy": self.strategy.state_dict(),
                 "pipeline": self.pipeline.state_dict(), "history": self.history, "totals": self.totals}
+        if self.pool is not None and self.pipeline.stateful_clients:
+            blob["client_state"] = self.pool.export_client_state(self.key)  # error-feedback memory lives there
+        if self.downloads is not None:
+            blob["downloads"] = self.downloads.state_dict()  # the copies clients hold
+        return blob
 
     def load_state_dict(self, blob: dict) -> None:
         self.round = blob["round"]
@@ -210,5 +229,9 @@ class FederatedRun:
         self.strategy.load_state_dict(blob["strategy"])
         self.pipeline.load_state_dict(blob.get("pipeline", {}))
         self.history, self.totals = blob["history"], blob["totals"]
+        if self.downloads is not None:
+            self.downloads.load_state_dict(blob["downloads"])
         if self.pool is not None:
             self.pool.register(self.key, self.cfg.model, self.state)  # actors get the whole state again
+            if "client_state" in blob:
+                self.pool.import_client_state(self.key, blob["client_state"])
