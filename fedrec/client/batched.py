@@ -142,19 +142,29 @@ class BatchedTrainer:
             vals, offs = gather_jagged(group.values[f], group.offsets[f], idx)
             pooled.append(F.embedding_bag(torch.from_numpy(vals), tables[j], torch.from_numpy(offs[:-1]), mode="sum").view(C, B, -1))
         h = torch.from_numpy(group.dense[idx]).view(C, B, -1)
-        for w, b in self.dense_layers:
-            h = torch.relu(torch.baddbmm(stacked[b].unsqueeze(1), h, stacked[w].transpose(1, 2)))
-        combined = torch.stack([h, *pooled], dim=2)  # [C, B, F+1, D]
-        inter = torch.einsum("cbid,cbjd->cbij", combined, combined)[:, :, self.triu[0], self.triu[1]]
-        z = torch.cat([h, inter], dim=2)
-        for i, (w, b) in enumerate(self.over_layers):
-            z = torch.baddbmm(stacked[b].unsqueeze(1), z, stacked[w].transpose(1, 2))
-            if i < len(self.over_layers) - 1:
-                z = torch.relu(z)
+        z = stacked_logits(h, pooled, stacked, self.dense_layers, self.over_layers, self.triu)
         m = torch.from_numpy((idx != group.empty_row).astype(np.float32)).view(C, B)
         labels = torch.from_numpy(group.labels[idx]).view(C, B)
-        bce = F.binary_cross_entropy_with_logits(z.squeeze(-1), labels, reduction="none")
+        bce = F.binary_cross_entropy_with_logits(z, labels, reduction="none")
         return (bce * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def stacked_logits(dense: torch.Tensor, pooled: list[torch.Tensor], params: State, dense_layers, over_layers,
+                   triu: torch.Tensor) -> torch.Tensor:
+    """TorchRec's DLRM function for C models at once: ``dense`` [C, B, in] inputs, ``pooled`` one
+    [C, B, D] pooled embedding per feature, ``params`` each arch weight stacked [C, ...] ->
+    logits [C, B]. (Training here; gossip evaluates every node's model with it.)"""
+    h = dense
+    for w, b in dense_layers:
+        h = torch.relu(torch.baddbmm(params[b].unsqueeze(1), h, params[w].transpose(1, 2)))
+    combined = torch.stack([h, *pooled], dim=2)  # [C, B, F+1, D]
+    inter = torch.einsum("cbid,cbjd->cbij", combined, combined)[:, :, triu[0], triu[1]]
+    z = torch.cat([h, inter], dim=2)
+    for i, (w, b) in enumerate(over_layers):
+        z = torch.baddbmm(params[b].unsqueeze(1), z, params[w].transpose(1, 2))
+        if i < len(over_layers) - 1:
+            z = torch.relu(z)
+    return z.squeeze(-1)
 
 
 class _GroupData:

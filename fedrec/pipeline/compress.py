@@ -30,6 +30,7 @@ from fedrec.pipeline.wire import (
     encode_updates,
     update_nbytes,
 )
+from fedrec.threads import single_threaded
 from fedrec.updates import ClientUpdate, State
 
 
@@ -90,6 +91,7 @@ class Decompress(ServerStep):
         self.schema = schema
         self.seconds = {"encode": 0.0, "decode": 0.0}
 
+    @single_threaded
     def on_clients(self, updates: list, ctx: ServerContext) -> list[ClientUpdate]:
         encoded = [u for u in updates if isinstance(u, EncodedUpdate)]
         started = time.perf_counter()

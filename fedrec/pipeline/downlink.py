@@ -20,6 +20,7 @@ import torch
 from fedrec.client.data import ClientData
 from fedrec.pipeline.compress import plan_for
 from fedrec.pipeline.wire import WireSchema, encode_update
+from fedrec.threads import single_threaded
 from fedrec.updates import ClientStart, ClientUpdate, State
 
 
@@ -44,6 +45,7 @@ class DeltaDownloads:
         dense = {n: t.clone() for n, t in self.initial.items() if n not in self.tables}
         return ClientStart(dense, {n: self.initial[n][ids[n]].clone() for n in self.tables})
 
+    @single_threaded
     def download(self, client: int, state: State) -> ClientStart:
         """Encode the change from ``client``'s copy to ``state``, apply it to the copy, and return
         the copy the client now trains from (``last_nbytes``: the bytes it downloaded)."""
