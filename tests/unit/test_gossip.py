@@ -99,10 +99,9 @@ def test_compressed_gossip_sends_fewer_bytes_per_round_than_dpsgd():
 
 
 def test_node_models_start_add_and_mean():
-    from tests.factories import toy_federated_data
-
     from fedrec.client.layout import ModelLayout
     from fedrec.model import build_dlrm
+    from tests.factories import toy_federated_data
 
     data = toy_federated_data()
     cfg = config_from_dict({})
@@ -125,11 +124,10 @@ def test_node_models_start_add_and_mean():
 
 
 def test_batched_node_evaluation_equals_torchrec_prediction():
-    from tests.factories import toy_federated_data
-
     from fedrec.client.layout import ModelLayout
     from fedrec.gossip.evaluate import node_probabilities
     from fedrec.model import build_dlrm, predict
+    from tests.factories import toy_federated_data
 
     data = toy_federated_data(features=("item", "user"))
     cfg = config_from_dict({})
@@ -149,10 +147,9 @@ def test_batched_node_evaluation_equals_torchrec_prediction():
 
 def test_social_topology_reads_the_lastfm_friends_graph(tmp_path):
     pytest.importorskip("data_pipeline.readers.lastfm", reason="the Last.fm readers are not in this tree yet")
-    from tests.conftest import require_dataset
-
     from fedrec.gossip.graphs import social_edges
     from fedrec.runtime import load_federated_data
+    from tests.conftest import require_dataset
 
     folder = require_dataset("hetrec2011-lastfm-2k")
     cfg = config_from_dict({"mode": "gossip", "data": {"path": str(folder), "format": "lastfm", "label_threshold": 1.0,
