@@ -45,7 +45,7 @@ class BatchedTrainer:
         n = len(self.features) + 1
         self.triu = torch.triu_indices(n, n, offset=1)
 
-    def train_many(self, clients: list[int], global_state: State | None, cfg: ClientTrainConfig, seeds: list[int],
+    def train_many(self, clients: list[int], global_state: State | None, cfg: ClientTrainConfig, seeds: list[int], *,
                    starts: list[ClientStart] | None = None) -> list[LocalResult]:
         """Train ``clients`` from ``global_state``, or each from its own ``starts[i]`` (a gossip
         node's model, a client's compressed copy); updates are deltas from where each started."""
