@@ -40,11 +40,11 @@ SETTINGS = {
     "none": {},
     "powersgd r1": {"method": "powersgd", "rank": 1},
     "powersgd r2": {"method": "powersgd", "rank": 2},
-    "powersgd r1, no EF": {"method": "powersgd", "rank": 1, "error_feedback": False},
+    "powersgd r1 no-EF": {"method": "powersgd", "rank": 1, "error_feedback": False},
     "topk 1%": {"method": "topk", "fraction": 0.01},
     "topk 5%": {"method": "topk", "fraction": 0.05},
     "topk 10%": {"method": "topk", "fraction": 0.1},
-    "topk 5%, no EF": {"method": "topk", "fraction": 0.05, "error_feedback": False},
+    "topk 5% no-EF": {"method": "topk", "fraction": 0.05, "error_feedback": False},
     "int8": {"method": "int8"},
     "fp16": {"method": "fp16"},
 }

@@ -34,6 +34,11 @@ from fedrec.pipeline.wire import CompressionPlan
 from fedrec.threads import single_threaded
 
 
+def _block(width: int, budget: int = 1 << 24) -> int:
+    """How many rows of ``width`` entries make a ~64 MB float32 block."""
+    return max(1, budget // max(width, 1))
+
+
 class Exchange:
     name = "exchange"
 
@@ -47,8 +52,11 @@ class Exchange:
         raise NotImplementedError
 
     def _mix(self, x: torch.Tensor, towards: torch.Tensor, gamma: float) -> None:
-        """x += gamma (W towards - towards), over flattened [N, entries] views."""
-        x.add_(torch.sparse.mm(self.w, towards) - towards, alpha=gamma)
+        """x += gamma (W towards - towards), over flattened [N, entries] views, a block of
+        columns at a time (no temporary the size of every node's model)."""
+        for lo in range(0, x.shape[1], _block(x.shape[0])):
+            t = towards[:, lo : lo + _block(x.shape[0])].contiguous()
+            x[:, lo : lo + t.shape[1]] += gamma * (torch.sparse.mm(self.w, t) - t)
 
     def state_dict(self) -> dict:
         return {}
@@ -66,7 +74,8 @@ class DPSGD(Exchange):
         model_bytes = 0
         for name in models.x:
             x = models.flat(name)
-            x.copy_(torch.sparse.mm(self.w, x))
+            for lo in range(0, x.shape[1], _block(x.shape[0])):
+                x[:, lo : lo + _block(x.shape[0])] = torch.sparse.mm(self.w, x[:, lo : lo + _block(x.shape[0])].contiguous())
             model_bytes += x.shape[1] * x.element_size()
         return self.degree * model_bytes
 
@@ -91,9 +100,13 @@ class Choco(Exchange):
         for name, x in models.x.items():
             rows, cols = matrix_shape(x.shape[1:])
             codec = self._codec(models, name)
-            diff = (x - self.xhat[name]).view(models.n, rows, cols)
-            q = codec.decode(codec.encode(diff, self.memory.setdefault(name, {}), self.seed + rnd), rows, cols)
-            self.xhat[name] += q.view_as(x)
+            step = _block(rows * cols)
+            for lo in range(0, models.n, step):  # a block of nodes at a time
+                hi = min(lo + step, models.n)
+                memory = self.memory.setdefault(f"{name}@{lo}", {})  # the codec's state (PowerSGD's Q) for these nodes
+                diff = (x[lo:hi] - self.xhat[name][lo:hi]).view(hi - lo, rows, cols)
+                q = codec.decode(codec.encode(diff, memory, self.seed * 1_000_003 + rnd * 7919 + lo), rows, cols)
+                self.xhat[name][lo:hi] += q.view(hi - lo, *x.shape[1:])
         for name in models.x:
             self._mix(models.flat(name), self.xhat[name].view(models.n, -1), self.gamma)
         return self.degree * self.message_bytes

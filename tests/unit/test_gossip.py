@@ -60,6 +60,7 @@ def _models(n=12, seed=0):
     ("dpsgd", {}, 1.0, 300),
     ("choco", {"method": "topk", "fraction": 0.1}, 0.2, 300),  # CHOCO needs a small gamma for strong compression (0.3 diverges)
     ("choco", {"method": "int8"}, 0.8, 150),
+    ("choco", {"method": "powersgd", "rank": 1}, 0.1, 300),
     ("powergossip", {"method": "powersgd", "rank": 1}, 1.0, 600),
 ])
 def test_consensus_on_fixed_vectors_converges_and_keeps_the_average(algorithm, compression, gamma, rounds):
