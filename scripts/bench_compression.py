@@ -21,7 +21,6 @@ Every run is cached under OUT/runs/ (a rerun skips what is there); delete the fo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fedbench import config, print_table, pyplot  # noqa: E402
+from _fedbench import cached_result, config, print_table, pyplot  # noqa: E402
 
 from data_pipeline.atomic import atomic_path, write_json_atomic  # noqa: E402
 from fedrec.algorithms import run_config  # noqa: E402
@@ -52,20 +51,6 @@ QUICK_SETTINGS = ("none", "powersgd r1", "topk 5%")
 AUC_SLACK = 0.005  # the target: within this of the uncompressed run
 
 
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
-
-
-def cached(out: Path, name: str, seed: int, make) -> dict:
-    """One run's result (dict), from OUT/runs when it was done before."""
-    path = out / "runs" / f"{slug(name)}-s{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    result = make().to_dict()
-    write_json_atomic(path, result, default=float)
-    return result
-
-
 def codec_share(r: dict, actors: int) -> float | None:
     p = r.get("pipeline") or {}
     if "encode_seconds" not in p or not r["train_wall_seconds"]:
@@ -78,7 +63,7 @@ def part_settings(pool, data, base, names, seeds, out: Path) -> tuple[list[dict]
     for name in names:
         for seed in seeds:
             cfg = base.with_(seed=seed, **({"compression": SETTINGS[name]} if SETTINGS[name] else {}))
-            runs.setdefault(name, []).append(cached(out, name, seed, _runner(cfg, data, pool)))
+            runs.setdefault(name, []).append(cached_result(out, name, seed, _runner(cfg, data, pool)))
     actors = len(pool.actors)
     rows = []
     for name, rs in runs.items():
@@ -112,7 +97,7 @@ def part_fedbuff(pool, data, chosen: str, seeds, out: Path, updates: int, per_ro
                          **{"async": {"buffer_size": buffer, "concurrency": 50}})
     methods = {"sync FedAvg": sync, f"sync + {chosen} + compressed downloads": sync.with_(**comp),
                "FedBuff": fedbuff, f"FedBuff + {chosen} + compressed downloads": fedbuff.with_(**comp)}
-    runs = {name: [cached(out, f"fedbuff-{name}", s, _runner(cfg.with_(seed=s), data, pool)) for s in seeds]
+    runs = {name: [cached_result(out, f"fedbuff-{name}", s, _runner(cfg.with_(seed=s), data, pool)) for s in seeds]
             for name, cfg in methods.items()}
     rows = []
     ref = runs["sync FedAvg"]
