@@ -119,31 +119,58 @@ class Choco(Exchange):
 
 
 class PowerGossip(Exchange):
+    """Per edge e = (u, v), u < v, and weight matrix: factors P_e [rows, r], Q_e [cols, r] that
+    both ends hold. The arithmetic is arranged per node over its edges (padded to the largest
+    degree), so no [edges, rows, cols] difference is ever built: a node multiplies its own matrix
+    by its edges' factors, which is what each device does."""
+
     name = "powergossip"
 
-    def __init__(self, w, degree, gamma: float, rank: int, models: NodeModels, seed: int,
-                 edges_per_chunk: int = 256) -> None:
+    def __init__(self, w, degree, gamma: float, rank: int, models: NodeModels, seed: int) -> None:
         super().__init__(w, degree, gamma)
         coo = w.tocoo()
         upper = coo.row < coo.col
-        self.src = torch.from_numpy(coo.row[upper].astype(np.int64))
-        self.dst = torch.from_numpy(coo.col[upper].astype(np.int64))
-        self.weight = torch.from_numpy(coo.data[upper].astype(np.float32))
-        self.rank, self.chunk = rank, edges_per_chunk
+        src, dst = coo.row[upper].astype(np.int64), coo.col[upper].astype(np.int64)
+        n, edges = models.n, len(src)
+        self.rank, self.edges = rank, edges
+        # Each node's edges as slots: edge id (``edges`` = a zero padding edge), +1 at u, -1 at v.
+        ends = np.r_[src, dst]
+        order = np.argsort(ends, kind="stable")
+        slot = np.arange(2 * edges) - np.searchsorted(ends[order], ends[order])
+        width = int(np.bincount(ends, minlength=n).max()) if edges else 1
+        self.slot_edge = torch.full((n, width), edges, dtype=torch.int64)
+        self.slot_sign = torch.zeros(n, width)
+        self.slot_edge[ends[order], slot] = torch.from_numpy(np.r_[np.arange(edges), np.arange(edges)][order])
+        self.slot_sign[ends[order], slot] = torch.from_numpy(np.r_[np.ones(edges), -np.ones(edges)][order].astype(np.float32))
+        weight = torch.zeros(edges + 1)
+        weight[:edges] = torch.from_numpy(coo.data[upper].astype(np.float32))
+        self.slot_weight = weight[self.slot_edge]
         codec = PowerSGD(rank)
         self.low_rank = [k for k, v in models.x.items() if codec.low_rank(*matrix_shape(v.shape[1:]))]
         gen = torch.Generator().manual_seed(seed)  # factors shared by both ends of an edge
         self.p, self.q = {}, {}
         for k in self.low_rank:
             rows, cols = matrix_shape(models.x[k].shape[1:])
-            self.p[k] = torch.randn(len(self.src), rows, rank, generator=gen)
-            self.q[k] = torch.randn(len(self.src), cols, rank, generator=gen)
+            self.p[k] = torch.cat([torch.randn(edges, rows, rank, generator=gen), torch.zeros(1, rows, rank)])
+            self.q[k] = torch.cat([torch.randn(edges, cols, rank, generator=gen), torch.zeros(1, cols, rank)])
+
+    def _per_node(self, f: torch.Tensor, nodes: slice) -> torch.Tensor:
+        """Edge factors [edges + 1, d, r] gathered for ``nodes``' slots: [nodes, d, slots * r]."""
+        g = f[self.slot_edge[nodes]]  # [c, slots, d, r]
+        return g.permute(0, 2, 1, 3).reshape(g.shape[0], g.shape[2], -1)
+
+    def _edge_sum(self, per_node: torch.Tensor, nodes: slice, into: torch.Tensor) -> None:
+        """Add each node's signed slot results ([c, d, slots * r]) into its edges' rows of ``into``."""
+        c, d = per_node.shape[:2]
+        parts = per_node.view(c, d, -1, self.rank).permute(0, 2, 1, 3) * self.slot_sign[nodes].view(c, -1, 1, 1)
+        into.index_add_(0, self.slot_edge[nodes].reshape(-1), parts.reshape(-1, d, self.rank))
 
     @single_threaded
     @torch.no_grad()
     def step(self, models: NodeModels, rnd: int) -> np.ndarray:
         sent = np.zeros(models.n, dtype=np.int64)
         left = rnd % 2 == 1  # odd rounds refresh Q from an orthonormal P, even rounds P from Q
+        slots = self.slot_edge.shape[1]
         for name, x in models.x.items():
             rows, cols = matrix_shape(x.shape[1:])
             if name not in self.low_rank:
@@ -151,22 +178,21 @@ class PowerGossip(Exchange):
                 sent += self.degree * rows * cols * 4
                 continue
             xm = x.view(models.n, rows, cols)
-            change = torch.zeros_like(xm)
-            for lo in range(0, len(self.src), self.chunk):
-                sl = slice(lo, lo + self.chunk)
-                u, v = self.src[sl], self.dst[sl]
-                diff = xm[u] - xm[v]  # each end computes its half (X_i f, X_j f) and they swap them
-                if left:
-                    p = orthonormalize(self.p[name][sl])
-                    q = torch.bmm(diff.transpose(1, 2), p)
-                else:
-                    q = orthonormalize(self.q[name][sl])
-                    p = torch.bmm(diff, q)
-                self.p[name][sl], self.q[name][sl] = p, q
-                step = torch.bmm(p, q.transpose(1, 2)) * (self.gamma * self.weight[sl]).view(-1, 1, 1)
-                change.index_add_(0, u, -step)
-                change.index_add_(0, v, step)
-            xm += change
+            p, q = self.p[name], self.q[name]
+            fixed, fresh = (p, q) if left else (q, p)
+            fixed[: self.edges] = orthonormalize(fixed[: self.edges])
+            fresh.zero_()  # (X_u - X_v)^T p_e or (X_u - X_v) q_e, summed from both ends
+            step = _block(slots * self.rank * max(rows, cols))
+            for lo in range(0, models.n, step):
+                nodes = slice(lo, min(lo + step, models.n))
+                mine = xm[nodes].transpose(1, 2) if left else xm[nodes]
+                self._edge_sum(torch.bmm(mine, self._per_node(fixed, nodes)), nodes, fresh)
+            fresh[self.edges] = 0
+            for lo in range(0, models.n, step):  # x_u -= gamma w P Q^T, x_v += gamma w P Q^T
+                nodes = slice(lo, min(lo + step, models.n))
+                scale = (self.slot_sign[nodes] * self.slot_weight[nodes]).repeat_interleave(self.rank, dim=1)
+                xm[nodes] -= self.gamma * torch.bmm(self._per_node(p, nodes) * scale.unsqueeze(1),
+                                                    self._per_node(q, nodes).transpose(1, 2))
             sent += self.degree * (cols if left else rows) * self.rank * 4  # one factor per edge per round
         return sent
 
