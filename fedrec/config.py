@@ -3,7 +3,8 @@
 The schema is pydantic (see ``fedrec.configbase``): unknown keys and wrong types are refused, and
 every error becomes one line naming the field (``fedrec: error: config field 'client.lr': ...``).
 Each mode's own section is accepted only in that mode: ``ensemble`` for ``fel`` (and the fairness
-study, whose FEL arm uses it), ``async`` for ``fedbuff``, ``fairness`` for ``fairness``.
+study, whose FEL arm uses it), ``async`` for ``fedbuff``, ``fairness`` for ``fairness``,
+``compression`` for the server modes ``sync`` and ``fedbuff``, ``gossip`` for ``gossip``.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from fedrec.secagg.config import SecureAggregationConfig
 from fedrec.strategies import StrategyConfig
 from fedrec.strategies.base import Sampling
 
-Mode = Literal["sync", "fel", "fedbuff", "fairness"]
-MODES = ("sync", "fel", "fedbuff", "fairness")
+Mode = Literal["sync", "fel", "fedbuff", "fairness", "gossip"]
+MODES = ("sync", "fel", "fedbuff", "fairness", "gossip")
 OPTIMIZATIONS = ("deadline", "over_selection", "fel")
 MODE_SECTIONS = {"ensemble": ("fel", "fairness"), "async_": ("fedbuff",), "fairness": ("fairness",),
                  # robustness, privacy and secure aggregation: synchronous rounds only
-                 "attack": ("sync",), "aggregator": ("sync",), "privacy": ("sync",), "secure_aggregation": ("sync",)}
+                 "attack": ("sync",), "aggregator": ("sync",), "privacy": ("sync",), "secure_aggregation": ("sync",),
+                 "compression": ("sync", "fedbuff"), "gossip": ("gossip",)}
 
 
 def _default_submodels() -> tuple[ModelConfig, ...]:
@@ -87,6 +89,57 @@ class FairnessConfig(StrictModel):
     deadline_quantile: float = Field(0.7, gt=0, lt=1)  # deadline = this quantile of clients' round times
     over_selection: float = Field(0.3, gt=0)
     compare_random: bool = True
+
+
+class CompressionConfig(StrictModel):
+    """Upload (and optionally download) compression (``fedrec.pipeline.compress``): PowerSGD of
+    rank ``rank``, top-k keeping ``fraction`` of each tensor's entries, or int8/fp16 row-wise
+    quantization; ``error_feedback`` keeps what was dropped for the client's next upload.
+    ``downlink: same`` sends each client the model's change since the version it holds, encoded
+    the same way (``fedrec.pipeline.downlink``; needs ``client.sparse_downloads``)."""
+
+    method: Literal["none", "powersgd", "topk", "int8", "fp16"] = "none"
+    rank: int = Field(2, ge=1)
+    fraction: float = Field(0.01, gt=0, le=1)
+    error_feedback: bool = True
+    apply_to: Literal["dense", "embeddings", "all"] = "all"
+    downlink: Literal["none", "same"] = "none"
+
+
+class GossipCompressionConfig(StrictModel):
+    """How gossip messages are compressed (CHOCO-SGD: any codec; PowerGossip: its rank)."""
+
+    method: Literal["none", "powersgd", "topk", "int8", "fp16"] = "none"
+    rank: int = Field(1, ge=1)
+    fraction: float = Field(0.01, gt=0, le=1)
+    apply_to: Literal["dense", "embeddings", "all"] = "all"
+
+
+class GossipConfig(StrictModel):
+    """Decentralized training (``mode: gossip``, ``fedrec.algorithms.gossip``): every client is a
+    node with its own model; each round ``clients_per_round`` nodes train locally, then every node
+    exchanges (compressed) messages with its neighbours and mixes."""
+
+    algorithm: Literal["dpsgd", "choco", "powergossip"] = "choco"
+    topology: Literal["ring", "torus", "exponential", "complete", "social"] = "ring"
+    graph: str | None = None  # social: the friendship file (default: the one beside data.path)
+    weights: Literal["metropolis", "uniform"] = "metropolis"
+    consensus_lr: float = Field(1.0, gt=0, le=1)  # CHOCO's gamma, PowerGossip's step
+    compression: GossipCompressionConfig = Field(default_factory=GossipCompressionConfig)
+    node_eval_rows: int | None = Field(None, ge=1)  # node AUCs on this many test rows (default: all)
+
+    @model_validator(mode="after")
+    def _algorithm_compression(self):
+        method = self.compression.method
+        if self.algorithm == "dpsgd" and method != "none":
+            raise ConfigError("gossip.compression.method", "D-PSGD exchanges whole models; use algorithm choco to "
+                              f"compress messages (got {method!r})")
+        if self.algorithm == "powergossip" and method != "powersgd":
+            raise ConfigError("gossip.compression.method", "PowerGossip sends rank-r power-iteration factors: "
+                              f"set it to powersgd (got {method!r})")
+        if self.topology != "social" and self.graph is not None:
+            raise ConfigError("gossip.graph", f"a graph file is only read for topology social, not {self.topology!r}")
+        return self
 
 
 class DataConfig(StrictModel):
@@ -171,6 +224,8 @@ class FederatedConfig(StrictModel):
     aggregator: AggregatorConfig = Field(default_factory=AggregatorConfig)
     privacy: PrivacyConfig | None = None  # user-level DP-FedAvg; the result gains epsilon and delta
     secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    gossip: GossipConfig = Field(default_factory=GossipConfig)
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -196,12 +251,27 @@ class FederatedConfig(StrictModel):
         unknown = [f for f in self.model.private if f not in features]
         if unknown:
             raise ConfigError("model.private", f"{unknown} are not model features {list(features)}")
-        if self.model.private and self.mode == "fel":
-            raise ConfigError("model.private", "FEL's server-side over-arch cannot read private tables; use mode sync")
+        if self.model.private and self.mode in ("fel", "gossip"):
+            why = {"fel": "FEL's server-side over-arch cannot read private tables",
+                   "gossip": "gossip nodes exchange whole models, private tables included"}[self.mode]
+            raise ConfigError("model.private", f"{why}; use mode sync or fedbuff")
+        if self.model.private and self.compression.downlink == "same":
+            raise ConfigError("compression.downlink", "compressed downloads keep a copy of the whole model per client, "
+                              "private tables included; use downlink none with model.private")
+        if self.compression.method != "none" and self.secure_aggregation.enabled:
+            raise ConfigError("compression.method", "secure aggregation masks the updates' plain values; compressed "
+                              "updates cannot be summed under the masks; use method none")
         _trust_sections_compatible(self)
         e, k = self.ensemble, len(self.tiers.tiers)
         if self.mode in ("fel", "fairness") and e.clustering == "tier" and len(e.submodels) != k:
             raise ConfigError("ensemble.submodels", f"tier clustering needs one sub-model per tier ({k}), got {len(e.submodels)}")
+        if self.compression.downlink == "same" and not (self.client.sparse_downloads and self.client.sparse_updates):
+            raise ConfigError("compression.downlink", "compressed downloads carry the rows a client trains on: "
+                              "set client.sparse_downloads and client.sparse_updates to true")
+        needs_own_start = self.mode == "gossip" or self.compression.downlink == "same"
+        if needs_own_start and not self.client.batched:
+            raise ConfigError("client.batched", "gossip and compressed downloads train every client from its own "
+                              "weights, which the batched trainer does: set client.batched: true")
         return self
 
     def with_(self, **changes: Any) -> FederatedConfig:

@@ -125,6 +125,16 @@ class AggregatedUpdate:
         return sum(t.numel() * t.element_size() for t in self.dense.values()) + sum(r.nbytes() for r in self.sparse.values())
 
 
+@dataclass
+class ClientStart:
+    """The weights one client trains from when it does not start from the shared global model (a
+    gossip node's own model, a client's compressed copy of the global one): its dense tensors and,
+    per table, the rows it touches, in the order of its sorted distinct ids."""
+
+    dense: State
+    rows: dict[str, torch.Tensor]
+
+
 def state_nbytes(state: State) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 

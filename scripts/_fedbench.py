@@ -39,6 +39,23 @@ def write_json(out: Path, name: str, payload: dict) -> Path:
     return path
 
 
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def cached_result(out: Path, name: str, seed: int, make) -> dict:
+    """A run's result as a dict: read from OUT/runs/NAME-sSEED.json when an earlier invocation
+    wrote it (long sweeps resume), else ``make()``'s result, written there atomically."""
+    from data_pipeline.atomic import write_json_atomic
+
+    path = out / "runs" / f"{slug(name)}-s{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = make().to_dict()
+    write_json_atomic(path, result, default=float)
+    return result
+
+
 def pyplot():
     import matplotlib
 

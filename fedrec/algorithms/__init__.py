@@ -6,9 +6,10 @@ from data_pipeline.errors import ConfigError
 from fedrec.algorithms.fairness import FairnessResult, run_fairness
 from fedrec.algorithms.fedbuff import FedBuffResult, run_fedbuff
 from fedrec.algorithms.fel import FELResult, run_fel
+from fedrec.algorithms.gossip import GossipResult, run_gossip
 from fedrec.algorithms.sync import run_sync
 
-RUNNERS = {"sync": run_sync, "fedbuff": run_fedbuff, "fel": run_fel, "fairness": run_fairness}
+RUNNERS = {"sync": run_sync, "fedbuff": run_fedbuff, "fel": run_fel, "fairness": run_fairness, "gossip": run_gossip}
 
 
 def run_config(cfg, data=None, pool=None, *, progress: bool = False, resume: bool = False, after_submit=None,
@@ -25,5 +26,5 @@ def run_config(cfg, data=None, pool=None, *, progress: bool = False, resume: boo
                              trackers=trackers, **extra)
 
 
-__all__ = ["FELResult", "FairnessResult", "FedBuffResult", "RUNNERS", "run_config", "run_fairness", "run_fedbuff",
-           "run_fel", "run_sync"]
+__all__ = ["FELResult", "FairnessResult", "FedBuffResult", "GossipResult", "RUNNERS", "run_config", "run_fairness",
+           "run_fedbuff", "run_fel", "run_gossip", "run_sync"]

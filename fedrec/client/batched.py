@@ -27,7 +27,7 @@ from fedrec.client.data import ClientData
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig, LocalResult, whole_tables
 from fedrec.client.private import PrivateRows
-from fedrec.updates import ClientUpdate, State
+from fedrec.updates import ClientStart, ClientUpdate, State
 
 
 class BatchedTrainer:
@@ -46,17 +46,19 @@ class BatchedTrainer:
         n = len(self.features) + 1
         self.triu = torch.triu_indices(n, n, offset=1)
 
-    def train_many(self, clients: list[int], global_state: State, cfg: ClientTrainConfig, seeds: list[int],
-                   private: PrivateRows | None = None) -> list[LocalResult]:
-        """As ``LocalTrainer.train`` for each client; tables in ``private`` start from the clients'
-        stored rows, are written back there and are left out of the updates."""
+    def train_many(self, clients: list[int], global_state: State | None, cfg: ClientTrainConfig, seeds: list[int],
+                   private: PrivateRows | None = None, *, starts: list[ClientStart] | None = None) -> list[LocalResult]:
+        """As ``LocalTrainer.train`` for each client, from ``global_state`` or each from its own
+        ``starts[i]`` (a gossip node's model, a client's compressed copy); updates are deltas from
+        where each started. Tables in ``private`` start from the clients' stored rows, are written
+        back there and are left out of the updates."""
         out: list[LocalResult] = []
         for start in range(0, len(clients), self.group_size):
             sl = slice(start, start + self.group_size)
-            out.extend(self._train_group(clients[sl], global_state, cfg, seeds[sl], private))
+            out.extend(self._train_group(clients[sl], global_state, cfg, seeds[sl], private, starts[sl] if starts else None))
         return out
 
-    def _train_group(self, clients, global_state, cfg, seeds, private) -> list[LocalResult]:
+    def _train_group(self, clients, global_state, cfg, seeds, private=None, starts=None) -> list[LocalResult]:
         C, B = len(clients), cfg.batch_size
         data = [self.data.client(c) for c in clients]
         exs: list[Examples] = [d[0] for d in data]
@@ -69,10 +71,19 @@ class BatchedTrainer:
             sizes = np.array([len(t[j]) for t in touched])
             base[:, j] = np.r_[0, np.cumsum(sizes)[:-1]]
             ids = np.concatenate([t[j] for t in touched])
-            start = private.get(p, ids) if mine[j] else global_state[p][torch.from_numpy(ids)]
+            if mine[j]:
+                start = private.get(p, ids)
+            elif starts is None:
+                start = global_state[p][torch.from_numpy(ids)]
+            else:
+                start = torch.cat([s.rows[p] for s in starts])
             tables.append(start.clone().requires_grad_(True))
-        stacked = {n: global_state[n].unsqueeze(0).repeat(C, *([1] * global_state[n].dim())).requires_grad_(True)
-                   for pair in self.dense_layers + self.over_layers for n in pair}
+        names = [n for pair in self.dense_layers + self.over_layers for n in pair]
+        if starts is None:
+            stacked = {n: global_state[n].unsqueeze(0).repeat(C, *([1] * global_state[n].dim())).requires_grad_(True)
+                       for n in names}
+        else:
+            stacked = {n: torch.stack([s.dense[n] for s in starts]).requires_grad_(True) for n in names}
         prox_ref = None
         if cfg.proximal_mu > 0:
             prox_ref = [t.detach().clone() for t in tables], {n: t.detach().clone() for n, t in stacked.items()}
@@ -115,10 +126,11 @@ class BatchedTrainer:
         results = []
         with torch.no_grad():
             for c, client in enumerate(clients):
-                dense = {n: stacked[n][c] - global_state[n] for n in stacked}
-                for n in global_state:  # parameters outside the arches (none in DLRM) stay put
+                origin = starts[c].dense if starts is not None else global_state
+                dense = {n: stacked[n][c] - origin[n] for n in stacked}
+                for n in origin:  # parameters outside the arches (none in DLRM) stay put
                     if n not in dense and n not in self.emb_params:
-                        dense[n] = torch.zeros_like(global_state[n])
+                        dense[n] = torch.zeros_like(origin[n])
                 sparse = {}
                 for j, p in enumerate(self.emb_params):
                     ids = torch.from_numpy(touched[c][j])
@@ -126,9 +138,9 @@ class BatchedTrainer:
                     if mine[j]:
                         private.put(p, touched[c][j], local)  # stays on the device
                     else:
-                        sparse[p] = (ids, local - global_state[p][ids])
+                        sparse[p] = (ids, local - (starts[c].rows[p] if starts is not None else global_state[p][ids]))
                 update = ClientUpdate(client, float(len(exs[c])), dense, sparse)
-                if not cfg.sparse_updates:
+                if not cfg.sparse_updates and starts is None:
                     update = whole_tables(update, global_state)
                 steps = len(plans[c])
                 results.append(LocalResult(update, len(exs[c]), steps, float(losses[c] / max(steps, 1))))
@@ -152,7 +164,8 @@ class BatchedTrainer:
 def stacked_dlrm_logits(dense: torch.Tensor, pooled: list[torch.Tensor], stacked: dict, dense_layers, over_layers,
                         triu: torch.Tensor) -> torch.Tensor:
     """TorchRec's DLRM forward for C stacked models at once: ``dense`` [C, B, D_in], ``pooled`` one
-    [C, B, D] per sparse feature, ``stacked`` the arches' weights with a leading C; logits [C, B]."""
+    [C, B, D] per sparse feature, ``stacked`` the arches' weights with a leading C; logits [C, B].
+    (Training here; gossip evaluates every node's model with it, ``dlrm_probs`` one model.)"""
     h = dense
     for w, b in dense_layers:
         h = torch.relu(torch.baddbmm(stacked[b].unsqueeze(1), h, stacked[w].transpose(1, 2)))

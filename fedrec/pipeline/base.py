@@ -60,9 +60,14 @@ class ClientStep:
     """One transformation of a client's update before upload."""
 
     name = "client-step"
+    stateful = False  # keeps per-client state in ctx.state that checkpoints must save
 
     def apply(self, update: ClientUpdate, ctx: ClientContext) -> ClientUpdate:
         raise NotImplementedError
+
+    def apply_many(self, updates: list[ClientUpdate], ctxs: list[ClientContext]) -> list[ClientUpdate]:
+        """All of an actor's clients at once; a step whose arithmetic batches overrides it."""
+        return [self.apply(u, c) for u, c in zip(updates, ctxs)]
 
 
 class ServerStep:
@@ -84,7 +89,8 @@ class ServerStep:
         del state
 
     def report(self) -> dict:
-        """Run-level facts for the result JSON (``epsilon``, ``secagg`` ...); empty by default."""
+        """Run-level facts for the result JSON (``epsilon``, ``secagg``, time spent decoding ...);
+        empty by default."""
         return {}
 
 

@@ -37,10 +37,21 @@ class UpdatePipeline:
         return (self.force_per_client or self.aggregator.needs_per_client
                 or any(s.needs_per_client for s in self.server_steps))
 
+    @property
+    def stateful_clients(self) -> bool:
+        """Whether client steps keep per-client state (checkpoints then save the actors' copies)."""
+        return any(s.stateful for s in self.client_steps)
+
     def client_side(self, update: ClientUpdate, ctx: ClientContext) -> ClientUpdate:
         for step in self.client_steps:
             update = step.apply(update, ctx)
         return update
+
+    def client_side_many(self, updates: list[ClientUpdate], ctxs: list[ClientContext]) -> list[ClientUpdate]:
+        """``client_side`` for all of an actor's clients (steps may batch their work)."""
+        for step in self.client_steps:
+            updates = step.apply_many(updates, ctxs)
+        return updates
 
     def pack(self, updates: list[ClientUpdate]) -> Arrivals:
         """What an actor returns for its clients (after ``client_side``)."""

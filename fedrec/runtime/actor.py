@@ -29,7 +29,7 @@ from fedrec.client.local import ClientTrainConfig, LocalTrainer
 from fedrec.client.private import PrivateRows, owned_rows
 from fedrec.model import ModelConfig, predict
 from fedrec.pipeline import Arrivals, ClientContext, UpdatePipeline
-from fedrec.updates import State, StateChange
+from fedrec.updates import ClientStart, State, StateChange
 
 
 @dataclass
@@ -115,6 +115,7 @@ class ClientActorImpl:
         self.client_state: dict[tuple[str, int], dict] = {}
         self.private_max_bytes, self.spill_dir = private_max_bytes, spill_dir
         self._pending_private: dict[str, dict] = {}
+        self.own_start_trainers: dict[str, object] = {}  # train_from's trainers, per model key
 
     def set_data(self, data: ActorData) -> bool:
         """New data: models and client state built on the old data are dropped."""
@@ -122,6 +123,7 @@ class ClientActorImpl:
         self.extra = data
         self.slots.clear()
         self.client_state.clear()
+        self.own_start_trainers.clear()
         return True
 
     def owned(self) -> np.ndarray:
@@ -182,16 +184,11 @@ class ClientActorImpl:
             trainer = self._local(slot)
             trainer.load_global(slot.state)
             results = [trainer.train(c, slot.state, cfg, s, slot.private) for c, s in zip(clients, seeds)]
-        updates, stats = [], []
-        for r, seed in zip(results, seeds):
-            client = r.update.client
-            if slot.private is not None and set(r.update.sparse) & set(slot.private.ids):
-                raise AssertionError(f"client {client}: a private table is in its upload")  # never: trainers keep them
-            ctx = ClientContext(client, rnd, seed, self.client_state.setdefault((key, client), {}))
-            update = pipeline.client_side(r.update, ctx)
-            updates.append(update)
-            stats.append(ClientStat(client, r.examples, r.steps, r.loss, update.nbytes()))
-        return pipeline.pack(updates), stats
+        if slot.private is not None:
+            for r in results:
+                if set(r.update.sparse) & set(slot.private.ids):  # never: the trainers keep them on the device
+                    raise AssertionError(f"client {r.update.client}: a private table is in its upload")
+        return self._send(key, results, seeds, pipeline, rnd)
 
     def evaluate(self, key: str, split: str, ranking: bool = False, k: int = 10) -> dict:
         """This actor's clients score their own ``split`` rows (global weights + their private
@@ -249,6 +246,37 @@ class ClientActorImpl:
             slot.private.load_state_dict(blob)
         else:
             self._pending_private[key] = blob
+        return True
+
+    def train_from(self, key: str, starts: list[ClientStart], clients: list[int], cfg: ClientTrainConfig,
+                   seeds: list[int], pipeline: UpdatePipeline, rnd: int) -> tuple[Arrivals, list[ClientStat]]:
+        """Train each client from its own weights (``starts``: a gossip node's model, a client's
+        compressed copy of the global one) instead of this actor's copy of model ``key``."""
+        from fedrec.client.batched import BatchedTrainer
+
+        trainer = self.own_start_trainers.get(key)
+        if trainer is None:
+            layout = ModelLayout.of([*starts[0].dense, *starts[0].rows], self.data.spec)
+            trainer = self.own_start_trainers.setdefault(key, BatchedTrainer(self.data, layout))
+        return self._send(key, trainer.train_many(clients, None, cfg, seeds, starts=starts), seeds, pipeline, rnd)
+
+    def _send(self, key: str, results: list, seeds: list[int], pipeline: UpdatePipeline, rnd: int):
+        """Run the pipeline's client steps on each result and pack what goes back to the driver."""
+        ctxs = [ClientContext(r.update.client, rnd, seed, self.client_state.setdefault((key, r.update.client), {}))
+                for r, seed in zip(results, seeds)]
+        updates = pipeline.client_side_many([r.update for r in results], ctxs)
+        stats = [ClientStat(r.update.client, r.examples, r.steps, r.loss, u.nbytes()) for r, u in zip(results, updates)]
+        return pipeline.pack(updates), stats
+
+    def export_client_state(self, key: str) -> dict[int, dict]:
+        """The persistent step state of this actor's clients of model ``key`` (for checkpoints)."""
+        return {c: st for (k, c), st in self.client_state.items() if k == key}
+
+    def import_client_state(self, key: str, states: dict[int, dict]) -> bool:
+        """Restore clients' step state from a checkpoint (replacing what this actor holds for ``key``)."""
+        for k, c in [kc for kc in self.client_state if kc[0] == key]:
+            del self.client_state[(k, c)]
+        self.client_state.update({(key, int(c)): st for c, st in states.items()})
         return True
 
     def ping(self) -> int:

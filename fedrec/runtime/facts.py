@@ -13,6 +13,7 @@ import numpy as np
 from data_pipeline.partition import assign_tiers
 from fedrec.client.clock import round_seconds
 from fedrec.client.layout import ModelLayout
+from fedrec.pipeline.compress import compressed_bytes
 from fedrec.runtime.data import FederatedData
 from fedrec.updates import State, state_nbytes
 
@@ -56,9 +57,8 @@ class ClientFacts:
         self.model_bytes = state_nbytes({n: t for n, t in state.items() if n not in private})
         dense = sum(t.numel() * t.element_size() for n, t in state.items() if n not in layout.tables)
         sparse = np.zeros(data.num_clients, dtype=np.int64)
-        for name, counts in touched_rows_per_client(data, layout, state).items():
-            if name in private:
-                continue
+        touched = {n: c for n, c in touched_rows_per_client(data, layout, state).items() if n not in private}
+        for name, counts in touched.items():
             t = state[name]
             sparse += counts * (8 + t.shape[1] * t.element_size())
         self.sparse_bytes = dense + sparse  # dense deltas + touched rows with their ids
@@ -67,6 +67,9 @@ class ClientFacts:
         c, spec = cfg.client, cfg.tiers.tiers
         self.up = self.sparse_bytes if c.sparse_updates else np.full(data.num_clients, self.model_bytes)
         self.down = self.sparse_bytes if c.sparse_downloads else np.full(data.num_clients, self.model_bytes)
+        shared = {n: t for n, t in state.items() if n not in private}  # private tables never travel
+        self.up, self.down = compressed_bytes(cfg, shared, [t for t in layout.tables if t not in private], touched,
+                                              self.up, self.down)
         per_tier = {k: np.array([getattr(t, k) for t in spec])[tiers] for k in ("speed", "down_mbps", "up_mbps")}
         self.seconds = round_seconds(self.local_steps, self.down, self.up, **per_tier, clock=cfg.clock)
         self.dropout = np.array([t.dropout for t in spec])[tiers]

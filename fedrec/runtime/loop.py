@@ -81,8 +81,7 @@ class RoundLoop:
             run.round = rnd
             plan = run.plan(rnd)
             plans.append(plan)
-            pending.append([self.pool.submit(run.key, s.clients, s.config, [run.seed_of(rnd, c) for c in s.clients],
-                                             run.pipeline_ref(), rnd) for s in plan.submissions])
+            pending.append([run.submit(self.pool, s, rnd) for s in plan.submissions])
         for hook in self.after_submit:
             hook(rnd, self.pool)
         rows = []

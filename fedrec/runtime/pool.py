@@ -206,6 +206,23 @@ class ClientPool:
             pending.calls.append((fut, group, i, actor))
         return pending
 
+    def submit_from(self, key: str, clients: np.ndarray, starts: list, cfg: ClientTrainConfig, seeds: list[int],
+                    pipeline_ref, rnd: int) -> Pending:
+        """Like ``submit``, but each client trains from its own weights (``starts``, a ``ClientStart``
+        per client) instead of the actors' copy of model ``key``."""
+        clients = np.asarray(clients, dtype=np.int64)
+        owner = self.owner(clients)
+        pending = Pending()
+        for i, actor in enumerate(self.actors):
+            mine = np.flatnonzero(owner == i)
+            if not len(mine):
+                continue
+            group = clients[mine].tolist()
+            fut = actor.train_from.remote(key, [starts[j] for j in mine], group, cfg, [seeds[j] for j in mine],
+                                          pipeline_ref, rnd)
+            pending.calls.append((fut, group, i, actor))
+        return pending
+
     def gather(self, pending: Pending) -> Gathered:
         """Wait for the calls; a dead actor's clients are counted as failed and it is replaced."""
         arrivals, stats, failed = [], [], 0
@@ -251,6 +268,22 @@ class ClientPool:
         for n in nodes:
             out[n] = out.get(n, 0) + 1
         return out
+
+    # --- per-client step state (error-feedback memory ...), for checkpoints ---
+    def export_client_state(self, key: str) -> dict[int, dict]:
+        """Every client's persistent step state for model ``key``, gathered from the actors."""
+        out: dict[int, dict] = {}
+        for part in ray.get([a.export_client_state.remote(key) for a in self.actors]):
+            out.update(part)
+        return out
+
+    def import_client_state(self, key: str, states: dict[int, dict]) -> None:
+        """Hand each client's saved state to the actor that trains it (``owner``)."""
+        owner = self.owner(np.array(sorted(states), dtype=np.int64)) if states else np.zeros(0, dtype=np.int64)
+        by_actor: list[dict[int, dict]] = [{} for _ in self.actors]
+        for c, i in zip(sorted(states), owner.tolist()):
+            by_actor[i][c] = states[c]
+        ray.get([a.import_client_state.remote(key, part) for a, part in zip(self.actors, by_actor)])
 
     def memory_mb(self) -> list[float]:
         return ray.get([a.memory_mb.remote() for a in self.actors])

@@ -32,6 +32,10 @@ class FederatedResult:
     bytes_down: int
     dense_bytes_up: int  # what the same updates would cost uploading the whole model
     per_tier_auc: dict[str, float]
+    dense_bytes_down: int = 0  # what the same downloads would cost as whole models
+    compression_ratio_up: float | None = None  # dense_bytes_up / bytes_up (whole-model exchange over what was sent)
+    compression_ratio_down: float | None = None  # dense_bytes_down / bytes_down
+    pipeline: dict = field(default_factory=dict)  # what the update pipeline's steps report (e.g. codec seconds)
     resumed_from_round: int = 0  # 0: a fresh run
     failed_updates: int = 0  # clients lost to dead actors
     test_hr_at_10: float | None = None  # the catalogue ranked for each user (natural partitions)
@@ -76,6 +80,10 @@ class FederatedResult:
             train_wall_seconds=t["train_wall_seconds"], sim_seconds=t["sim_seconds"],
             client_updates_per_second=t["client_updates"] / t["train_wall_seconds"] if t["train_wall_seconds"] else 0.0,
             bytes_up=t["bytes_up"], bytes_down=t["bytes_down"], dense_bytes_up=t["dense_bytes_up"],
+            dense_bytes_down=t.get("dense_bytes_down", 0),
+            compression_ratio_up=t["dense_bytes_up"] / t["bytes_up"] if t["bytes_up"] else None,
+            compression_ratio_down=t.get("dense_bytes_down", 0) / t["bytes_down"] if t["bytes_down"] else None,
+            pipeline=run.pipeline.report(),
             per_tier_auc=final.get("per_tier_auc", {}), resumed_from_round=run.resumed_from_round,
             failed_updates=t["failed_updates"], target_auc=target, rounds_to_target=reached[0],
             nodes=max(1, len(placement)), actors_per_node=sorted(placement.values(), reverse=True),

@@ -23,15 +23,17 @@ from fedrec.client.private import check_single_owner
 from fedrec.metrics import binary_metrics
 from fedrec.model import build_model, predict
 from fedrec.pipeline import Arrivals, ModelShapes, ServerContext, build_pipeline
+from fedrec.pipeline.downlink import DeltaDownloads
 from fedrec.runtime.data import FederatedData
 from fedrec.runtime.facts import ClientFacts, client_tiers
-from fedrec.runtime.pool import ClientPool, Gathered
+from fedrec.runtime.pool import ClientPool, Gathered, Pending
 from fedrec.strategies import make_strategy
 from fedrec.updates import AggregatedUpdate, StateChange
 
 log = logging.getLogger(__name__)
 
-TOTALS = ("client_updates", "failed_updates", "bytes_up", "bytes_down", "dense_bytes_up", "sim_seconds", "train_wall_seconds")
+TOTALS = ("client_updates", "failed_updates", "bytes_up", "bytes_down", "dense_bytes_up", "dense_bytes_down", "sim_seconds",
+          "train_wall_seconds")
 
 
 @dataclass
@@ -68,7 +70,12 @@ class FederatedRun:
             check_single_owner(data.train, data.partitions, f)
         self.uploaded_tables: set[str] = set()
         self.strategy = make_strategy(cfg.strategy, cfg.client)
-        self.pipeline = pipeline if pipeline is not None else build_pipeline(cfg, ModelShapes.of(self.state, self.layout.tables), n)
+        shared = {k: v for k, v in self.state.items() if k not in self.private_tables}  # what travels
+        self.shared_tables = {k: v for k, v in self.layout.tables.items() if k not in self.private_tables}
+        self.pipeline = pipeline if pipeline is not None else build_pipeline(
+            cfg, ModelShapes.of(self.state, self.layout.tables), n, state=shared, tables=self.shared_tables)
+        downlink = getattr(getattr(cfg, "compression", None), "downlink", "none")
+        self.downloads = DeltaDownloads(cfg, self.state, self.layout.tables, data) if downlink == "same" else None
         self._pipeline_ref = None
         self.round = 0
         self.resumed_from_round = 0
@@ -123,6 +130,15 @@ class FederatedRun:
         return self.record(rnd, gathered, clients, sim, plan.info)
 
     # --- shared steps ---
+    def submit(self, pool: ClientPool, sub: Submission, rnd: int) -> Pending:
+        """Start ``sub``'s clients training: from the pool's copy of the global model, or, with
+        compressed downloads, each from the copy it holds after this round's download."""
+        seeds = [self.seed_of(rnd, c) for c in sub.clients]
+        if self.downloads is not None:
+            starts = [self.downloads.download(int(c), self.state) for c in sub.clients]
+            return pool.submit_from(self.key, sub.clients, starts, sub.config, seeds, self.pipeline_ref(), rnd)
+        return pool.submit(self.key, sub.clients, sub.config, seeds, self.pipeline_ref(), rnd)
+
     def pipeline_ref(self):
         if self._pipeline_ref is None:
             self._pipeline_ref = ray.put(self.pipeline)
@@ -132,6 +148,9 @@ class FederatedRun:
         ctx = ServerContext(rnd, self.cfg.seed, self.data.num_clients)
         for a in arrivals:  # which tables' rows left a device (a private one never does)
             for u in a.updates if a.updates is not None else [a.aggregate]:
+                if not hasattr(u, "sparse"):  # encoded on the wire: its schema holds the shared tables only
+                    self.uploaded_tables |= set(self.shared_tables)
+                    continue
                 self.uploaded_tables |= {n for n, r in u.sparse.items() if len(r[0] if isinstance(r, tuple) else r.ids)}
         return self.pipeline.server_side(arrivals, ctx)
 
@@ -161,6 +180,7 @@ class FederatedRun:
         t["bytes_up"] += up
         t["bytes_down"] += down
         t["dense_bytes_up"] += len(stats) * self.facts.model_bytes
+        t["dense_bytes_down"] = t.get("dense_bytes_down", 0) + len(sent_to) * self.facts.model_bytes
         t["sim_seconds"] += sim
         return {"round": rnd, "client_updates": len(stats), "failed_updates": failed, "sim_seconds": t["sim_seconds"],
                 "bytes_up": up, "bytes_down": down,
@@ -259,6 +279,10 @@ class FederatedRun:
                 "uploaded_tables": sorted(self.uploaded_tables)}
         if self.private_tables and self.pool is not None:
             blob["private"] = self.pool.export_private(self.key)  # the devices' state, per actor
+        if self.pool is not None and self.pipeline.stateful_clients:
+            blob["client_state"] = self.pool.export_client_state(self.key)  # error-feedback memory lives there
+        if self.downloads is not None:
+            blob["downloads"] = self.downloads.state_dict()  # the copies clients hold
         return blob
 
     def load_state_dict(self, blob: dict) -> None:
@@ -270,7 +294,11 @@ class FederatedRun:
         self.pipeline.load_state_dict(blob.get("pipeline", {}))
         self.history, self.totals = blob["history"], blob["totals"]
         self.uploaded_tables = set(blob.get("uploaded_tables", []))
+        if self.downloads is not None:
+            self.downloads.load_state_dict(blob["downloads"])
         if self.pool is not None:
             self.pool.register(self.key, self.cfg.model, self.state, self.model_fn)  # actors get the whole state again
             if blob.get("private") is not None:
                 self.pool.import_private(self.key, blob["private"])
+            if "client_state" in blob:
+                self.pool.import_client_state(self.key, blob["client_state"])

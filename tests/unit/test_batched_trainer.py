@@ -41,3 +41,32 @@ def test_batched_matches_per_client_torchrec(mu, epochs):
         for n, (ids, d) in eu.sparse.items():
             gids, gd = gu.sparse[n]
             assert torch.equal(ids, gids) and torch.allclose(d, gd, atol=1e-5), n
+
+
+def test_training_from_own_starts_is_training_from_that_model():
+    """A client given its own starting weights (a gossip node, a client's compressed copy) trains
+    exactly as if that were the global model, and its update is the change from its start."""
+    from fedrec.updates import ClientStart
+
+    toy = _toy(n_users=5, per_user=20, seed=4)
+    ex = interaction_examples(toy, features=("user", "item"))
+    data = ClientData(ex, natural_partition(ex.groups))
+    local = LocalTrainer(data, ModelConfig(embedding_dim=4, dense_arch=(8,), over_arch=(8,)))
+    state = {k: v.detach().clone() for k, v in local.model.state_dict().items()}
+    trainer = BatchedTrainer(data, local.layout, group_size=3)
+    cfg = ClientTrainConfig(lr=0.3, batch_size=4, local_epochs=2)
+    g = torch.Generator().manual_seed(0)
+    own = [{k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in state.items()} for _ in range(5)]
+    starts = []
+    for c in range(5):
+        touched = data.client(c)[1]
+        ids = {n: torch.from_numpy(touched[f]) for n, f in local.layout.tables.items()}
+        starts.append(ClientStart({k: v for k, v in own[c].items() if k not in ids}, {n: own[c][n][i] for n, i in ids.items()}))
+    together = trainer.train_many(list(range(5)), None, cfg, [7] * 5, starts=starts)
+    for c in range(5):
+        alone = trainer.train_many([c], own[c], cfg, [7])[0].update
+        got = together[c].update
+        for n in alone.dense:
+            assert torch.allclose(alone.dense[n], got.dense[n], atol=1e-6), n
+        for n, (ids, d) in alone.sparse.items():
+            assert torch.equal(ids, got.sparse[n][0]) and torch.allclose(d, got.sparse[n][1], atol=1e-6), n

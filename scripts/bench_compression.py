@@ -1,0 +1,211 @@
+"""Upload compression on the tuned ML-100K workload (configs/ml100k_fedyogi_tuned.yaml: FedYogi, 50
+clients x 60 rounds), and FedBuff with compression and compressed delta downloads against sync
+FedAvg (configs/ml100k_fedbuff.yaml's settings, 1,500 client updates each).
+
+Part 1 runs every (method, setting) on each seed: bytes up and down, the ratios against the dense
+whole-model exchange, validation and test AUC, wall time and the codec's own share of it (encode
+time per actor + decode time on the driver, over the training wall time). The setting shipped in
+configs/ml100k_compressed.yaml is chosen on *validation* AUC: the most compressed upload whose mean
+validation AUC is within 0.005 of the uncompressed run's; its test AUC is then reported once.
+
+Part 2 measures simulated seconds and bytes (up + down) until the test AUC first reaches the
+target, for sync FedAvg and FedBuff, each as shipped and with the chosen compression plus
+compressed downloads of the model's change since each client's last copy (``downlink: same``).
+
+Every run is cached under OUT/runs/ (a rerun skips what is there); delete the folder to start over.
+
+    .venv/bin/python scripts/bench_compression.py                      # 3 seeds (~1 h on 2 busy cores)
+    .venv/bin/python scripts/bench_compression.py --quick --out /tmp/bc  # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fedbench import cached_result, config, print_table, pyplot  # noqa: E402
+
+from data_pipeline.atomic import atomic_path, write_json_atomic  # noqa: E402
+from fedrec.algorithms import run_config  # noqa: E402
+from fedrec.runtime import ClientPool, load_federated_data  # noqa: E402
+from fedrec.runtime.result import time_to_target  # noqa: E402
+
+SETTINGS = {
+    "none": {},
+    "powersgd r1": {"method": "powersgd", "rank": 1},
+    "powersgd r2": {"method": "powersgd", "rank": 2},
+    "powersgd r1 no-EF": {"method": "powersgd", "rank": 1, "error_feedback": False},
+    "topk 1%": {"method": "topk", "fraction": 0.01},
+    "topk 5%": {"method": "topk", "fraction": 0.05},
+    "topk 10%": {"method": "topk", "fraction": 0.1},
+    "topk 5% no-EF": {"method": "topk", "fraction": 0.05, "error_feedback": False},
+    "int8": {"method": "int8"},
+    "fp16": {"method": "fp16"},
+}
+QUICK_SETTINGS = ("none", "powersgd r1", "topk 5%")
+AUC_SLACK = 0.005  # the target: within this of the uncompressed run
+
+
+def codec_share(r: dict, actors: int) -> float | None:
+    p = r.get("pipeline") or {}
+    if "encode_seconds" not in p or not r["train_wall_seconds"]:
+        return None
+    return (p["encode_seconds"] / actors + p["decode_seconds"]) / r["train_wall_seconds"]
+
+
+def part_settings(pool, data, base, names, seeds, out: Path) -> tuple[list[dict], dict]:
+    runs: dict[str, list[dict]] = {}
+    for name in names:
+        for seed in seeds:
+            cfg = base.with_(seed=seed, **({"compression": SETTINGS[name]} if SETTINGS[name] else {}))
+            runs.setdefault(name, []).append(cached_result(out, name, seed, _runner(cfg, data, pool)))
+    actors = len(pool.actors)
+    rows = []
+    for name, rs in runs.items():
+        val, test = np.array([r["validation_auc"] for r in rs]), np.array([r["final_auc"] for r in rs])
+        shares = [s for s in (codec_share(r, actors) for r in rs) if s is not None]
+        rows.append({"setting": name, "ratio_up": float(np.mean([r["compression_ratio_up"] for r in rs])),
+                     "ratio_down": float(np.mean([r["compression_ratio_down"] for r in rs])),
+                     "kb_up": float(np.mean([r["bytes_up"] / r["client_updates"] for r in rs])) / 1e3,
+                     "val_auc": float(val.mean()), "val_sd": float(val.std()), "test_auc": float(test.mean()),
+                     "test_sd": float(test.std()), "codec_share": float(np.mean(shares)) if shares else None,
+                     "wall_s": float(np.mean([r["train_wall_seconds"] for r in rs])), "seeds": len(rs)})
+    base_row = next(r for r in rows if r["setting"] == "none")
+    eligible = [r for r in rows if r["setting"] != "none" and r["val_auc"] >= base_row["val_auc"] - AUC_SLACK]
+    chosen = max(eligible, key=lambda r: r["ratio_up"]) if eligible else None
+    for r in rows:
+        r["test_vs_none"] = r["test_auc"] - base_row["test_auc"]
+        r["chosen"] = chosen is not None and r["setting"] == chosen["setting"]
+    return rows, runs
+
+
+def _runner(cfg, data, pool):
+    return lambda: run_config(cfg, data, pool, progress=True)
+
+
+def part_fedbuff(pool, data, chosen: str, seeds, out: Path, updates: int, per_round: int, buffer: int,
+                 targets: list[float]) -> tuple[list[dict], dict]:
+    base = config("ml100k_fedbuff.yaml", eval_every=1, plot=None, target_auc=None)
+    comp = {"compression": {**SETTINGS[chosen], "downlink": "same"}, "client.sparse_downloads": True}
+    sync = base.with_(mode="sync", rounds=updates // per_round, clients_per_round=per_round)
+    fedbuff = base.with_(rounds=updates // buffer, eval_every=max(1, per_round // buffer),
+                         **{"async": {"buffer_size": buffer, "concurrency": 50}})
+    methods = {"sync FedAvg": sync, f"sync + {chosen} + compressed downloads": sync.with_(**comp),
+               "FedBuff": fedbuff, f"FedBuff + {chosen} + compressed downloads": fedbuff.with_(**comp)}
+    runs = {name: [cached_result(out, f"fedbuff-{name}", s, _runner(cfg.with_(seed=s), data, pool)) for s in seeds]
+            for name, cfg in methods.items()}
+    rows = []
+    ref = runs["sync FedAvg"]
+    for name, rs in runs.items():
+        row = {"method": name, "final_auc": float(np.mean([r["final_auc"] for r in rs])),
+               "final_sd": float(np.std([r["final_auc"] for r in rs])),
+               "mb_total": float(np.mean([(r["bytes_up"] + r["bytes_down"]) / 1e6 for r in rs]))}
+        for t in targets:
+            got = [time_to_target(r["history"], t) for r in rs]
+            base_got = [time_to_target(r["history"], t) for r in ref]
+            reached = [g for g in got if g[1] is not None]
+            row[f"reached@{t}"] = f"{len(reached)}/{len(rs)}"
+            row[f"sim@{t}"] = float(np.mean([g[1] for g in reached])) if reached else None
+            row[f"mb@{t}"] = float(np.mean([g[2] for g in reached])) / 1e6 if reached else None
+            pairs = [(b[2], g[2]) for b, g in zip(base_got, got) if b[2] and g[2]]
+            row[f"less@{t}"] = float(np.mean([b / g for b, g in pairs])) if pairs else None  # sync's bytes / this one's
+        rows.append(row)
+    return rows, runs
+
+
+def plot(rows: list[dict], fb_runs: dict, target: float, path: Path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax = axes[0]
+    for r in rows:
+        ax.errorbar(r["ratio_up"], r["test_auc"], yerr=r["test_sd"], fmt="o", capsize=3)
+        ax.annotate(r["setting"], (r["ratio_up"], r["test_auc"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    none = next(r for r in rows if r["setting"] == "none")
+    ax.axhspan(none["test_auc"] - AUC_SLACK, none["test_auc"] + AUC_SLACK, color="grey", alpha=0.2, label="none +- 0.005")
+    ax.axvline(100, color="grey", ls="--", lw=0.8, label="100x")
+    ax.set_xscale("log")
+    ax.set_xlabel("upload compression vs dense whole-model exchange (x)")
+    ax.set_ylabel("final test AUC (mean +- sd over seeds)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    for name, rs in fb_runs.items():
+        hist = rs[0]["history"]
+        moved, xs, ys = 0, [], []
+        for h in hist:
+            moved += h["bytes_up"] + h["bytes_down"]
+            if "auc" in h:
+                xs.append(moved / 1e6)
+                ys.append(h["auc"])
+        ax.plot(xs, ys, label=name)
+    ax.axhline(target, color="grey", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("MB moved, up + down (seed 0)")
+    ax.set_ylabel("test AUC")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.suptitle("ML-100K: upload compression (left), FedBuff + compression + compressed downloads vs sync (right)")
+    fig.tight_layout()
+    with atomic_path(path, (".png",), "--out") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names from SETTINGS")
+    ap.add_argument("--rounds", type=int, default=None, help="override the tuned config's 60 rounds")
+    ap.add_argument("--updates", type=int, default=1500, help="client updates per method in part 2")
+    ap.add_argument("--targets", default="0.60,0.65")
+    ap.add_argument("--quick", action="store_true", help="3 rounds, one seed, three settings")
+    ap.add_argument("--out", default="results/bench_compression")
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = [n.strip() for n in args.settings.split(",")]
+    targets = [float(t) for t in args.targets.split(",")]
+    if args.quick:
+        seeds, names, args.rounds, args.updates, targets = [0], list(QUICK_SETTINGS), 3, 60, [0.5]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown or "none" not in names:
+        ap.error(f"--settings must include none and name only {sorted(SETTINGS)}; got {unknown or names}")
+    out = Path(args.out)
+    started = time.perf_counter()
+    base = config("ml100k_fedyogi_tuned.yaml", plot=None, **({"rounds": args.rounds} if args.rounds else {}))
+    owned = pool is None
+    pool = pool or ClientPool.from_config(base).start()
+    try:
+        data = data or load_federated_data(base)
+        if owned:
+            pool.set_data(data)
+        rows, _ = part_settings(pool, data, base, names, seeds, out)
+        chosen = next((r["setting"] for r in rows if r["chosen"]), None)
+        fb_rows, fb_runs = part_fedbuff(pool, data, chosen or "none", seeds, out, args.updates, 50, 10, targets)
+    finally:
+        if owned:
+            pool.stop()
+    print_table(rows, [("setting", "setting", ""), ("kb_up", "KB up/client", ".2f"), ("ratio_up", "x up", ".1f"),
+                       ("ratio_down", "x down", ".1f"), ("val_auc", "val AUC", ".4f"), ("test_auc", "test AUC", ".4f"),
+                       ("test_sd", "sd", ".4f"), ("test_vs_none", "vs none", "+.4f"), ("codec_share", "codec share", ".3f"),
+                       ("wall_s", "train s", ".0f"), ("chosen", "chosen", "")])
+    print(f"chosen on validation AUC (within {AUC_SLACK} of none, most compressed): {chosen}")
+    cols = [("method", "method", ""), ("final_auc", "final AUC", ".4f"), ("final_sd", "sd", ".4f"), ("mb_total", "MB total", ".1f")]
+    for t in targets:
+        cols += [(f"reached@{t}", f"reached {t}", ""), (f"sim@{t}", "sim s", ".0f"), (f"mb@{t}", "MB to it", ".2f"),
+                 (f"less@{t}", "x fewer bytes than sync", ".1f")]
+    print_table(fb_rows, cols)
+    payload = {"settings": rows, "chosen": chosen, "fedbuff": fb_rows, "seeds": seeds, "targets": targets,
+               "wall_seconds": time.perf_counter() - started}
+    write_json_atomic(out / "bench_compression.json", payload, default=float)
+    plot(rows, fb_runs, targets[-1], out / "bench_compression.png")
+    print(f"wrote {out / 'bench_compression.json'} and {out / 'bench_compression.png'} ({time.perf_counter() - started:.0f} s)")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

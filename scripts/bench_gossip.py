@@ -1,0 +1,188 @@
+"""Decentralized training: D-PSGD, CHOCO-SGD and PowerGossip across topologies, with sync FedAvg
+(same local training, same number of clients training per round) as the reference.
+
+ML-100K (configs/ml100k_gossip.yaml, 943 nodes): every algorithm on ring, torus and exponential
+graphs. CHOCO-SGD's top-k fraction and consensus step gamma are chosen on the averaged model's
+*validation* AUC on the exponential graph (seed 0); the chosen setting then runs on every topology
+and seed. Last.fm (configs/lastfm_gossip_social.yaml, 1,892 nodes over the real friendship graph):
+the same algorithms on topology social.
+
+Each run reports the averaged model's validation and test AUC, the mean and worst node's test AUC,
+bytes sent per node and the consensus distance per round; the table gives mean +- sd over seeds
+and each algorithm's bytes against D-PSGD's on the same graph. Runs are cached under OUT/runs/.
+
+    .venv/bin/python scripts/bench_gossip.py                       # ML-100K + Last.fm, 3 seeds
+    .venv/bin/python scripts/bench_gossip.py --workloads ml100k --seeds 0
+    .venv/bin/python scripts/bench_gossip.py --quick --out /tmp/bg  # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fedbench import cached_result, config, print_table, pyplot  # noqa: E402
+
+from data_pipeline.atomic import atomic_path, write_json_atomic  # noqa: E402
+from data_pipeline.errors import FedrecError  # noqa: E402
+from fedrec.algorithms import run_config  # noqa: E402
+from fedrec.runtime import ClientPool, load_federated_data  # noqa: E402
+
+WORKLOADS = {"ml100k": ("ml100k_gossip.yaml", ("ring", "torus", "exponential")),
+             "lastfm": ("lastfm_gossip_social.yaml", ("social",))}
+CHOCO_GRID = [(f, g) for f in (0.005, 0.01) for g in (0.05, 0.2)]  # (top-k fraction, gamma)
+
+
+def algorithms(choco: tuple[float, float], rank: int) -> dict[str, dict]:
+    fraction, gamma = choco
+    return {"D-PSGD": {"algorithm": "dpsgd"},
+            f"CHOCO top-{fraction:.1%} g={gamma}": {"algorithm": "choco", "consensus_lr": gamma,
+                                                   "compression": {"method": "topk", "fraction": fraction}},
+            f"PowerGossip r={rank}": {"algorithm": "powergossip", "compression": {"method": "powersgd", "rank": rank}}}
+
+
+def sent_per_node(r: dict, nodes: int) -> float:
+    """Bytes a node sent over the run: gossip's own count; for FedAvg, a client's uploads (its
+    downloads, the whole model each time, come on top)."""
+    return r["bytes_per_node"] if "bytes_per_node" in r else r["bytes_up"] / nodes
+
+
+def summarize(runs: dict[str, list[dict]], nodes: int) -> list[dict]:
+    rows = []
+    for (topology, name), rs in runs.items():
+        def get(key: str, rs=rs) -> np.ndarray:
+            return np.array([r.get(key, np.nan) for r in rs], dtype=float)
+
+        rows.append({"topology": topology, "method": name, "seeds": len(rs),
+                     "val_auc": get("validation_auc").mean(), "test_auc": get("final_auc").mean(),
+                     "test_sd": get("final_auc").std(), "node_mean": get("node_auc_mean").mean(),
+                     "node_worst": get("node_auc_worst").mean(),
+                     "kb_per_node": np.mean([sent_per_node(r, nodes) for r in rs]) / 1e3,
+                     "consensus": np.mean([next((h["consensus_distance"] for h in reversed(r["history"])
+                                                 if "consensus_distance" in h), np.nan) for r in rs]),
+                     "wall_s": get("wall_seconds").mean()})
+    for r in rows:
+        ref = next((x for x in rows if x["topology"] == r["topology"] and x["method"] == "D-PSGD"), None)
+        if ref is not None and r["method"] != "FedAvg (sync)":
+            r["vs_dpsgd_auc"] = r["test_auc"] - ref["test_auc"]
+            r["vs_dpsgd_node"] = r["node_mean"] - ref["node_mean"]
+            r["fewer_bytes"] = ref["kb_per_node"] / r["kb_per_node"]
+    return rows
+
+
+def run_workload(name: str, pool, data, seeds, out: Path, rounds: int | None, per_round: int | None, quick: bool,
+                 node_rows: int) -> tuple[list[dict], dict, tuple]:
+    file, topologies = WORKLOADS[name]
+    if quick:
+        topologies = topologies[-1:]
+    over = {"plot": None, "gossip.node_eval_rows": node_rows}
+    if rounds:
+        over["rounds"] = rounds
+    if per_round:
+        over["clients_per_round"] = per_round
+    base = config(file, **over)
+    data = data or load_federated_data(base)
+    pool.set_data(data)
+    run = lambda key, cfg, seed: cached_result(out, f"{name}-{key}", seed,  # noqa: E731
+                                               lambda: run_config(cfg.with_(seed=seed), data, pool, progress=True))
+    grid = CHOCO_GRID[:1] if quick else CHOCO_GRID
+    tuning = {}
+    for fraction, gamma in grid:  # CHOCO's setting, on validation AUC (first topology's last entry: exponential)
+        cfg = base.with_(gossip={**base.gossip.model_dump(mode="json"), "algorithm": "choco", "topology": topologies[-1],
+                                 "consensus_lr": gamma, "compression": {"method": "topk", "fraction": fraction}})
+        tuning[(fraction, gamma)] = run(f"tune-choco-{fraction}-{gamma}-{topologies[-1]}", cfg, seeds[0])["validation_auc"]
+    chosen = max(tuning, key=tuning.get)
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for topology in topologies:
+        for method, section in algorithms(chosen, 1).items():
+            cfg = base.with_(gossip={**base.gossip.model_dump(mode="json"), **section, "topology": topology})
+            runs[(topology, method)] = [run(f"{topology}-{method}", cfg, s) for s in seeds]
+    fedavg = base.with_(mode="sync")
+    runs[("-", "FedAvg (sync)")] = [run("fedavg", fedavg, s) for s in seeds]
+    return summarize(runs, data.num_clients), runs, (chosen, tuning)
+
+
+def plot(results: dict, path: Path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(len(results), 3, figsize=(15, 4 * len(results)), squeeze=False)
+    for row, (workload, (_, runs, _)) in zip(axes, results.items()):
+        for (topology, method), rs in runs.items():
+            hist = rs[0]["history"]
+            label = method if topology == "-" else f"{method} / {topology}"
+            evals = [h for h in hist if "auc" in h]
+            sent = np.cumsum([h.get("bytes_per_node", 0) for h in hist])
+            by_round = {h["round"]: s for h, s in zip(hist, sent)}
+            style = {"ls": "--", "color": "black"} if topology == "-" else {}
+            row[0].plot([h["round"] for h in evals], [h["auc"] for h in evals], label=label, **style)
+            if topology != "-":
+                row[1].plot([by_round[h["round"]] / 1e6 for h in evals], [h["auc"] for h in evals], label=label)
+                row[2].plot([h["round"] for h in hist], [h["consensus_distance"] for h in hist], label=label)
+        row[0].set(xlabel="round", ylabel="test AUC (averaged model)", title=workload)
+        row[1].set(xlabel="MB sent per node", ylabel="test AUC (averaged model)", xscale="log")
+        row[2].set(xlabel="round", ylabel="consensus distance", yscale="log")
+        for ax in row:
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=6)
+    fig.suptitle("Gossip: averaged-model AUC by round and by bytes, and consensus distance (seed 0)")
+    fig.tight_layout()
+    with atomic_path(path, (".png",), "--out") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", default="ml100k,lastfm")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--rounds", type=int, default=None, help="override the configs' rounds")
+    ap.add_argument("--per-round", type=int, default=None, help="override the nodes that train per round")
+    ap.add_argument("--node-eval-rows", type=int, default=4096, help="test rows each node's model is scored on")
+    ap.add_argument("--quick", action="store_true", help="ML-100K only, 2 rounds, 20 nodes per round, one seed")
+    ap.add_argument("--out", default="results/bench_gossip")
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    workloads = [w.strip() for w in args.workloads.split(",")]
+    if args.quick:
+        workloads, seeds, args.rounds, args.per_round, args.node_eval_rows = ["ml100k"], [0], 2, 20, 500
+    out = Path(args.out)
+    started = time.perf_counter()
+    owned = pool is None
+    pool = pool or ClientPool(num_actors=2).start()
+    results, skipped = {}, {}
+    try:
+        for w in workloads:
+            try:
+                results[w] = run_workload(w, pool, data if w == "ml100k" else None, seeds, out, args.rounds,
+                                          args.per_round, args.quick, args.node_eval_rows)
+            except FedrecError as exc:  # e.g. the Last.fm readers or data are not installed here
+                skipped[w] = str(exc)
+                print(f"{w}: skipped ({exc})")
+    finally:
+        if owned:
+            pool.stop()
+    cols = [("topology", "topology", ""), ("method", "method", ""), ("val_auc", "val AUC", ".4f"),
+            ("test_auc", "test AUC", ".4f"), ("test_sd", "sd", ".4f"), ("node_mean", "node AUC mean", ".4f"),
+            ("node_worst", "worst", ".4f"), ("kb_per_node", "KB sent/node", ",.0f"), ("fewer_bytes", "x fewer than D-PSGD", ".1f"),
+            ("vs_dpsgd_auc", "AUC vs D-PSGD", "+.4f"), ("consensus", "consensus", ".2e")]
+    payload = {"seeds": seeds, "skipped": skipped, "wall_seconds": 0.0}
+    for w, (rows, _, (chosen, tuning)) in results.items():
+        print(f"\n{w}: CHOCO chosen on validation AUC: top-{chosen[0]:.1%}, gamma {chosen[1]} "
+              f"(grid: {', '.join(f'{f:.1%}/{g}: {v:.4f}' for (f, g), v in tuning.items())})")
+        print_table(rows, cols)
+        payload[w] = {"rows": rows, "choco_chosen": list(chosen),
+                      "choco_tuning": [{"fraction": f, "gamma": g, "validation_auc": v} for (f, g), v in tuning.items()]}
+    payload["wall_seconds"] = time.perf_counter() - started
+    write_json_atomic(out / "bench_gossip.json", payload, default=float)
+    if results:
+        plot(results, out / "bench_gossip.png")
+    print(f"wrote {out / 'bench_gossip.json'} ({payload['wall_seconds']:.0f} s)")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
