@@ -6,24 +6,20 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import Any
 
 from data_pipeline.atomic import AtomicOutputs, atomic_path
 from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError, ReadReport
+from data_pipeline.formats import INTERACTION_FORMATS, SYNTH_PROFILES
 from data_pipeline.preprocess.cli import add_preprocess_parser
-from data_pipeline.readers import INTERACTION_FORMATS, dataset_extras, load_interactions
-from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
-from data_pipeline.stats import criteo_stats, interaction_stats, plot_stats
-from data_pipeline.synth import DENSE_NAMES, PROFILES, SPARSE_NAMES, SynthConfig, write_synthetic
 
+# numpy, pyarrow, the readers, stats and synth are imported in the commands: building the parser
+# (``fedrec --help``) must stay fast.
 FORMATS = ("movielens", "criteo", *INTERACTION_FORMATS[1:])
 
 # (path, tables) -> None; a table is (name, per-row access counts, dim, pooling factor, coverage).
-WorkloadWriter = Callable[[str, list[tuple[str, np.ndarray, int, float, float]]], None]
+WorkloadWriter = Callable[[str, list[tuple[str, Any, int, float, float]]], None]
 _workload_writer: WorkloadWriter | None = None
 
 
@@ -82,7 +78,7 @@ def register(subparsers, workload_writer: WorkloadWriter | None = None, stream_t
         epilog="example:\n  fedrec data synth --rows 2000000 --profile criteo-kaggle --zipf 1.1 --seed 0 --out synth.tsv",
     )
     synth.add_argument("--rows", type=int, required=True)
-    synth.add_argument("--profile", choices=sorted(PROFILES), default="criteo-kaggle")
+    synth.add_argument("--profile", choices=sorted(SYNTH_PROFILES), default="criteo-kaggle")
     synth.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of id accesses")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-cardinality", type=int, default=None, help="cap every table at this many rows")
@@ -123,6 +119,13 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def cmd_stats(args) -> int:
+    import numpy as np
+
+    from data_pipeline.readers import dataset_extras
+    from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
+    from data_pipeline.stats import criteo_stats, interaction_stats, plot_stats
+    from data_pipeline.synth import DENSE_NAMES, SPARSE_NAMES
+
     outputs = AtomicOutputs({"--workload": (args.workload, (".json",)), "--plot": (args.plot, PLOT_SUFFIXES)})
     if args.format == "criteo":
         report = ReadReport(args.path)
@@ -164,6 +167,8 @@ def cmd_stats(args) -> int:
 
 
 def _load(args):
+    from data_pipeline.readers import load_interactions
+
     return load_interactions(
         args.path,
         args.format,
@@ -175,6 +180,8 @@ def _load(args):
 
 
 def _table(name, counts, dim, pooling, coverage):
+    import numpy as np
+
     return (name, np.asarray(counts), dim, pooling, coverage)
 
 
@@ -185,6 +192,11 @@ def _write_workload(path: str, tables: list) -> None:
 
 
 def cmd_convert(args) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data_pipeline.readers.criteo import CriteoOptions, iter_criteo
+
     with atomic_path(args.out, (".parquet",), "--out") as tmp:
         if args.format == "criteo":
             report = ReadReport(args.path)
@@ -210,6 +222,8 @@ def cmd_convert(args) -> int:
 
 
 def cmd_synth(args) -> int:
+    from data_pipeline.synth import SynthConfig, write_synthetic
+
     cfg = SynthConfig(
         rows=args.rows,
         profile=args.profile,
@@ -239,6 +253,8 @@ def _fmt(x) -> str:
 
 
 def _json_default(o):
+    import numpy as np
+
     if isinstance(o, np.integer | np.floating):
         return o.item()
     raise TypeError(type(o))

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import ConfigError
+from data_pipeline.formats import SYNTH_PROFILES
 
 CRITEO_KAGGLE_CARDINALITIES = (
     1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
@@ -38,6 +39,7 @@ CRITEO_TERABYTE_CARDINALITIES = (
     2209, 11938, 155, 4, 976, 14, 40000000, 40000000, 40000000, 590152, 12973, 108, 36,
 )  # fmt: skip
 PROFILES = {"criteo-kaggle": CRITEO_KAGGLE_CARDINALITIES, "criteo-terabyte": CRITEO_TERABYTE_CARDINALITIES}
+assert tuple(PROFILES) == SYNTH_PROFILES, "data_pipeline.formats lists the profiles for the parser"
 
 # Missing fractions measured on the shipped 1,000-row Criteo sample (I1..I13, then C1..C26).
 DENSE_MISSING = (0.458, 0.0, 0.23, 0.213, 0.041, 0.248, 0.039, 0.0, 0.039, 0.458, 0.039, 0.775, 0.213)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from data_pipeline.errors import ConfigError
-from data_pipeline.readers import INTERACTION_FORMATS
+from data_pipeline.formats import INTERACTION_FORMATS
 
 SAMPLE_EXAMPLES = """\
 examples:

@@ -6,7 +6,8 @@ round) with a sampled server strategy (FedAvg, FedAvgM, FedAdam, FedYogi), serve
 evaluation; ASHA stops the weak trials early. The best trial by validation AUC is written out as a
 config (--write) and trained once more from scratch: its *test* AUC is the number reported, once.
 
-    .venv/bin/python scripts/tune_federated.py --write configs/ml100k_fedyogi_tuned.yaml   # ~15 min
+    .venv/bin/python scripts/tune_federated.py --write configs/ml100k_tuned.yaml   # hours on 2 cores
+    .venv/bin/python scripts/tune_federated.py --restore --write configs/ml100k_tuned.yaml  # finish an interrupted one
     .venv/bin/python scripts/tune_federated.py --quick                                    # smoke run
 
 Trials run one at a time (each trains on all the CPUs through its own client pool); the search is
@@ -62,6 +63,28 @@ def trial(params: dict) -> None:
         tune.report({"validation_auc": 0.5, "round": params["rounds"]})
 
 
+def _resources():
+    # A trial is its driver (waiting on its pool) plus one bundle per client actor; Tune requires
+    # the actors a trial launches to fit its placement group.
+    from ray import tune
+
+    return tune.PlacementGroupFactory([{"CPU": 1}] + [{"CPU": 1}] * (os.cpu_count() or 1))
+
+
+def _new_tuner(tune, ASHAScheduler, BasicVariantGenerator, space: dict, args, out: Path):
+    return tune.Tuner(
+        tune.with_resources(trial, _resources()),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="validation_auc", mode="max", num_samples=args.samples, max_concurrent_trials=1,
+            search_alg=BasicVariantGenerator(random_state=args.seed),
+            scheduler=ASHAScheduler(time_attr="round", max_t=args.rounds,
+                                    grace_period=max(args.eval_every, args.rounds // 3), reduction_factor=3),
+        ),
+        run_config=tune.RunConfig(name="tune_federated", storage_path=str(out / "ray"), verbose=1),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default=str(ROOT / "configs" / "ml100k_fedavg.yaml"))
@@ -71,6 +94,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", help="write the best config here (YAML)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--restore", action="store_true",
+                    help="finish an interrupted sweep from its Tune state under --out (finished trials are kept)")
     ap.add_argument("--out", default=str(ROOT / "results" / "tune_federated"))
     args = ap.parse_args()
     if args.quick:
@@ -97,19 +122,12 @@ def main() -> None:
         "server_lr": tune.loguniform(0.003, 0.3),
     }
     started = time.perf_counter()
-    tuner = tune.Tuner(
-        # A trial is its driver (waiting on its pool) plus one bundle per client actor; Tune requires
-        # the actors a trial launches to fit its placement group.
-        tune.with_resources(trial, tune.PlacementGroupFactory([{"CPU": 1}] + [{"CPU": 1}] * (os.cpu_count() or 1))),
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric="validation_auc", mode="max", num_samples=args.samples, max_concurrent_trials=1,
-            search_alg=BasicVariantGenerator(random_state=args.seed),
-            scheduler=ASHAScheduler(time_attr="round", max_t=args.rounds, grace_period=max(args.eval_every, args.rounds // 3),
-                                    reduction_factor=3),
-        ),
-        run_config=tune.RunConfig(name="tune_federated", storage_path=str(out / "ray"), verbose=1),
-    )
+    state = out / "ray" / "tune_federated"
+    if args.restore and tune.Tuner.can_restore(str(state)):
+        tuner = tune.Tuner.restore(str(state), trainable=tune.with_resources(trial, _resources()),
+                                   resume_unfinished=True, restart_errored=True)
+    else:
+        tuner = _new_tuner(tune, ASHAScheduler, BasicVariantGenerator, space, args, out)
     grid = tuner.fit()
     trials = []
     for r in grid:

@@ -8,16 +8,14 @@ MILP, greedy, TorchRec, classic heuristics) -> ``plan`` (plan.json) and ``torchr
 (TorchRec ``ShardingPlan``) -> ``replay`` (trace-driven evaluation) -> ``run`` (``fedrec plan
 run``) -> ``cli`` (``fedrec plan``).
 
-The light types are imported here; ``make_planner`` (scipy) and ``run_plan`` (torch) on first use.
+Every export is imported on first use: the workload pulls in pandas through the data layer's stats,
+``make_planner`` scipy and ``run_plan`` torch, and ``fedrec --help`` must not wait for any of them.
 """
 
-from sharding.cost import CostModel
-from sharding.errors import InfeasiblePlanError, WorkloadError
-from sharding.plan import Plan, Shard, TablePlacement
-from sharding.topology import Topology
-from sharding.workload import TableWorkload, Workload
-
-_LAZY = {"make_planner": "sharding.planners", "PLANNERS": "sharding.planners", "run_plan": "sharding.run",
+_LAZY = {"CostModel": "sharding.cost", "InfeasiblePlanError": "sharding.errors", "WorkloadError": "sharding.errors",
+         "Plan": "sharding.plan", "Shard": "sharding.plan", "TablePlacement": "sharding.plan",
+         "Topology": "sharding.topology", "TableWorkload": "sharding.workload", "Workload": "sharding.workload",
+         "make_planner": "sharding.planners", "PLANNERS": "sharding.planner_names", "run_plan": "sharding.run",
          "run_plans": "sharding.run", "RunConfig": "sharding.run", "Replay": "sharding.replay"}
 
 

@@ -16,7 +16,7 @@ import sys
 from data_pipeline.atomic import AtomicOutputs, write_json_atomic
 from data_pipeline.clihelp import HelpFormatter
 from data_pipeline.errors import ConfigError
-from sharding.planners import PLANNERS
+from sharding.planner_names import PLANNERS
 from sharding.topology import Topology
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")

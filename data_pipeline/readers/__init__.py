@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from data_pipeline.errors import ConfigError, DatasetNotFoundError
+from data_pipeline.formats import INTERACTION_FORMATS, PRESET_FORMATS
 from data_pipeline.readers.amazon import read_amazon_reviews
 from data_pipeline.readers.citeulike import read_citeulike
 from data_pipeline.readers.coat import read_coat, read_coat_split
@@ -28,7 +29,7 @@ PRESET_READERS = {
     "coat": read_coat,
     "amazon-json": read_amazon_reviews,
 }
-INTERACTION_FORMATS = ("movielens", "csv", "tsv", "parquet", "jsonl", *PRESET_READERS)
+assert tuple(PRESET_READERS) == PRESET_FORMATS, "data_pipeline.formats lists the presets for the parsers"
 
 
 def load_interactions(

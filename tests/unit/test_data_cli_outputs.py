@@ -101,7 +101,9 @@ def test_a_failing_plot_leaves_no_workload(tmp_path, capsys, monkeypatch):
     def broken_plot(stats, out):
         raise data_cli.ConfigError("--plot", "cannot draw")
 
-    monkeypatch.setattr(data_cli, "plot_stats", broken_plot)
+    import data_pipeline.stats
+
+    monkeypatch.setattr(data_pipeline.stats, "plot_stats", broken_plot)  # the command imports it when it runs
     src = tmp_path / "log.csv"
     src.write_text("u1,i1\nu2,i2\n")
     code, stdout, err = _run(
