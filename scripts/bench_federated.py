@@ -23,7 +23,7 @@ from fedrec.runtime import ClientPool, load_federated_data, plot_history
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(REPO_ROOT / "configs" / "ml100k_fedyogi_tuned.yaml"))
+    ap.add_argument("--config", default=str(REPO_ROOT / "configs" / "ml100k_tuned.yaml"))
     ap.add_argument("--target", type=float, default=0.70)
     ap.add_argument("--bytes-rounds", type=int, default=10, help="rounds for the sparse vs whole-table comparison")
     ap.add_argument("--quick", action="store_true")

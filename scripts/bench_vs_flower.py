@@ -1,7 +1,7 @@
 """fedrec vs Flower 1.40 on ml100k-fed: the same model, data, hyper-parameters and client updates,
 timed by two like-for-like clocks.
 
-Both frameworks run the workload of --config (default configs/ml100k_fedyogi_tuned.yaml: MovieLens-100K,
+Both frameworks run the workload of --config (default configs/ml100k_tuned.yaml: MovieLens-100K,
 943 clients one per user, TorchRec DLRM with dim-16 embeddings, FedYogi on the server, the tuned client
 SGD settings) for --rounds rounds of --clients-per-round clients on the same --cpus CPUs (2 Ray workers
 of 1 CPU), with no client dropout, no client-side evaluation and one evaluation of the final model, each
@@ -378,7 +378,7 @@ def plot(rows: list[dict], path: Path, strategy: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(ROOT / "configs" / "ml100k_fedyogi_tuned.yaml"))
+    p.add_argument("--config", default=str(ROOT / "configs" / "ml100k_tuned.yaml"))
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--clients-per-round", type=int, default=50)
     p.add_argument("--quick", action="store_true", help="3 rounds x 10 clients, one repeat, both frameworks")

@@ -102,8 +102,13 @@ class ClientPool:
     def _new_actor(self, index: int):
         # SPREAD: on a cluster the actors go to different nodes where they can (each node's share of
         # the clients trains there); on one machine it changes nothing.
+        strategy = self.scheduling_strategy
+        if strategy == "SPREAD" and ray.util.get_current_placement_group() is not None:
+            # Inside a placement group (a Ray Tune trial): an explicit strategy would take the actors
+            # out of the group's bundles and they would wait forever for CPUs the group holds.
+            strategy = None
         actor = ClientActor.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-                                    scheduling_strategy=self.scheduling_strategy).remote(
+                                    scheduling_strategy=strategy).remote(
             index, self.private_max_bytes, self.spill_dir)
         if self._data_refs:
             actor.set_data.remote(self._data_refs[index])  # actor calls run in order: before any training

@@ -83,3 +83,29 @@ def test_fairness_study(ray_local, ml100k_path, tmp_path):
     assert r.mdac["deadline"] == r.runs["correlated"]["deadline"]["mdac"]
     assert r.understatement["deadline"] == pytest.approx(r.mdac["deadline"] / r.mdac_random["deadline"])
     assert r.final_auc == r.runs["correlated"]["baseline"]["auc"]
+
+
+def test_client_pool_inside_a_placement_group(ray_local):
+    """Inside a placement group that captures child tasks (a Ray Tune trial), the pool's actors go
+    into the group's bundles: with SPREAD forced on them they waited forever for CPUs the group held."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}])  # every CPU of ray_local
+    ray.get(pg.ready(), timeout=60)
+
+    @ray.remote(num_cpus=0)
+    def trial():
+        from fedrec.runtime import ClientPool
+
+        pool = ClientPool(2, num_cpus=1).start()
+        try:
+            return sorted(pool.placement().values())
+        finally:
+            pool.stop()
+
+    try:
+        strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+        assert ray.get(trial.options(scheduling_strategy=strategy).remote(), timeout=120) == [2]
+    finally:
+        remove_placement_group(pg)

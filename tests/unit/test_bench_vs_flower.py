@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import _flower_app as fa  # noqa: E402
 import bench_vs_flower as bench  # noqa: E402
 
-CONFIG = ROOT / "configs" / "ml100k_fedyogi_tuned.yaml"
+CONFIG = ROOT / "configs" / "ml100k_tuned.yaml"
 
 
 def _cfg(rounds=30, clients=50):
@@ -112,7 +112,8 @@ def test_flower_clients_use_fedrecs_training_seeds():
 def test_flower_strategy_settings_are_the_configs():
     cfg = _cfg()
     s = cfg.strategy
-    assert fa.STRATEGY_CLASSES[s.name] == "FedYogi"
+    assert fa.STRATEGY_CLASSES[s.name] == "FedAdam"  # the tuned config's server optimizer
+    assert fa.STRATEGY_CLASSES["fedyogi"] == "FedYogi"
     assert fa.flower_strategy_kwargs(cfg, "message") == {"eta": s.server_lr, "tau": s.tau, "beta_1": s.beta1, "beta_2": s.beta2}
     assert fa.flower_strategy_kwargs(cfg, "numpy")["eta_l"] == cfg.client.lr
     assert fa.flower_strategy_kwargs(cfg.with_(**{"strategy.name": "fedavg", "strategy.server_lr": 1.0}), "numpy") == {}
