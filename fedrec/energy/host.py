@@ -28,8 +28,9 @@ class HostMeter:
     _lock = threading.Lock()
 
     def __init__(self) -> None:
-        logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its INFO/WARNING lines are not ours to print
         from codecarbon import OfflineEmissionsTracker
+
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its INFO/WARNING lines are not ours to print
 
         # measure_power_secs: the background sampler barely runs; each round measures explicitly.
         self._tracker = OfflineEmissionsTracker(country_iso_code="USA", save_to_file=False, log_level="error",

@@ -59,7 +59,8 @@ class RoundEnergy:
             totals[k] = totals.get(k, 0.0) + float(getattr(self, k))
 
     def row(self) -> dict:
-        return {"energy_joules": self.client_joules + self.server_joules + self.network_joules}
+        return {"energy_joules": self.client_joules + self.server_joules + self.network_joules,
+                "client_joules": self.client_joules}
 
 
 class EnergyModel:

@@ -17,6 +17,7 @@ class OortConfig(StrictModel):
     preferred_seconds: float | None = Field(None, gt=0)  # T; None: the median round time of all clients
     straggler_penalty: float = Field(2.0, ge=0)  # alpha: utility x (T / t)^alpha when t > T
     staleness_weight: float = Field(0.1, ge=0)  # bonus sqrt(w * log(round) / last round picked)
+    cutoff: float = Field(0.95, gt=0, le=1)  # exploit among clients with utility >= cutoff x the K-th highest
 
 
 class AutoFLConfig(StrictModel):

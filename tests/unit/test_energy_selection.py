@@ -136,9 +136,10 @@ def test_oort_utility_by_hand():
                           np.ones(2), 30.0))
     oort.observe(Feedback(2, np.array([2]), np.zeros(1, int), np.array([0.25]), np.array([5.0]), np.ones(1), 5.0))
     bonus = math.sqrt(0.1 * math.log(3))
-    expected = [(2 * 1.0 + bonus) * 1.0,  # sqrt(4) x 1.0, on time
-                (3 * 0.5 + bonus) * (10 / 30) ** 2,  # a straggler: (T / t)^alpha
-                (4 * 0.25 + math.sqrt(0.1 * math.log(3) / 2)) * 1.0]  # picked in round 2: a smaller bonus
+    # statistical utilities sqrt(n) x loss = 2, 1.5, 1, over the largest (2)
+    expected = [(2 * 1.0 / 2 + bonus) * 1.0,  # on time
+                (3 * 0.5 / 2 + bonus) * (10 / 30) ** 2,  # a straggler: (T / t)^alpha
+                (4 * 0.25 / 2 + math.sqrt(0.1 * math.log(3) / 2)) * 1.0]  # picked in round 2: a smaller bonus
     assert oort.scores(3, np.array([0, 1, 2])) == pytest.approx(expected)
     chosen, _ = oort.select(3, np.random.default_rng(0), np.array([0, 1, 2]), 2)
     assert chosen.tolist() == [0, 2]
