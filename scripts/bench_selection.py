@@ -35,15 +35,17 @@ POLICIES = ("random", "oort", "autofl")
 CONFIG = "ml100k_selection.yaml"
 
 
-def to_target(result: dict, target: float, key: str = "auc") -> tuple[float | None, float | None]:
-    """Simulated seconds and joules (clients + server + network) when ``key`` (test ``auc`` or
-    ``validation_auc``) first reaches ``target``; None when it never does."""
-    joules = 0.0
+def to_target(result: dict, target: float, key: str = "auc") -> tuple[float | None, float | None, float | None]:
+    """Simulated seconds, joules (clients + server + network) and the clients' joules alone (the
+    devices', AutoFL's measure) when ``key`` (test ``auc`` or ``validation_auc``) first reaches
+    ``target``; None when it never does."""
+    joules = device = 0.0
     for h in result["history"]:
         joules += h["energy_joules"]
+        device += h["client_joules"]
         if h.get(key, -1.0) >= target:
-            return float(h["sim_seconds"]), joules
-    return None, None
+            return float(h["sim_seconds"]), joules, device
+    return None, None, None
 
 
 def summarize(runs: list[dict], target: float) -> dict:
@@ -52,9 +54,11 @@ def summarize(runs: list[dict], target: float) -> dict:
     finals = np.array([r["final_auc"] for r in runs])
     out = {"reached": f"{len(reached)}/{len(runs)}", "final_auc": float(finals.mean()), "final_auc_sd": float(finals.std()),
            "per_seed": {"sim_seconds_to_target": [g[0] for g in got], "joules_to_target": [g[1] for g in got],
+                        "client_joules_to_target": [g[2] for g in got],
                         "final_auc": finals.tolist(), "total_joules": [r["energy"]["total_joules"] for r in runs],
                         "sim_seconds": [r["sim_seconds"] for r in runs]}}
-    for i, key in enumerate(("sim_seconds_to_target", "joules_to_target")):
+    out["n_reached"] = len(reached)
+    for i, key in enumerate(("sim_seconds_to_target", "joules_to_target", "client_joules_to_target")):
         vals = np.array([g[i] for g in reached])
         out[key] = float(vals.mean()) if len(vals) else None
         out[f"{key}_sd"] = float(vals.std()) if len(vals) else None
@@ -64,7 +68,7 @@ def summarize(runs: list[dict], target: float) -> dict:
 def ratios(rows: dict, base: str, other: str) -> dict:
     """base / other for time and energy to target (>1: ``other`` needs less)."""
     out = {}
-    for key in ("sim_seconds_to_target", "joules_to_target"):
+    for key in ("sim_seconds_to_target", "joules_to_target", "client_joules_to_target"):
         a, b = rows[base][key], rows[other][key]
         out[key] = a / b if a is not None and b else None
     return out
@@ -126,12 +130,16 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
     print_table([{"policy": n, **r} for n, r in rows.items()],
                 [("policy", "policy", ""), ("reached", "reached", ""), ("sim_seconds_to_target", "sim s to target", ".0f"),
                  ("sim_seconds_to_target_sd", "sd", ".0f"), ("joules_to_target", "J to target", ".0f"),
-                 ("joules_to_target_sd", "sd", ".0f"), ("final_auc", "final AUC", ".4f"), ("final_auc_sd", "sd", ".4f")])
+                 ("joules_to_target_sd", "sd", ".0f"), ("client_joules_to_target", "device J", ".0f"),
+                 ("final_auc", "final AUC", ".4f"), ("final_auc_sd", "sd", ".4f")])
     vs_random, vs_oort = ratios(rows, "random", "autofl"), ratios(rows, "oort", "autofl")
     print(f"autofl vs random: {vs_random}; autofl vs oort: {vs_oort}")
     goals = {"time_vs_random_2x": (vs_random["sim_seconds_to_target"] or 0) >= 2.0,
              "energy_vs_random_2x": (vs_random["joules_to_target"] or 0) >= 2.0,
-             "better_than_oort_on_one": any((v or 0) > 1.0 for v in vs_oort.values())}
+             # better than Oort on time or energy: a larger ratio, or Oort never reaching the target AutoFL reaches
+             "better_than_oort_on_one": rows["autofl"]["n_reached"] > 0 and (
+                 rows["oort"]["n_reached"] == 0 or any((vs_oort[k] or 0) > 1.0 for k in ("sim_seconds_to_target",
+                                                                                         "joules_to_target")))}
     payload = {"config": CONFIG, "target_auc": target, "seeds": seeds, "rounds": base.rounds,
                "clients_per_round": base.clients_per_round, "policies": rows, "autofl_vs_random": vs_random,
                "autofl_vs_oort": vs_oort, "targets_met": goals,

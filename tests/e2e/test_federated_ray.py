@@ -164,3 +164,19 @@ def test_a_lost_actor_gets_its_clients_private_rows_back_from_the_checkpoint(poo
     table = next(iter(after))
     assert np.array_equal(after[table]["rows"], seen["before"][table]["rows"])
     assert np.array_equal(after[table]["trained"], seen["before"][table]["trained"]) and after[table]["trained"].any()
+
+
+def test_bench_selection_quick(pool, fed_data, tmp_path):
+    """scripts/bench_selection.py --quick on the module's pool: every policy's contract keys, the
+    per-seed values, and its plot."""
+    from tests.unit.test_bench_scripts import load_script
+
+    out = tmp_path / "sel.json"
+    load_script("bench_selection").main(["--quick", "--out", str(tmp_path), "--json", str(out)], pool=pool, data=fed_data)
+    d = json.loads(out.read_text())
+    assert set(d["policies"]) == {"random", "oort", "autofl"}
+    for r in d["policies"].values():
+        assert {"sim_seconds_to_target", "joules_to_target", "final_auc"} <= set(r)
+        assert len(r["per_seed"]["final_auc"]) == 1 and r["final_auc"] == r["per_seed"]["final_auc"][0]
+        assert r["per_seed"]["total_joules"][0] > 0
+    assert out.with_suffix(".png").stat().st_size > 0
