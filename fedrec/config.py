@@ -4,7 +4,8 @@ The schema is pydantic (see ``fedrec.configbase``): unknown keys and wrong types
 every error becomes one line naming the field (``fedrec: error: config field 'client.lr': ...``).
 Each mode's own section is accepted only in that mode: ``ensemble`` for ``fel`` (and the fairness
 study, whose FEL arm uses it), ``async`` for ``fedbuff``, ``fairness`` for ``fairness``,
-``compression`` for the server modes ``sync`` and ``fedbuff``, ``gossip`` for ``gossip``.
+``compression`` for the server modes ``sync`` and ``fedbuff``, ``gossip`` for ``gossip``, ``selection``
+for ``sync``; ``energy`` in every mode.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from fedrec.client.clock import ClockConfig
 from fedrec.client.local import ClientTrainConfig
 from fedrec.client.tiers import TierSpec
 from fedrec.configbase import StrictModel, StrTuple, validate
+from fedrec.energy.model import EnergyConfig
 from fedrec.model import ModelConfig
 from fedrec.pipeline.robust.config import AggregatorConfig
 from fedrec.privacy.config import PrivacyConfig
 from fedrec.secagg.config import SecureAggregationConfig
+from fedrec.selection.config import SelectionConfig
 from fedrec.strategies import StrategyConfig
 from fedrec.strategies.base import Sampling
 
@@ -35,7 +38,8 @@ OPTIMIZATIONS = ("deadline", "over_selection", "fel")
 MODE_SECTIONS = {"ensemble": ("fel", "fairness"), "async_": ("fedbuff",), "fairness": ("fairness",),
                  # robustness, privacy and secure aggregation: synchronous rounds only
                  "attack": ("sync",), "aggregator": ("sync",), "privacy": ("sync",), "secure_aggregation": ("sync",),
-                 "compression": ("sync", "fedbuff"), "gossip": ("gossip",)}
+                 "compression": ("sync", "fedbuff"), "gossip": ("gossip",),
+                 "selection": ("sync",)}  # learned client selection plugs into the synchronous round
 
 
 def _default_submodels() -> tuple[ModelConfig, ...]:
@@ -226,6 +230,8 @@ class FederatedConfig(StrictModel):
     secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     gossip: GossipConfig = Field(default_factory=GossipConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)  # every mode: grid intensity, server and network power
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)  # sync: random (baseline), oort, autofl
 
     @field_validator("tiers", mode="before")
     @classmethod

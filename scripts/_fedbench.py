@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 from fedrec.config import FederatedConfig, load_config
@@ -69,3 +70,21 @@ def save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     pyplot().close(fig)
+
+
+@contextmanager
+def pool_and_data(base: FederatedConfig, pool=None, data=None):
+    """(pool, data) for a benchmark's runs: the caller's (a test's shared pool) or a pool started
+    here, holding ``base``'s data, and stopped at the end."""
+    from fedrec.runtime import ClientPool, load_federated_data
+
+    owned = pool is None
+    pool = pool or ClientPool.from_config(base).start()
+    try:
+        data = data or load_federated_data(base)
+        if owned:
+            pool.set_data(data)
+        yield pool, data
+    finally:
+        if owned:
+            pool.stop()

@@ -72,8 +72,13 @@ def make_loop(cfg, pool: ClientPool, runs: list, *, progress: bool, desc: str, a
     if cfg.checkpoint_dir:
         checkpoint = Checkpointer(cfg.checkpoint_dir, cfg.checkpoint_every, config_to_dict(cfg))
     trackers = [*(trackers or []), *([TensorBoardTracker(cfg.tensorboard)] if cfg.tensorboard else [])]
+    meter = None
+    if cfg.energy.measure_host:
+        from fedrec.energy.host import HostMeter  # lazy: codecarbon is imported only by runs that measure
+
+        meter = HostMeter.shared()
     return RoundLoop(pool, runs, rounds=cfg.rounds, eval_every=cfg.eval_every, progress=progress, desc=desc,
-                     checkpoint=checkpoint, trackers=trackers, after_submit=after_submit)
+                     checkpoint=checkpoint, trackers=trackers, after_submit=after_submit, host_meter=meter)
 
 
 def drive(loop: RoundLoop, resume: bool) -> None:

@@ -162,13 +162,19 @@ class FedBuffRun(FederatedRun):
         used = [a for a in reported if a.step == v]
         # Bytes count when a client reports (during step v): what it sent, measured when it trained;
         # a discarded (too stale) update was never trained in the replay, so it counts its facts' size.
-        up = sum(self.sent.pop((a.client, a.pulled), self.facts.upload_bytes(a.client)) for a in reported)
+        ups = [self.sent.pop((a.client, a.pulled), self.facts.upload_bytes(a.client)) for a in reported]
+        up = sum(ups)
         sim = self.schedule.step_times[v] - self.totals["sim_seconds"]
         info = {"discarded_updates": sum(a.step < 0 for a in reported),
                 "mean_staleness": float(np.mean([a.staleness for a in used])) if used else 0.0,
                 "max_staleness": max((a.staleness for a in used), default=0)}
         row = self.record(rnd, gathered, np.array([a.client for a in reported], dtype=np.int64), sim, info, bytes_up=up)
         row["client_updates_landed"] = len(used)
+        # Energy when a client reports: its training, its bytes; asynchronous clients never wait idle.
+        who = np.array([a.client for a in reported], dtype=np.int64)
+        timed = self.facts.round_times(rnd, who, nominal=True)
+        row.update(self.account_energy(who, timed.compute_joules, np.full(len(who), sim), np.array(ups, dtype=np.float64),
+                                       self.facts.down[who], sim))
         return row
 
     def state_dict(self) -> dict:

@@ -26,6 +26,7 @@ from sklearn.cluster import KMeans
 from data_pipeline.errors import ConfigError
 from fedrec.algorithms.common import drive, finish, make_loop, session
 from fedrec.algorithms.over_arch import ensemble_inputs, train_over_arch
+from fedrec.energy import ENERGY_TOTALS, energy_report
 from fedrec.metrics import binary_metrics
 from fedrec.runtime.data import FederatedData
 from fedrec.runtime.pool import ClientPool
@@ -240,7 +241,16 @@ class FEL:
             ensemble_ne=test["ne"], average_auc=average["auc"], submodel_auc={n: v["auc"] for n, v in sub_info.items()},
             submodels=sub_info, baseline=baseline, server_rows=len(self.server_rows), over_arch=over_info,
             quality_gain_pct=quality_gain(test, baseline) if baseline else {},
+            **self.energy(),
         )
+
+    def energy(self) -> dict:
+        """The sub-models' energy together (the same-budget baseline is a comparison, not part of
+        FEL); the host's joules are the lockstep rounds', counted once."""
+        totals = {k: sum(s.totals.get(k, 0.0) for s in self.subs) for k in ENERGY_TOTALS if k != "host_joules"}
+        first = self.subs[0].totals
+        totals.update(host_joules=first.get("host_joules", 0.0))
+        return energy_report(totals, self.cfg.energy, first.get("host_source"))
 
 
 def _config_dict(cfg) -> dict:

@@ -96,6 +96,9 @@ class GossipRun(FederatedRun):
         compute = np.where(trained, self.facts.local_steps * self.cfg.clock.step_seconds / self._speed, 0.0)
         sim = float((compute + sent / self._up + sent / self._down).max()) + self.cfg.clock.server_seconds
         stats = [s for g in gathered for s in g.stats]
+        nodes = np.arange(self.data.num_clients)
+        joules = np.where(trained, self.facts.round_times(rnd, nodes, nominal=True).compute_joules, 0.0)
+        energy = self.account_energy(nodes, joules, compute + sent / self._up + sent / self._down, sent, sent, sim)
         t = self.totals
         t["client_updates"] += len(stats)
         t["failed_updates"] += sum(g.failed for g in gathered)
@@ -109,7 +112,7 @@ class GossipRun(FederatedRun):
                 "sim_seconds": t["sim_seconds"], "sim_round_seconds": sim, "bytes_up": int(sent.sum()),
                 "bytes_down": int(sent.sum()), "bytes_per_node": float(sent.mean()),
                 "train_loss": float(np.mean([s.loss for s in stats])) if stats else float("nan"),
-                "consensus_distance": self.nodes.consensus_distance(), **plan.info}
+                "consensus_distance": self.nodes.consensus_distance(), **energy, **plan.info}
 
     def _on_clients(self, split: str, ranking: bool) -> tuple[np.ndarray, np.ndarray, dict]:
         """The reported model is the nodes' average, which lives on the driver (no actor holds it):

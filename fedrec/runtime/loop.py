@@ -25,13 +25,14 @@ AfterSubmit = Callable[[int, ClientPool], None]
 class RoundLoop:
     def __init__(self, pool: ClientPool, runs: list, *, rounds: int, eval_every: int, progress: bool = False,
                  desc: str = "federated", checkpoint: Checkpointer | None = None, trackers: list | None = None,
-                 after_submit: list[AfterSubmit] | None = None) -> None:
+                 after_submit: list[AfterSubmit] | None = None, host_meter=None) -> None:
         self.pool, self.runs = pool, runs
         self.rounds, self.eval_every = rounds, eval_every
         self.progress, self.desc = progress, desc
         self.checkpoint = checkpoint
         self.trackers = list(trackers or [])  # objects with log(run_name, round, row) and close()
         self.after_submit = list(after_submit or [])
+        self.host_meter = host_meter  # fedrec.energy.host.HostMeter: this machine's joules, read per round
 
     def resume(self) -> int:
         """Load the checkpoint if there is one; returns the round it was taken after (0: none)."""
@@ -76,6 +77,7 @@ class RoundLoop:
 
     def round(self, rnd: int) -> None:
         started = time.perf_counter()
+        joules_before = self.host_meter.joules() if self.host_meter is not None else 0.0
         plans, pending = [], []
         for run in self.runs:
             run.round = rnd
@@ -90,8 +92,12 @@ class RoundLoop:
         wall = time.perf_counter() - started
         self._restore_replaced()
         evaluate = rnd % self.eval_every == 0 or rnd == self.rounds
+        host = self.host_meter.joules() - joules_before if self.host_meter is not None else None
         for run, row in zip(self.runs, rows):
             run.totals["train_wall_seconds"] += wall  # lockstep runs share the round's wall time
+            if host is not None:  # ... and the host's energy in it
+                run.totals["host_joules"] = run.totals.get("host_joules", 0.0) + host
+                run.totals["host_source"] = self.host_meter.source
             row["wall_seconds"] = wall
             if evaluate:
                 row.update(self._evaluate(run, final=rnd == self.rounds))

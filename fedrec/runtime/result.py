@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_pipeline.atomic import atomic_path, write_json_atomic
+from fedrec.energy import energy_report
 
 
 @dataclass
@@ -52,6 +53,12 @@ class FederatedResult:
     rounds_to_target: int | None = None  # first evaluated round whose test AUC reached target_auc
     sim_seconds_to_target: float | None = None
     bytes_to_target: int | None = None  # up + down until then
+    # The simulated federation's energy (``fedrec.energy``): client + server + network = total, and
+    # the host's joules beside them; carbon (operational + embodied); how the host's were obtained.
+    energy: dict = field(default_factory=dict)
+    co2e_grams: float = 0.0
+    co2e: dict = field(default_factory=dict)
+    energy_source: str = "estimated"
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     # Only in runs that have them (``to_dict`` leaves them out otherwise): privacy spent (user-level),
@@ -94,6 +101,7 @@ class FederatedResult:
             auc_trained_clients=final.get("auc_trained_clients"), auc_untrained_clients=final.get("auc_untrained_clients"),
             sim_seconds_to_target=reached[1], bytes_to_target=reached[2],
             history=run.history, config=config_to_dict(run.cfg), **trust_fields(run),
+            **energy_report(run.totals, run.cfg.energy, run.totals.get("host_source")),
         )
         return cls(**{**base, **extra})
 
@@ -107,7 +115,8 @@ class FederatedResult:
     def summary(self) -> str:
         line = (f"federated: rounds={self.rounds} final_auc={self.final_auc:.4f} validation_auc={self.validation_auc:.4f} "
                 f"ne={self.final_ne:.4f} client_updates={self.client_updates} updates/s={self.client_updates_per_second:,.0f} "
-                f"wall={self.wall_seconds:.1f}s sim={self.sim_seconds:,.0f}s bytes_up={self.bytes_up:,} bytes_down={self.bytes_down:,}")
+                f"wall={self.wall_seconds:.1f}s sim={self.sim_seconds:,.0f}s bytes_up={self.bytes_up:,} bytes_down={self.bytes_down:,}"
+                f" energy={self.energy.get('total_joules', 0.0):,.0f}J co2e={self.co2e_grams:.3g}g")
         if self.epsilon is not None:
             line += f" epsilon={self.epsilon:.3f} delta={self.delta:.2e}"
         if self.secagg is not None:

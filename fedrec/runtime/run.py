@@ -10,6 +10,7 @@ the fairness study run several of them side by side on one pool.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,13 +21,15 @@ from data_pipeline.errors import ConfigError
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import ClientTrainConfig
 from fedrec.client.private import check_single_owner
+from fedrec.energy import EnergyModel
 from fedrec.metrics import binary_metrics
 from fedrec.model import build_model, predict
 from fedrec.pipeline import Arrivals, ModelShapes, ServerContext, build_pipeline
 from fedrec.pipeline.downlink import DeltaDownloads
 from fedrec.runtime.data import FederatedData
-from fedrec.runtime.facts import ClientFacts, client_tiers
+from fedrec.runtime.facts import ClientFacts, RoundTimes, client_tiers
 from fedrec.runtime.pool import ClientPool, Gathered, Pending
+from fedrec.selection import ClientView, Feedback, make_policy
 from fedrec.strategies import make_strategy
 from fedrec.updates import AggregatedUpdate, StateChange
 
@@ -44,9 +47,21 @@ class Submission:
 
 
 @dataclass
+class Selected:
+    """Who trains this round on the simulated clock: the clients kept (each on its target), those
+    that trained but missed the deadline (their energy was spent all the same), and the round's
+    simulated seconds."""
+
+    kept: RoundTimes
+    missed: RoundTimes
+    round_seconds: float
+
+
+@dataclass
 class RoundPlan:
     submissions: list[Submission]
     info: dict = field(default_factory=dict)  # row fields known before training
+    selected: Selected | None = None  # sync rounds: for the energy account and the selection policy's feedback
 
 
 class FederatedRun:
@@ -81,6 +96,9 @@ class FederatedRun:
         self.resumed_from_round = 0
         self.history: list[dict] = []
         self.totals: dict = dict.fromkeys(TOTALS, 0)
+        self.energy = EnergyModel(cfg.energy, cfg.tiers, self.tiers)
+        learns = cfg.mode == "sync" and cfg.selection.policy != "random"
+        self.selector = make_policy(cfg.selection, self.client_view()) if learns else None
         self._eval_batches: dict[str, list] = {}
         self._last_eval: dict = {}
         if pool is not None:  # None: the server side alone (selection, aggregation, evaluation)
@@ -91,22 +109,41 @@ class FederatedRun:
         """A client's training seed in a round: the same whichever actor trains it."""
         return int(np.random.default_rng([self.cfg.seed, rnd, int(client)]).integers(2**31))
 
+    def client_view(self) -> ClientView:
+        seconds, joules = self.facts.expected_by_target()
+        return ClientView(self.tiers, np.array([len(p) for p in self.data.partitions]), seconds, joules,
+                          self.facts.targets.count)
+
     def select(self, rnd: int) -> tuple[np.ndarray, ClientTrainConfig, dict]:
         """Clients that report this round (after dropout, deadline and over-selection), the
         training instructions the strategy gives them, and what happened in selection."""
+        clients, config, info, _ = self.select_round(rnd)
+        return clients, config, info
+
+    def select_round(self, rnd: int) -> tuple[np.ndarray, ClientTrainConfig, dict, Selected]:
+        """``select``, plus the clients' times and targets on the simulated clock. The policy
+        (``selection.policy``) picks the candidates and their targets; ``random`` is the strategy's
+        own sampling, each client on its tier's first target."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, rnd])
         want = cfg.clients_per_round
         n_select = int(np.ceil(want * (1 + cfg.over_selection)))
-        fit = self.strategy.configure_fit(rng, self.clients, self.tiers, n_select, cfg.sampling)
-        chosen = fit.clients
-        alive = chosen[rng.random(len(chosen)) >= self.facts.dropout[chosen]]
-        times = self.facts.seconds[alive]
+        if self.selector is None:
+            fit = self.strategy.configure_fit(rng, self.clients, self.tiers, n_select, cfg.sampling)
+            chosen, targets, config = fit.clients, np.zeros(len(fit.clients), dtype=np.int64), fit.config
+        else:
+            chosen, targets = self.selector.select(rnd, rng, self.clients, n_select)
+            config = self.strategy.fit_config()
+        up = rng.random(len(chosen)) >= self.facts.dropout[chosen]
+        alive = chosen[up]
+        timed = self.facts.round_times(rnd, alive, targets[up])
+        times = timed.seconds
         info = {"selected": int(len(chosen)), "dropped_out": int(len(chosen) - len(alive))}
         keep = np.ones(len(alive), dtype=bool) if cfg.deadline is None else times <= cfg.deadline
         info["missed_deadline"] = int((~keep).sum())
         order = np.argsort(times[keep], kind="stable")
-        kept, kept_times = alive[keep][order][:want], times[keep][order][:want]
+        kept_at = np.flatnonzero(keep)[order][:want]
+        kept, kept_times = alive[kept_at], times[kept_at]
         if cfg.deadline is not None and (~keep).any():
             round_time = cfg.deadline
         elif cfg.over_selection > 0 and len(kept) == want:
@@ -114,12 +151,18 @@ class FederatedRun:
         else:
             round_time = float(kept_times.max()) if len(kept_times) else (cfg.deadline or 0.0)
         info["sim_round_seconds"] = round_time + cfg.clock.server_seconds
-        return np.sort(kept), fit.config, info
+        if self.selector is not None:
+            names = self.facts.targets.names  # which targets the policy trained on, by name
+            info["targets"] = dict(sorted(Counter(names[self.tiers[c]][a] for c, a in zip(timed.clients, timed.targets)).items()))
+        # Over-selected clients still running when the round closes and deadline-missers trained too.
+        late = np.setdiff1d(np.arange(len(alive)), kept_at)
+        selected = Selected(timed.take(np.sort(kept_at)), timed.take(late), info["sim_round_seconds"])
+        return np.sort(kept), config, info, selected
 
     # --- the algorithm's two parts ---
     def plan(self, rnd: int) -> RoundPlan:
-        clients, config, info = self.select(rnd)
-        return RoundPlan([Submission(clients, config)], info)
+        clients, config, info, selected = self.select_round(rnd)
+        return RoundPlan([Submission(clients, config)], info, selected)
 
     def finish(self, rnd: int, plan: RoundPlan, gathered: list[Gathered]) -> dict:
         """Aggregate what arrived, take the server step, and return the round's row."""
@@ -127,7 +170,10 @@ class FederatedRun:
         self.apply(rnd, self.aggregate(rnd, arrivals))
         sim = plan.info["sim_round_seconds"]
         clients = np.concatenate([s.clients for s in plan.submissions])
-        return self.record(rnd, gathered, clients, sim, plan.info)
+        row = self.record(rnd, gathered, clients, sim, plan.info)
+        if plan.selected is not None:
+            row.update(self.account_selected(rnd, plan.selected, gathered))
+        return row
 
     # --- shared steps ---
     def submit(self, pool: ClientPool, sub: Submission, rnd: int) -> Pending:
@@ -186,6 +232,37 @@ class FederatedRun:
                 "bytes_up": up, "bytes_down": down,
                 "train_loss": float(np.mean([s.loss for s in stats])) if stats else float("nan"),
                 **info, "sim_round_seconds": sim}
+
+    # --- energy ---
+    def account_energy(self, clients: np.ndarray, compute_joules: np.ndarray, busy_seconds: np.ndarray,
+                       bytes_up: np.ndarray, bytes_down: np.ndarray, round_seconds: float) -> dict:
+        """Add a round's energy (``EnergyModel.round``) to the totals; returns the row's field."""
+        e = self.energy.round(clients, compute_joules, busy_seconds, bytes_up, bytes_down, round_seconds)
+        e.add_to(self.totals)
+        return e.row()
+
+    def account_selected(self, rnd: int, sel: Selected, gathered: list[Gathered]) -> dict:
+        """A sync round's energy: the kept clients trained, moved their bytes and waited for the
+        round to end; the late ones (over-selected or past the deadline) trained and downloaded
+        until it closed. The policy learns from the reports."""
+        sent = {s.client: s.bytes_up for g in gathered for s in g.stats}
+        k, late, end = sel.kept, sel.missed, sel.round_seconds
+        up = np.array([sent.get(int(c), self.facts.up[c]) for c in k.clients], dtype=np.float64)
+        cut = np.minimum(1.0, end / np.maximum(late.seconds, 1e-12))  # the share of their work done by the end
+        clients = np.concatenate([k.clients, late.clients])
+        joules = np.concatenate([k.compute_joules, late.compute_joules * cut])
+        busy = np.concatenate([k.seconds, np.full(len(late.clients), end)])
+        ups = np.concatenate([up, np.zeros(len(late.clients))])
+        downs = self.facts.down[clients]
+        row = self.account_energy(clients, joules, busy, ups, downs, end)
+        if self.selector is not None:
+            stats = {s.client: s.loss for g in gathered for s in g.stats}
+            got = np.array([int(c) in stats for c in k.clients], dtype=bool)
+            per = self.energy.per_client(k.clients, k.compute_joules, k.seconds, up, self.facts.down[k.clients], end)
+            self.selector.observe(Feedback(rnd, k.clients[got], k.targets[got],
+                                           np.array([stats[int(c)] for c in k.clients[got]], dtype=np.float64),
+                                           k.seconds[got], per[got], end))
+        return row
 
     # --- evaluation ---
     def predict(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -277,6 +354,8 @@ class FederatedRun:
         blob = {"round": self.round, "state": self.state, "strategy": self.strategy.state_dict(),
                 "pipeline": self.pipeline.state_dict(), "history": self.history, "totals": self.totals,
                 "uploaded_tables": sorted(self.uploaded_tables)}
+        if self.selector is not None:
+            blob["selector"] = self.selector.state_dict()  # what the policy has learned
         if self.private_tables and self.pool is not None:
             blob["private"] = self.pool.export_private(self.key)  # the devices' state, per actor
         if self.pool is not None and self.pipeline.stateful_clients:
@@ -294,6 +373,8 @@ class FederatedRun:
         self.pipeline.load_state_dict(blob.get("pipeline", {}))
         self.history, self.totals = blob["history"], blob["totals"]
         self.uploaded_tables = set(blob.get("uploaded_tables", []))
+        if self.selector is not None and "selector" in blob:
+            self.selector.load_state_dict(blob["selector"])
         if self.downloads is not None:
             self.downloads.load_state_dict(blob["downloads"])
         if self.pool is not None:

@@ -13,6 +13,7 @@ import torch
 from fedrec.algorithms import run_config
 from fedrec.config import load_config
 from fedrec.runtime import ClientPool, load_federated_data
+from tests.e2e.energy_contract import assert_energy_contract
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "ml100k_fedavg.yaml"
@@ -57,6 +58,8 @@ def test_contract_keys_and_sparse_bytes(pool, small_cfg, fed_data, tmp_path):
     assert d["validation_auc"] == d["history"][-1]["validation_auc"] != d["final_auc"]  # two splits, two numbers
     assert d["bytes_up"] < d["dense_bytes_up"]
     assert set(d["per_tier_auc"]) <= {"low", "mid", "high"}
+    assert_energy_contract(d)
+    assert sum(h["energy_joules"] for h in d["history"]) == pytest.approx(d["energy"]["total_joules"])
     assert (tmp_path / "auc.png").stat().st_size > 0
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
@@ -110,6 +113,7 @@ def test_resume_reaches_the_same_model(pool, small_cfg, fed_data, tmp_path):
     for name in straight:  # server moments, state and client seeds all carried over: bit-identical
         assert torch.equal(straight[name], resumed[name]), name
     assert result.final_auc == straight_result.final_auc
+    assert result.energy["total_joules"] == pytest.approx(straight_result.energy["total_joules"])  # kept across resume
     from data_pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="'rounds'.*already finished round 3"):
@@ -160,3 +164,19 @@ def test_a_lost_actor_gets_its_clients_private_rows_back_from_the_checkpoint(poo
     table = next(iter(after))
     assert np.array_equal(after[table]["rows"], seen["before"][table]["rows"])
     assert np.array_equal(after[table]["trained"], seen["before"][table]["trained"]) and after[table]["trained"].any()
+
+
+def test_bench_selection_quick(pool, fed_data, tmp_path):
+    """scripts/bench_selection.py --quick on the module's pool: every policy's contract keys, the
+    per-seed values, and its plot."""
+    from tests.unit.test_bench_scripts import load_script
+
+    out = tmp_path / "sel.json"
+    load_script("bench_selection").main(["--quick", "--out", str(tmp_path), "--json", str(out)], pool=pool, data=fed_data)
+    d = json.loads(out.read_text())
+    assert set(d["policies"]) == {"random", "oort", "autofl"}
+    for r in d["policies"].values():
+        assert {"sim_seconds_to_target", "joules_to_target", "final_auc"} <= set(r)
+        assert len(r["per_seed"]["final_auc"]) == 1 and r["final_auc"] == r["per_seed"]["final_auc"][0]
+        assert r["per_seed"]["total_joules"][0] > 0
+    assert out.with_suffix(".png").stat().st_size > 0

@@ -11,6 +11,7 @@ import yaml
 from fedrec.algorithms import run_fairness
 from fedrec.cli import main
 from fedrec.config import load_config
+from tests.e2e.energy_contract import assert_energy_contract
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,7 @@ def test_fel_cli(ray_local, ml100k_path, tmp_path):
     assert d["rounds"] == 2 and 0 < d["client_updates"] <= 24 and 0 < d["baseline"]["client_updates"] <= 24
     assert all(sum(s["tiers"]) == s["tiers"][i] for i, s in enumerate(d["submodels"].values()))  # a tier a cluster
     assert d["server_rows"] > 0 and 0 < d["ensemble_auc"] < 1
+    assert_energy_contract(d)
 
 
 def test_fedbuff_cli(ray_local, ml100k_path, tmp_path):
@@ -66,6 +68,7 @@ def test_fedbuff_cli(ray_local, ml100k_path, tmp_path):
         assert d["rounds_to_target"] == first + 1 and d["sim_seconds_to_target"] == d["history"][first]["sim_seconds"]
         assert d["bytes_to_target"] == sum(h["bytes_up"] + h["bytes_down"] for h in d["history"][: first + 1])
     assert d["bytes_up"] == sum(h["bytes_up"] for h in d["history"]) > 0 and d["bytes_down"] > d["bytes_up"]
+    assert_energy_contract(d)
 
 
 def test_fairness_study(ray_local, ml100k_path, tmp_path):
@@ -83,6 +86,7 @@ def test_fairness_study(ray_local, ml100k_path, tmp_path):
     assert r.mdac["deadline"] == r.runs["correlated"]["deadline"]["mdac"]
     assert r.understatement["deadline"] == pytest.approx(r.mdac["deadline"] / r.mdac_random["deadline"])
     assert r.final_auc == r.runs["correlated"]["baseline"]["auc"]
+    assert_energy_contract(r.to_dict())
 
 
 def test_client_pool_inside_a_placement_group(ray_local):

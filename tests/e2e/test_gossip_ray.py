@@ -12,6 +12,7 @@ import torch
 from fedrec.algorithms import run_config
 from fedrec.config import load_config
 from fedrec.runtime import ClientPool, load_federated_data
+from tests.e2e.energy_contract import assert_energy_contract
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +51,7 @@ def test_gossip_json_contract_and_bytes(pool, cfg, fed_data, tmp_path):
     assert d["client_updates"] == 16
     assert d["compression_ratio_up"] == pytest.approx(d["dense_bytes_up"] / d["bytes_up"])  # vs D-PSGD's whole models
     assert d["compression_ratio_up"] > 40
+    assert_energy_contract(d)
 
 
 def test_gossip_resume_is_bit_identical(pool, cfg, fed_data, tmp_path):

@@ -56,6 +56,9 @@ def test_resumed_run_equals_uninterrupted(mode, pool, ml100k_path, tmp_path):
             assert torch.equal(a[key][name_], b[key][name_]), (key, name_)
     assert resumed.resumed_from_round == cfg.rounds - 1 and straight.resumed_from_round == 0
     assert resumed.final_auc == straight.final_auc
+    for key in ("client_joules", "server_joules", "network_joules"):  # the simulated energy survives the checkpoint
+        assert resumed.energy[key] == pytest.approx(straight.energy[key]), key
+    assert resumed.energy["host_joules"] > 0
 
 
 def test_sigkill_mid_run_then_resume(ml100k_path, tmp_path):
