@@ -123,10 +123,15 @@ def read_parquet_interactions(
     p = check_file(path)
     try:
         table = pq.read_table(p)
+        # Reading can succeed on a damaged file and converting fail, both found by the fuzz suite's
+        # byte flips: corrupt pandas metadata in the footer (JSONDecodeError), and string data that is
+        # not UTF-8 (full validation checks it before pandas or the encoder trip over it).
+        table.validate(full=True)
+        raw = table.to_pandas()
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataFormatError(p, f"not a readable Parquet file ({reason})") from None
-    frame = _map_columns(p, table.to_pandas(), columns)
+    frame = _map_columns(p, raw, columns)
     return _finish(p, _validate_frame(p, frame), ReadReport(str(p), rows=len(frame)))
 
 

@@ -164,3 +164,31 @@ def test_every_row_skipped_is_an_error_not_an_empty_result(tmp_path):
     c.write_text("x\ty\n" * 3)
     with pytest.raises(DataFormatError, match="no valid rows: all 3 rows are malformed"):
         list(iter_criteo(c, CriteoOptions(on_bad_lines="skip")))
+
+
+def test_parquet_with_corrupt_pandas_metadata_is_named_not_a_traceback(tmp_path):
+    """The fuzz suite's find: a byte flip in the footer's pandas metadata reads fine with pyarrow and
+    fails only when converted (JSONDecodeError)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(pd.DataFrame({"user": [1, 2], "item": [3, 4]}), preserve_index=False)
+    path = tmp_path / "log.parquet"
+    pq.write_table(table.replace_schema_metadata({b"pandas": b"{not json"}), path)
+    with pytest.raises(DataFormatError, match="log.parquet.*not a readable Parquet file"):
+        load_interactions(path, "parquet", columns="user,item")
+
+
+def test_parquet_strings_that_are_not_utf8_are_named(tmp_path):
+    """The fuzz suite's second Parquet find: a flipped byte inside string data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"user": ["u1", "u2"], "item": ["i1", "i2"]}), path, compression="none",
+                   use_dictionary=False)
+    raw = path.read_bytes()
+    at = raw.index(b"u2", raw.index(b"u2") + 1)  # the value itself (the first copy is the page's max statistic)
+    path.write_bytes(raw[:at] + b"\xff" + raw[at + 1:])
+    with pytest.raises(DataFormatError, match="log.parquet.*not a readable Parquet file"):
+        load_interactions(path, "parquet", columns="user,item")
