@@ -7,25 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from fedrec.algorithms import run_config
 from fedrec.config import load_config
 from fedrec.pipeline import Decompress
 from fedrec.pipeline.downlink import DeltaDownloads
-from fedrec.runtime import ClientPool, FederatedRun, load_federated_data
+from fedrec.runtime import FederatedRun, load_federated_data
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "ml100k_fedyogi_tuned.yaml"
-
-
-@pytest.fixture(scope="module")
-def pool():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with ClientPool(num_actors=2) as p:
-        yield p
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

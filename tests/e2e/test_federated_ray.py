@@ -20,14 +20,6 @@ CONFIG = ROOT / "configs" / "ml100k_fedavg.yaml"
 
 
 @pytest.fixture(scope="module")
-def pool():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with ClientPool(num_actors=2) as p:
-        yield p
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def small_cfg(ml100k_path):
     return load_config(CONFIG, rounds=3, clients_per_round=20, eval_every=1, num_actors=2, **{"data.path": str(ml100k_path)})
 

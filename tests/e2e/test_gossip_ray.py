@@ -6,23 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from fedrec.algorithms import run_config
 from fedrec.config import load_config
-from fedrec.runtime import ClientPool, load_federated_data
+from fedrec.runtime import load_federated_data
 from tests.e2e.energy_contract import assert_energy_contract
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def pool():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with ClientPool(num_actors=2) as p:
-        yield p
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

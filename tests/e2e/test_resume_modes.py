@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 import yaml
 
 from fedrec.algorithms import run_config
 from fedrec.config import load_config
-from fedrec.runtime import ClientPool, load_federated_data
+from fedrec.runtime import load_federated_data
 
 ROOT = Path(__file__).resolve().parents[2]
 SHRINK = {"rounds": 3, "clients_per_round": 10, "eval_every": 3, "num_actors": 2, "checkpoint_every": 1}
@@ -27,14 +26,6 @@ MODES = {
     "fel": ("ml100k_fel.yaml", {"ensemble.over_epochs": 2}),
     "fairness": ("ml100k_tiers_rf2.yaml", {"fairness.optimizations": ["deadline", "over_selection"]}),
 }
-
-
-@pytest.fixture(scope="module")
-def pool():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with ClientPool(num_actors=2) as p:
-        yield p
-    ray.shutdown()
 
 
 def _states(ckpt: Path) -> dict:

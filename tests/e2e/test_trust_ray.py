@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from fedrec.algorithms import run_config
@@ -18,21 +17,13 @@ from fedrec.attacks import choose_attackers
 from fedrec.config import load_config
 from fedrec.pipeline import Aggregator, UpdatePipeline
 from fedrec.privacy import epsilon_after
-from fedrec.runtime import ClientPool, load_federated_data
+from fedrec.runtime import load_federated_data
 from fedrec.runtime.result import TRUST_KEYS, FederatedResult
 from fedrec.runtime.run import FederatedRun
 from fedrec.updates import AggregatedUpdate
 from tests.unit.test_bench_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def pool():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with ClientPool(num_actors=2) as p:
-        yield p
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
