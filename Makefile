@@ -27,7 +27,7 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS) tests
 
 # The fuzz suite with many more examples per property (tests/fuzz/conftest.py: profile "fuzz", a new
 # random seed each run); FEDREC_FUZZ_EXAMPLES=N sets the count. `make test` runs a small fixed set.

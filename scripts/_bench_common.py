@@ -118,16 +118,19 @@ def run_child(args: Sequence[str], timeout: float | None = None) -> dict:
 
 
 def bar_chart(
-    path: str | os.PathLike, labels: Sequence[str], panels: dict[str, Sequence[float]], title: str
+    path: str | os.PathLike, labels: Sequence[str], panels: dict[str, Sequence[float]], title: str,
+    highlight_first: bool = True,
 ) -> Path:
-    """One horizontal bar panel per metric, side by side, labelled with their values."""
+    """One horizontal bar panel per metric, side by side, labelled with their values; the first bar
+    (ours, in a comparison) is highlighted unless ``highlight_first`` is off."""
     plt = _pyplot()
     fig, axes = plt.subplots(
         1, len(panels), figsize=(4.2 * len(panels), 0.5 * len(labels) + 1.6), squeeze=False
     )
     for ax, (name, values) in zip(axes[0], panels.items()):
         bars = ax.barh(list(labels), list(values), color="tab:blue")
-        bars[0].set_color("tab:orange")  # the first label is ours
+        if highlight_first:
+            bars[0].set_color("tab:orange")  # the first label is ours
         ax.bar_label(
             bars, labels=[format(float(v), _auto_format([float(v)])) for v in values], fontsize=7, padding=2
         )

@@ -22,6 +22,7 @@ def load_script(name: str):
     try:
         spec = importlib.util.spec_from_file_location(f"_bench_test_{name}", SCRIPTS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     finally:
@@ -112,3 +113,29 @@ def test_format_table_aligns_and_formats():
     assert lines[2].split() == ["ours", "2,000,000", "123,457", "0.7812"]
     assert lines[3].split() == ["pandas", "5", "100", "0.5000"]
     assert len({len(line) for line in lines}) == 1  # right-aligned numbers: every line is as wide
+
+
+def _run_json(total_split: tuple[float, float, float], co2e: tuple[float, float]) -> dict:
+    client, server, network = total_split
+    return {"final_auc": 0.7, "energy": {"client_joules": client, "server_joules": server, "network_joules": network,
+                                         "total_joules": client + server + network, "host_joules": 10.0},
+            "co2e_grams": sum(co2e), "co2e": {"operational_grams": co2e[0], "embodied_grams": co2e[1]},
+            "energy_source": "estimated"}
+
+
+def test_energy_table_groups_seeds_and_skips_runs_without_energy(tmp_path):
+    energy_table = load_script("energy_table")
+    runs = tmp_path / "bench_x" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "topk-5-s0.json").write_text(json.dumps(_run_json((100.0, 300.0, 600.0), (1.0, 0.5))))
+    (runs / "topk-5-s1.json").write_text(json.dumps(_run_json((300.0, 300.0, 400.0), (3.0, 0.5))))
+    (runs / "topk-5-s2.json").write_text(json.dumps({"final_auc": 0.7}))  # predates energy accounting
+    (runs / "none-s0.json").write_text(json.dumps({"final_auc": 0.7}))
+    rows = energy_table.main(["--results", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert [(r.bench, r.setting, r.runs, r.without_energy) for r in rows] == [("bench_x", "topk-5", 2, 1)]
+    row = rows[0]
+    assert row.total_kj == pytest.approx(1.0)
+    assert (row.client_pct, row.server_pct, row.network_pct) == pytest.approx((20.0, 30.0, 50.0))
+    assert row.co2e_grams == pytest.approx(2.5) and row.embodied_grams == pytest.approx(0.5)
+    assert json.loads((tmp_path / "out" / "energy_table.json").read_text())["rows"][0]["setting"] == "topk-5"
+    assert (tmp_path / "out" / "energy_table.png").stat().st_size > 0
