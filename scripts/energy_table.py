@@ -49,8 +49,9 @@ class EnergyRow:
 
 
 def setting_of(path: Path) -> str:
-    """The run's setting: its cache file name without the seed suffix."""
-    return SEED_SUFFIX.sub("", path.stem)
+    """The run's setting: its cache file name without the seed suffix (runs of dashes, where the
+    cache name's slug replaced spaces and symbols, read back as one space)."""
+    return re.sub(r"-{2,}", " ", SEED_SUFFIX.sub("", path.stem))
 
 
 def summarize(bench: str, setting: str, runs: list[dict]) -> EnergyRow | None:
