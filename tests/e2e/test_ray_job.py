@@ -44,7 +44,7 @@ def test_ray_job_submit_with_working_dir_on_two_nodes(ml100k_path, tmp_path):
                f"--runtime-env-json={runtime_env}", "--",
                str(Path(sys.executable)), "-m", "fedrec.cli", "train", "--config", "configs/ml100k_fedavg.yaml",
                "--rounds", "2", "--json", str(out)]
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a loaded machine can take minutes to start the agent
         not_ready = ("Connection", "try again later", "No available agent")
         while True:  # the job server and its agent take a while to come up after `ray start`
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
