@@ -21,6 +21,8 @@ the trimmed fraction and Krum's f are the attacker share the defender plans for 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,12 +32,13 @@ from _bench_common import format_table, machine, write_json
 from _fedbench import pyplot, save
 from _trustbench import mean_spread, with_sections
 
+from data_pipeline.atomic import write_json_atomic
 from data_pipeline.datasets import REPO_ROOT, dataset_path
 from fedrec.attacks import attackers_of, pick_target_item, poison_data, target_exposure
-from fedrec.config import load_config
+from fedrec.config import config_to_dict, load_config
 from fedrec.runtime import ClientPool, load_federated_data
 from fedrec.runtime.loop import RoundLoop
-from fedrec.runtime.run import FederatedRun
+from fedrec.runtime.run import FederatedRun, ModelDiverged
 
 ATTACKS = ["none", "sign_flip", "scaling", "gaussian", "alie", "ipm", "label_flip", "item_promotion"]
 UNTARGETED = ["sign_flip", "scaling", "gaussian", "alie", "ipm", "label_flip"]
@@ -68,40 +71,75 @@ def attack_section(kind: str, fraction: float, target: int) -> dict:
 
 def run_arms(base, data, pool, arms: list[tuple[str, str, dict]], fraction: float, seed: int, target: int) -> list[dict]:
     """Train ``arms`` (attack, aggregator label, aggregator section) in lockstep; they must share
-    their training data (the same attack kind, or attacks that leave the data alone)."""
-    cfgs = [with_sections(base.with_(seed=seed), attack=attack_section(a, fraction, target), aggregator=agg)
-            for a, _, agg in arms]
-    poisoned = poison_data(cfgs[0], data)
-    pool.set_data(poisoned)
-    runs = [FederatedRun(c, poisoned, pool, key=f"{a}/{label}") for c, (a, label, _) in zip(cfgs, arms)]
-    RoundLoop(pool, runs, rounds=base.rounds, eval_every=base.rounds, progress=True,
-              desc=f"{arms[0][0]} x{len(arms)} seed {seed}").run()
+    their training data (the same attack kind, or attacks that leave the data alone).
+
+    An arm whose model diverges (non-finite weights: the attack won) is recorded as scored at
+    chance (AUC 0.5, exposure unknown) with the round it diverged in, and the group is trained again
+    from the start without it, so the other arms' numbers are those of an uninterrupted run."""
+    poisoned = None
+    diverged: dict[tuple[str, str], int] = {}
+    while True:
+        live = [arm for arm in arms if (arm[0], arm[1]) not in diverged]
+        cfgs = [with_sections(base.with_(seed=seed), attack=attack_section(a, fraction, target), aggregator=agg)
+                for a, _, agg in live]
+        if poisoned is None:
+            poisoned = poison_data(cfgs[0], data)
+            pool.set_data(poisoned)
+        runs = [FederatedRun(c, poisoned, pool, key=f"{a}/{label}") for c, (a, label, _) in zip(cfgs, live)]
+        try:
+            if runs:
+                RoundLoop(pool, runs, rounds=base.rounds, eval_every=base.rounds, progress=True,
+                          desc=f"{live[0][0]} x{len(live)} seed {seed}").run()
+            break
+        except ModelDiverged as exc:
+            a, label = exc.key.split("/", 1)
+            diverged[(a, label)] = exc.round
+            print(f"  {fraction:.0%} seed {seed} {a:>14} {label:>17}: diverged in round {exc.round}; "
+                  f"training the other {len(live) - 1} arm(s) again without it", file=sys.stderr, flush=True)
     bad = set(attackers_of(base.with_(seed=seed, **{"attack.kind": "sign_flip", "attack.fraction": fraction}),
                            data.num_clients).tolist())
     benign = [c for c in range(data.num_clients) if c not in bad]
     out = []
-    for run, (a, label, _) in zip(runs, arms):
+    by_arm = {(a, label): run for run, (a, label, _) in zip(runs, live)}
+    for a, label, _ in arms:
+        cell = {"fraction": fraction, "seed": seed, "attack": a, "aggregator": label, "target_item": target}
+        if (a, label) in diverged:
+            out.append({**cell, "test_auc": 0.5, "validation_auc": 0.5, "exposure": float("nan"),
+                        "diverged_round": diverged[(a, label)]})
+            continue
+        run = by_arm[(a, label)]
         m = run.final_metrics()
-        out.append({"fraction": fraction, "seed": seed, "attack": a, "aggregator": label, "test_auc": m["auc"],
-                    "validation_auc": m["validation_auc"], "target_item": target,
+        out.append({**cell, "test_auc": m["auc"], "validation_auc": m["validation_auc"],
                     "exposure": target_exposure(run.model, run.state, run.data, benign, target)})
         print(f"  {fraction:.0%} seed {seed} {a:>14} {label:>17}: test {m['auc']:.4f} val {m['validation_auc']:.4f} "
               f"exposure {out[-1]['exposure']:.3f}", file=sys.stderr, flush=True)
     return out
 
 
-def run_cells(base, pool, cells: list[tuple[float, int, str, str]], aggregators: dict) -> list[dict]:
-    """Train (fraction, seed, attack, aggregator) cells, grouped so that arms sharing data run together."""
+def run_cells(base, pool, cells: list[tuple[float, int, str, str]], aggregators: dict, cache: Path | None = None) -> list[dict]:
+    """Train (fraction, seed, attack, aggregator) cells, grouped so that arms sharing data run together.
+    Each group's cells are kept under ``cache`` (keyed by the config, the group and its arms), so an
+    interrupted benchmark resumes where it stopped."""
     out = []
     by_seed: dict = {}
     for f, s, a, g in cells:
         group = a if a in ("label_flip", "item_promotion") else "clean-data"
         by_seed.setdefault(s, {}).setdefault((f, group), []).append((a, g, aggregators[g]))
     for seed, groups in sorted(by_seed.items()):
-        data = load_federated_data(base.with_(seed=seed))
-        target = pick_target_item(data, seed)
-        for (fraction, _), arms in groups.items():
-            out += run_arms(base, data, pool, arms, fraction, seed, target)
+        data = target = None
+        for (fraction, group), arms in groups.items():
+            key = json.dumps([config_to_dict(base), seed, fraction, arms, ATTACK_SETTINGS], sort_keys=True, default=str)
+            path = cache / f"{group}-s{seed}-f{fraction}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json" if cache else None
+            if path is not None and path.exists():
+                out += json.loads(path.read_text())
+                continue
+            if data is None:
+                data = load_federated_data(base.with_(seed=seed))
+                target = pick_target_item(data, seed)
+            got = run_arms(base, data, pool, arms, fraction, seed, target)
+            if path is not None:
+                write_json_atomic(path, got)
+            out += got
     return out
 
 
@@ -206,13 +244,14 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None) -> dict:
     t0 = time.perf_counter()
     first = fractions[0]
     names = list(aggregators)
-    cells = run_cells(base, pool, [(first, seeds[0], a, g) for a in attacks for g in names], aggregators)
+    cache = out / "cells"
+    cells = run_cells(base, pool, [(first, seeds[0], a, g) for a in attacks for g in names], aggregators, cache)
     users = load_federated_data(base).num_clients
     best, crit = (args.best, {}) if args.best else choose([c for c in cells if c["seed"] == seeds[0]], names, users)
     compared = ["mean", best] if best != "mean" else ["mean"]
     more = [(first, s, a, g) for s in seeds[1:] for a in attacks for g in compared]
     more += [(f, s, a, g) for f in fractions[1:] for s in seeds for a in attacks if a != "none" for g in compared]
-    cells += run_cells(base, pool, more, aggregators)
+    cells += run_cells(base, pool, more, aggregators, cache)
     if owned:
         pool.stop()
     rows = summarize(cells, users)

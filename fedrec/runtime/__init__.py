@@ -8,7 +8,7 @@ it runs (torch, not the driver's readers, metrics or TorchRec).
 _LAZY = {
     "Checkpointer": "fedrec.runtime.checkpoint", "ClientPool": "fedrec.runtime.pool",
     "FederatedData": "fedrec.runtime.data", "FederatedResult": "fedrec.runtime.result",
-    "FederatedRun": "fedrec.runtime.run", "RoundLoop": "fedrec.runtime.loop", "RoundPlan": "fedrec.runtime.run",
+    "FederatedRun": "fedrec.runtime.run", "ModelDiverged": "fedrec.runtime.run", "RoundLoop": "fedrec.runtime.loop", "RoundPlan": "fedrec.runtime.run",
     "Submission": "fedrec.runtime.run", "load_federated_data": "fedrec.runtime.data",
     "plot_history": "fedrec.runtime.result",
 }

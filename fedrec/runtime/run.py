@@ -39,6 +39,28 @@ TOTALS = ("client_updates", "failed_updates", "bytes_up", "bytes_down", "dense_b
           "train_wall_seconds")
 
 
+class ModelDiverged(ConfigError):
+    """A run's server step produced non-finite weights. For a plain run the usual cause is a step
+    size too large (the message says which fields to lower); under an attack it is the attack
+    succeeding, which a benchmark records instead of stopping (``key`` and ``round`` say which run
+    and when)."""
+
+    def __init__(self, run: FederatedRun | None = None, rnd: int = 0, *, key: str = "", name: str = "",
+                 lr: float = 0.0, epochs: int = 0) -> None:
+        if run is not None:
+            key, name, lr, epochs = run.key, run.name, run.cfg.client.lr, run.cfg.client.local_epochs
+        self.key, self.name, self.round, self.lr, self.epochs = key, name, rnd, lr, epochs
+        super().__init__("client.lr", f"model {name!r} diverged (non-finite weights) in round {rnd}; lower "
+                                      f"client.lr ({lr}) or client.local_epochs ({epochs})")
+
+    def __reduce__(self):
+        return (_model_diverged, (self.key, self.name, self.round, self.lr, self.epochs))
+
+
+def _model_diverged(key: str, name: str, rnd: int, lr: float, epochs: int) -> ModelDiverged:
+    return ModelDiverged(None, rnd, key=key, name=name, lr=lr, epochs=epochs)
+
+
 @dataclass
 class Submission:
     clients: np.ndarray
@@ -207,8 +229,7 @@ class FederatedRun:
         self.strategy.aggregate_fit(self.state, update)
         change = StateChange.of(self.state, update, self.layout.tables)
         if not all(torch.isfinite(t).all() for t in (*change.dense.values(), *(r for _, r in change.rows.values()))):
-            raise ConfigError("client.lr", f"model {self.name!r} diverged (non-finite weights) in round {rnd}; lower "
-                              f"client.lr ({self.cfg.client.lr}) or client.local_epochs ({self.cfg.client.local_epochs})")
+            raise ModelDiverged(self, rnd)
         if self.pool is not None:
             self.pool.publish(self.key, change)
 

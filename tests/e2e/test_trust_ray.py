@@ -113,3 +113,23 @@ def test_bench_quick_modes(pool, tmp_path):
     sec = load_script("bench_secagg").main(["--quick", "--out", str(tmp_path / "s")])
     assert all(r["exact"] and r["formula_matches"] for r in sec["rows"])
     assert 1.5 < sec["paper_check"]["complete"]["expansion"] < 2.0
+
+
+def test_bench_robust_records_a_diverged_arm_and_reruns_the_others(pool, data, ml100k_path, tmp_path, monkeypatch):
+    """An attack that drives the plain mean to non-finite weights is that attack winning: the arm is
+    recorded at chance with its round, and the arms trained beside it get the numbers of a run
+    without it (the group is trained again). A second call reads the cached cells."""
+    bench = load_script("bench_robust")
+    monkeypatch.setitem(bench.ATTACK_SETTINGS, "scaling", {"scale": 1e38})  # float32 overflows within the 2 rounds
+    base = _cfg("ml100k_fedyogi_tuned.yaml", ml100k_path)
+    target = bench.pick_target_item(data, 0)
+    arms = [("none", "mean", {"name": "mean"}), ("scaling", "mean", {"name": "mean"})]
+    both = bench.run_arms(base, data, pool, arms, 0.2, 0, target)
+    alone = bench.run_arms(base, data, pool, arms[:1], 0.2, 0, target)
+    assert 1 <= both[1]["diverged_round"] <= 2 and both[1]["test_auc"] == 0.5 and np.isnan(both[1]["exposure"])
+    assert "diverged_round" not in both[0] and both[0]["test_auc"] == alone[0]["test_auc"]
+    cells = [(0.2, 0, a, g) for a, g, _ in arms]
+    first = bench.run_cells(base, pool, cells, bench.AGGREGATORS, tmp_path / "cells")
+    monkeypatch.setattr(bench, "run_arms", lambda *a, **k: pytest.fail("trained again despite the cache"))
+    again = bench.run_cells(base, pool, cells, bench.AGGREGATORS, tmp_path / "cells")
+    assert [c["test_auc"] for c in again] == [c["test_auc"] for c in first] and len(first) == 2

@@ -303,3 +303,16 @@ def test_sparse_downloads_count_the_clients_rows_and_shorten_their_time():
     for c in range(4):
         assert sparse.download_bytes(c) == sparse.upload_bytes(c) < sparse.model_bytes
         assert sparse.client_time(c) < dense.client_time(c)
+
+
+def test_model_diverged_is_a_config_error_that_survives_pickling():
+    import pickle
+
+    from data_pipeline.errors import ConfigError
+    from fedrec.runtime.run import ModelDiverged
+
+    exc = pickle.loads(pickle.dumps(ModelDiverged(None, 47, key="sign_flip/mean", name="sign_flip/mean", lr=0.3, epochs=2)))
+    assert isinstance(exc, ConfigError) and exc.field == "client.lr"
+    assert (exc.key, exc.round) == ("sign_flip/mean", 47)
+    assert str(exc) == ("config field 'client.lr': model 'sign_flip/mean' diverged (non-finite weights) in round 47; "
+                        "lower client.lr (0.3) or client.local_epochs (2)")
