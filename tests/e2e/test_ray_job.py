@@ -28,13 +28,17 @@ def test_ray_job_submit_with_working_dir_on_two_nodes(ml100k_path, tmp_path):
     env.pop("RAY_ADDRESS", None)
     temp = Path("/tmp") / f"fedrec-ray-{os.getpid()}"
     dash = "8277"
+    # The dashboard agent's HTTP port is fixed by default (52365): any other Ray on the machine (a
+    # benchmark's local ray.init) holds it, the head's agent fails to bind, and no job can be
+    # submitted. Each node here gets free ports of its own.
+    head_ports, worker_ports = _agent_ports(), _agent_ports()
     start = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", "--port=6390",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=1", f"--temp-dir={temp}",
-             "--disable-usage-stats"]
+             "--disable-usage-stats", *head_ports]
     # The worker node gets its own temp dir, as on its own machine: sharing the head's, its runtime-env
     # agent re-extracts the same working-dir package under the job driver's feet (its cwd vanishes).
     worker = [str(bin_dir / "ray"), "start", "--address=127.0.0.1:6390", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-              f"--temp-dir={temp}-worker", "--disable-usage-stats"]
+              f"--temp-dir={temp}-worker", "--disable-usage-stats", *worker_ports]
     subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
     try:
         subprocess.run(worker, check=True, env=env, capture_output=True, timeout=120)
@@ -58,6 +62,21 @@ def test_ray_job_submit_with_working_dir_on_two_nodes(ml100k_path, tmp_path):
         assert d["nodes"] == 2 and d["actors_per_node"] == [1, 1]  # one actor per node's CPU, spread
     finally:
         _stop_head(temp)
+
+
+def _agent_ports() -> list[str]:
+    """Free ports for a node's dashboard agent (HTTP and gRPC) and runtime-env agent."""
+    import socket
+
+    socks = [socket.socket() for _ in range(3)]
+    try:
+        for sock in socks:
+            sock.bind(("", 0))
+        http, grpc, env = (sock.getsockname()[1] for sock in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+    return [f"--dashboard-agent-listen-port={http}", f"--dashboard-agent-grpc-port={grpc}", f"--runtime-env-agent-port={env}"]
 
 
 def _stop_head(temp: Path) -> None:
