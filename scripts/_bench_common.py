@@ -57,10 +57,10 @@ def _auto_format(values: Sequence[object]) -> str | None:
 
 
 def write_json(path: str | os.PathLike, record: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    """The record as indented JSON, written to a temporary file and renamed when complete."""
+    from data_pipeline.atomic import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(record, indent=2) + "\n", "--json")
 
 
 def machine() -> dict:

@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
     ap.add_argument("--quick", action="store_true", help="ML-100K only, 2 rounds, 20 nodes per round, one seed")
     ap.add_argument("--out", default="results/bench_gossip")
     args = ap.parse_args(argv)
+    known = {t for _, topologies in WORKLOADS.values() for t in topologies}
+    only = set(args.topologies.split(",")) if args.topologies else None
+    if only and only - known:
+        ap.error(f"--topologies: unknown {sorted(only - known)}; expected some of {sorted(known)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     workloads = [w.strip() for w in args.workloads.split(",")]
     if args.quick:
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
             try:
                 results[w] = run_workload(w, pool, data if w == "ml100k" else None, seeds, out, args.rounds,
                                           args.per_round, args.quick, args.node_eval_rows,
-                                          set(args.topologies.split(",")) if args.topologies else None)
+                                          only)
             except FedrecError as exc:  # e.g. the Last.fm readers or data are not installed here
                 skipped[w] = str(exc)
                 print(f"{w}: skipped ({exc})")

@@ -76,15 +76,15 @@ def run_arms(base, data, pool, arms: list[tuple[str, str, dict]], fraction: floa
     An arm whose model diverges (non-finite weights: the attack won) is recorded as scored at
     chance (AUC 0.5, exposure unknown) with the round it diverged in, and the group is trained again
     from the start without it, so the other arms' numbers are those of an uninterrupted run."""
-    poisoned = None
+    def config(a: str, agg: dict):
+        return with_sections(base.with_(seed=seed), attack=attack_section(a, fraction, target), aggregator=agg)
+
+    poisoned = poison_data(config(arms[0][0], arms[0][2]), data)  # the group's arms share it
+    pool.set_data(poisoned)
     diverged: dict[tuple[str, str], int] = {}
     while True:
         live = [arm for arm in arms if (arm[0], arm[1]) not in diverged]
-        cfgs = [with_sections(base.with_(seed=seed), attack=attack_section(a, fraction, target), aggregator=agg)
-                for a, _, agg in live]
-        if poisoned is None:
-            poisoned = poison_data(cfgs[0], data)
-            pool.set_data(poisoned)
+        cfgs = [config(a, agg) for a, _, agg in live]
         runs = [FederatedRun(c, poisoned, pool, key=f"{a}/{label}") for c, (a, label, _) in zip(cfgs, live)]
         try:
             if runs:

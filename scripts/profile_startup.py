@@ -3,9 +3,8 @@
 Wraps the driver's phases (data loading, Ray start, shipping data to the actors, the host energy
 meter, the round loop and each evaluation) with timers, runs ``fedrec train`` with the given
 arguments in this process, and prints seconds per phase. Phases overlap (the data loads on a
-thread while Ray starts), so they do not add up to the total; what ``cli.main`` took beyond the
-run's own ``wall`` (printed in its summary line) is parsing the config before the run starts.
-The imports of Ray, torch and fedrec's driver modules are timed apart, first.
+thread while Ray starts), so they do not add up to the total. The imports of Ray, torch and
+fedrec's driver modules are timed apart, first.
 
     .venv/bin/python scripts/profile_startup.py train --config configs/ml100k_tuned.yaml --rounds 30 --json /tmp/r.json
 """
@@ -17,7 +16,6 @@ import sys
 import time
 from collections import defaultdict
 
-T0 = time.perf_counter()
 TIMES: dict[str, list] = defaultdict(lambda: [0, 0.0])
 
 

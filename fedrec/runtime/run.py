@@ -45,20 +45,13 @@ class ModelDiverged(ConfigError):
     succeeding, which a benchmark records instead of stopping (``key`` and ``round`` say which run
     and when)."""
 
-    def __init__(self, run: FederatedRun | None = None, rnd: int = 0, *, key: str = "", name: str = "",
-                 lr: float = 0.0, epochs: int = 0) -> None:
-        if run is not None:
-            key, name, lr, epochs = run.key, run.name, run.cfg.client.lr, run.cfg.client.local_epochs
+    def __init__(self, key: str, name: str, rnd: int, lr: float, epochs: int) -> None:
         self.key, self.name, self.round, self.lr, self.epochs = key, name, rnd, lr, epochs
         super().__init__("client.lr", f"model {name!r} diverged (non-finite weights) in round {rnd}; lower "
                                       f"client.lr ({lr}) or client.local_epochs ({epochs})")
 
     def __reduce__(self):
-        return (_model_diverged, (self.key, self.name, self.round, self.lr, self.epochs))
-
-
-def _model_diverged(key: str, name: str, rnd: int, lr: float, epochs: int) -> ModelDiverged:
-    return ModelDiverged(None, rnd, key=key, name=name, lr=lr, epochs=epochs)
+        return (ModelDiverged, (self.key, self.name, self.round, self.lr, self.epochs))
 
 
 @dataclass
@@ -229,7 +222,7 @@ class FederatedRun:
         self.strategy.aggregate_fit(self.state, update)
         change = StateChange.of(self.state, update, self.layout.tables)
         if not all(torch.isfinite(t).all() for t in (*change.dense.values(), *(r for _, r in change.rows.values()))):
-            raise ModelDiverged(self, rnd)
+            raise ModelDiverged(self.key, self.name, rnd, self.cfg.client.lr, self.cfg.client.local_epochs)
         if self.pool is not None:
             self.pool.publish(self.key, change)
 

@@ -311,7 +311,7 @@ def test_model_diverged_is_a_config_error_that_survives_pickling():
     from data_pipeline.errors import ConfigError
     from fedrec.runtime.run import ModelDiverged
 
-    exc = pickle.loads(pickle.dumps(ModelDiverged(None, 47, key="sign_flip/mean", name="sign_flip/mean", lr=0.3, epochs=2)))
+    exc = pickle.loads(pickle.dumps(ModelDiverged("sign_flip/mean", "sign_flip/mean", 47, 0.3, 2)))
     assert isinstance(exc, ConfigError) and exc.field == "client.lr"
     assert (exc.key, exc.round) == ("sign_flip/mean", 47)
     assert str(exc) == ("config field 'client.lr': model 'sign_flip/mean' diverged (non-finite weights) in round 47; "
