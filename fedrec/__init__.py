@@ -41,11 +41,24 @@ def run(config: FederatedConfig | dict, *, progress: bool = False, resume: bool 
     Returns the mode's result: ``FederatedResult`` (sync), ``FedBuffResult``, ``FELResult`` or
     ``FairnessResult``; ``final_auc`` is the test AUC, ``validation_auc`` the validation AUC.
     """
-    from fedrec.algorithms import run_config
     from fedrec.config import FederatedConfig, config_from_dict
 
     cfg = config if isinstance(config, FederatedConfig) else config_from_dict(config)
-    return run_config(cfg, data, pool, progress=progress, resume=resume, trackers=trackers, model_fn=model_fn)
+    if pool is not None:
+        return _import_run_config()(cfg, data, pool, progress=progress, resume=resume, trackers=trackers,
+                                    model_fn=model_fn)
+    from fedrec.runtime.startup import started_pool
+
+    # Ray and the actors start while torch and TorchRec import and the data loads (fedrec.runtime.startup).
+    with started_pool(cfg, data) as (pool, data):
+        return _import_run_config()(cfg, data, pool, progress=progress, resume=resume, trackers=trackers,
+                                    model_fn=model_fn)
+
+
+def _import_run_config():
+    from fedrec.algorithms import run_config
+
+    return run_config
 
 
 def load_config(path, **overrides) -> FederatedConfig:

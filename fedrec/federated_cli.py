@@ -31,9 +31,9 @@ def run_federated_from_args(args) -> int:
 
 
 def _run(cfg, data, progress: bool, resume: bool = False):
-    from fedrec.algorithms import run_config
+    from fedrec import run
 
-    return run_config(cfg, data, progress=progress, resume=resume)
+    return run(cfg, data=data, progress=progress, resume=resume)
 
 
 def run_demo() -> int:

@@ -4,8 +4,9 @@ timed by two like-for-like clocks.
 Both frameworks run the workload of --config (default configs/ml100k_tuned.yaml: MovieLens-100K,
 943 clients one per user, TorchRec DLRM with dim-16 embeddings, FedYogi on the server, the tuned client
 SGD settings) for --rounds rounds of --clients-per-round clients on the same --cpus CPUs (2 Ray workers
-of 1 CPU), with no client dropout, no client-side evaluation and one evaluation of the final model, each
-in its own process:
+of 1 CPU), with no client dropout, no client-side evaluation and one evaluation of the final model (AUC and
+log loss on the test split: fedrec's full-catalogue HR@10/nDCG@10, which Flower's app does not
+compute, is off, `eval_ranking: false`), each in its own process:
 
   Flower    flwr[simulation]==1.40.0 in its own venv (.bench_venvs/flower: flwr pins ray 2.55.1,
             the project has 2.60.0), created on first use and re-used while its marker matches the
@@ -80,13 +81,15 @@ AUC_TOLERANCE = 0.01
 
 def bench_config(path: str | Path, rounds: int, clients_per_round: int):
     """The config both frameworks run: the YAML's workload with the benchmark's rounds and clients,
-    evaluation of the final model only and no client dropout (Flower's simulation has none)."""
+    evaluation of the final model only, AUC and log loss as Flower's app scores it (no ranking
+    over the catalogue), and no client dropout (Flower's simulation has none)."""
     from fedrec.config import load_config
 
     cfg = load_config(path)
     tiers = [{**t.model_dump(), "dropout": 0.0} for t in cfg.tiers.tiers]
-    cfg = cfg.with_(rounds=rounds, clients_per_round=clients_per_round, eval_every=rounds, tiers=tiers, deadline=None,
-                    over_selection=0.0, checkpoint_dir=None, checkpoint_every=0, plot=None, target_auc=None, tensorboard=None)
+    cfg = cfg.with_(rounds=rounds, clients_per_round=clients_per_round, eval_every=rounds, eval_ranking=False,
+                    tiers=tiers, deadline=None, over_selection=0.0, checkpoint_dir=None, checkpoint_every=0, plot=None,
+                    target_auc=None, tensorboard=None)
     check_flower_expressible(cfg)
     return cfg
 

@@ -13,10 +13,11 @@ from data_pipeline.errors import ConfigError
 from fedrec.attacks.data_poisoning import poison_data
 from fedrec.config import config_to_dict
 from fedrec.runtime.checkpoint import Checkpointer
-from fedrec.runtime.data import FederatedData, load_federated_data
+from fedrec.runtime.data import FederatedData
 from fedrec.runtime.loop import RoundLoop
 from fedrec.runtime.pool import ClientPool
 from fedrec.runtime.result import FederatedResult, plot_history
+from fedrec.runtime.startup import load_for_run
 from fedrec.runtime.tracking import TensorBoardTracker
 
 
@@ -44,7 +45,7 @@ def session(cfg, data: FederatedData | None = None, pool: ClientPool | None = No
         # this thread starts Ray and the actors, whose processes then import torch: what a whole
         # `fedrec train` costs overlaps instead of adding up.
         with ThreadPoolExecutor(1, thread_name_prefix="fedrec-load") as ex:
-            loading = ex.submit(_load, cfg) if data is None else None
+            loading = ex.submit(load_for_run, cfg) if data is None else None
             pool.start()
             data = loading.result() if loading is not None else data
         if transform is not None:
@@ -55,13 +56,6 @@ def session(cfg, data: FederatedData | None = None, pool: ClientPool | None = No
     finally:
         if owned:
             pool.stop()
-
-
-def _load(cfg) -> FederatedData:
-    data = load_federated_data(cfg)
-    import torchrec.models.dlrm  # noqa: F401  (warm the import the run's model needs, off the main thread)
-
-    return data
 
 
 def make_loop(cfg, pool: ClientPool, runs: list, *, progress: bool, desc: str, after_submit=None,

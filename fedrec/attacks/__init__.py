@@ -7,23 +7,32 @@ and the omniscient ALIE and IPM); plus the target item's exposure, item promotio
 
 from __future__ import annotations
 
-from fedrec.attacks.attackers import attackers_of, choose_attackers
-from fedrec.attacks.config import DEFAULT_SCALE, SCALE_MEANING, AttackConfig
-from fedrec.attacks.data_poisoning import add_fake_positives, flip_labels, poison_data
-from fedrec.attacks.exposure import pick_target_item, target_exposure
-from fedrec.attacks.model_poisoning import AttackerStep, BoostRows, GaussianUpdate, Scaling, SignFlip
-from fedrec.attacks.omniscient import ALIE, IPM, OmniscientAttack, alie_z
+from fedrec.lazy import lazy_exports
 
-__all__ = [
-    "ALIE", "DEFAULT_SCALE", "IPM", "SCALE_MEANING", "AttackConfig", "AttackerStep", "BoostRows", "GaussianUpdate",
-    "OmniscientAttack", "Scaling", "SignFlip", "add_fake_positives", "alie_z", "attack_steps", "attack_summary",
-    "attackers_of", "choose_attackers", "flip_labels", "pick_target_item", "poison_data", "target_exposure",
-]
+# Exports resolve on first use: the run config imports ``fedrec.attacks.config``, and importing this
+# package must not pull torch and the data readers into every config load (the CLI imports torch on
+# a thread while Ray starts).
+_LAZY = {
+    "attackers_of": "attackers", "choose_attackers": "attackers",
+    "DEFAULT_SCALE": "config", "SCALE_MEANING": "config", "AttackConfig": "config",
+    "add_fake_positives": "data_poisoning", "flip_labels": "data_poisoning", "poison_data": "data_poisoning",
+    "pick_target_item": "exposure", "target_exposure": "exposure",
+    "AttackerStep": "model_poisoning", "BoostRows": "model_poisoning", "GaussianUpdate": "model_poisoning",
+    "Scaling": "model_poisoning", "SignFlip": "model_poisoning",
+    "ALIE": "omniscient", "IPM": "omniscient", "OmniscientAttack": "omniscient", "alie_z": "omniscient",
+}
+
+__all__ = sorted([*_LAZY, "attack_steps", "attack_summary"])
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def attack_steps(cfg, num_clients: int, model) -> tuple[list, list]:
     """(client steps, server steps) that carry out ``cfg.attack``; ``model`` is the
     ``ModelShapes`` (item promotion boosts the target's row of the item table)."""
+    from fedrec.attacks.attackers import attackers_of
+    from fedrec.attacks.model_poisoning import BoostRows, GaussianUpdate, Scaling, SignFlip
+    from fedrec.attacks.omniscient import ALIE, IPM
+
     a = cfg.attack
     attackers = attackers_of(cfg, num_clients)
     s = a.strength
@@ -45,6 +54,9 @@ def attack_steps(cfg, num_clients: int, model) -> tuple[list, list]:
 def attack_summary(run) -> dict:
     """The result JSON's ``attack``: kind, fraction, the attacker ids, and for item promotion the
     target item and its final exposure over benign users."""
+    from fedrec.attacks.attackers import attackers_of
+    from fedrec.attacks.exposure import target_exposure
+
     a = run.cfg.attack
     attackers = attackers_of(run.cfg, run.data.num_clients)
     out = {"kind": a.kind, "fraction": a.fraction, "attackers": attackers.tolist()}

@@ -26,7 +26,7 @@ from statistics import NormalDist
 import torch
 
 from fedrec.pipeline.base import ServerContext, ServerStep
-from fedrec.pipeline.robust.stack import stack
+from fedrec.pipeline.robust.stacking import stack
 from fedrec.updates import ClientUpdate
 
 

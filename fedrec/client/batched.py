@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from data_pipeline.batches import Examples, gather_jagged
+from fedrec.client.config import ClientTrainConfig
 from fedrec.client.data import ClientData
 from fedrec.client.layout import ModelLayout
-from fedrec.client.local import ClientTrainConfig, LocalResult, whole_tables
+from fedrec.client.local import LocalResult, whole_tables
 from fedrec.client.private import PrivateRows
 from fedrec.updates import ClientStart, ClientUpdate, State
 

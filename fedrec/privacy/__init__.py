@@ -3,20 +3,25 @@ adaptive clipping, optional local noise, and Opacus's accountants for the epsilo
 
 from __future__ import annotations
 
-from fedrec.privacy.accountant import epsilon_after, make_accountant, noise_for_epsilon
-from fedrec.privacy.adaptive import AdaptiveClipping
-from fedrec.privacy.clipping import ClipUpdate, FixedClip, LocalGaussianNoise, clip, update_norm
-from fedrec.privacy.config import PrivacyConfig
-from fedrec.privacy.noise import CentralGaussianNoise
+from fedrec.lazy import exports_of, lazy_exports
 
-__all__ = [
-    "AdaptiveClipping", "CentralGaussianNoise", "ClipUpdate", "FixedClip", "LocalGaussianNoise", "PrivacyConfig",
-    "clip", "epsilon_after", "make_accountant", "noise_for_epsilon", "privacy_steps", "update_norm",
-]
+# Exports resolve on first use (``fedrec.lazy``): the run config imports ``PrivacyConfig`` without torch.
+_LAZY = exports_of({
+    "accountant": ("epsilon_after", "make_accountant", "noise_for_epsilon"), "adaptive": ("AdaptiveClipping",),
+    "clipping": ("ClipUpdate", "FixedClip", "LocalGaussianNoise", "clip", "update_norm"),
+    "config": ("PrivacyConfig",), "noise": ("CentralGaussianNoise",),
+})
+__getattr__ = lazy_exports(__name__, _LAZY)
+__all__ = sorted([*_LAZY, "privacy_steps"])
 
 
 def privacy_steps(cfg, num_clients: int, model) -> tuple[list, list]:
     """(client steps, server steps) of DP-FedAvg for ``cfg.privacy``."""
+    from fedrec.privacy.accountant import noise_for_epsilon
+    from fedrec.privacy.adaptive import AdaptiveClipping
+    from fedrec.privacy.clipping import ClipUpdate, FixedClip, LocalGaussianNoise
+    from fedrec.privacy.noise import CentralGaussianNoise
+
     p = cfg.privacy
     q = min(1.0, cfg.clients_per_round / num_clients)
     delta = p.delta if p.delta is not None else 1.0 / num_clients

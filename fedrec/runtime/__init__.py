@@ -5,6 +5,8 @@ Exports resolve on first use, so a client actor importing ``fedrec.runtime.actor
 it runs (torch, not the driver's readers, metrics or TorchRec).
 """
 
+from fedrec.lazy import lazy_exports
+
 _LAZY = {
     "Checkpointer": "fedrec.runtime.checkpoint", "ClientPool": "fedrec.runtime.pool",
     "FederatedData": "fedrec.runtime.data", "FederatedResult": "fedrec.runtime.result",
@@ -13,13 +15,7 @@ _LAZY = {
     "plot_history": "fedrec.runtime.result",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fedrec.runtime' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

@@ -22,10 +22,11 @@ import torch
 
 from data_pipeline.batches import NEGATIVE_TIMESTAMP
 from fedrec.client.batched import BatchedTrainer, dlrm_probs
+from fedrec.client.config import ClientTrainConfig
 from fedrec.client.data import ClientData
 from fedrec.client.evaluate import model_tables, rank_clients
 from fedrec.client.layout import ModelLayout
-from fedrec.client.local import ClientTrainConfig, LocalTrainer
+from fedrec.client.local import LocalTrainer
 from fedrec.client.private import PrivateRows, owned_rows
 from fedrec.model import ModelConfig, predict
 from fedrec.pipeline import Arrivals, ClientContext, UpdatePipeline

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ray
 
-from fedrec.client.local import ClientTrainConfig
+from fedrec.client.config import ClientTrainConfig
 from fedrec.model import ModelConfig
 from fedrec.pipeline import Arrivals
 from fedrec.runtime.actor import ActorData, ClientActor, ClientStat, ModelSync

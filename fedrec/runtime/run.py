@@ -18,8 +18,8 @@ import ray
 import torch
 
 from data_pipeline.errors import ConfigError
+from fedrec.client.config import ClientTrainConfig
 from fedrec.client.layout import ModelLayout
-from fedrec.client.local import ClientTrainConfig
 from fedrec.client.private import check_single_owner
 from fedrec.energy import EnergyModel
 from fedrec.metrics import binary_metrics
@@ -326,11 +326,11 @@ class FederatedRun:
     def evaluate(self, final: bool = False) -> dict:
         """Test metrics (``auc``, ``logloss``, ``ne``, ``per_tier_auc``) and validation ones, scored
         by the clients themselves (each with its private rows); ``final`` adds HR@10 and nDCG@10
-        over the whole catalogue. Without a pool (the server side alone) the driver scores the
-        global model."""
+        over the whole catalogue (unless the config's ``eval_ranking`` is off). Without a pool (the
+        server side alone) the driver scores the global model."""
         out = {}
         has_validation = self.data.validation is not None and len(self.data.validation) > 0
-        ranking = final and self.data.catalogue is not None
+        ranking = final and self.data.catalogue is not None and self.cfg.eval_ranking
         for split in (["validation"] if has_validation else []) + ["test"]:
             if self.pool is None:
                 labels, probs, extra = *self.predict(split), {}

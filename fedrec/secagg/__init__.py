@@ -2,21 +2,14 @@
 primitives: X25519, HKDF, AES-CTR masks in fixed-point modular arithmetic, AES-GCM relayed shares,
 and Shamir sharing over a prime field so the server recovers from clients that drop after masking."""
 
-from fedrec.secagg.aggregator import SecureAggregator, UpdateCodec
-from fedrec.secagg.config import SecureAggregationConfig
-from fedrec.secagg.fixed_point import FixedPoint
-from fedrec.secagg.graph import neighbours
-from fedrec.secagg.protocol import (
-    RoundStats,
-    SecAggAbort,
-    SecAggClient,
-    client_bytes,
-    run_round,
-    threshold_for,
-)
-from fedrec.secagg.shamir import reconstruct, share
+from fedrec.lazy import exports_of, lazy_exports
 
-__all__ = [
-    "FixedPoint", "RoundStats", "SecAggAbort", "SecAggClient", "SecureAggregationConfig", "SecureAggregator",
-    "UpdateCodec", "client_bytes", "neighbours", "reconstruct", "run_round", "share", "threshold_for",
-]
+# Exports resolve on first use (``fedrec.lazy``): the run config imports the section's config without torch.
+_LAZY = exports_of({
+    "aggregator": ("SecureAggregator", "UpdateCodec"), "config": ("SecureAggregationConfig",),
+    "fixed_point": ("FixedPoint",), "graph": ("neighbours",),
+    "protocol": ("RoundStats", "SecAggAbort", "SecAggClient", "client_bytes", "run_round", "threshold_for"),
+    "shamir": ("reconstruct", "share"),
+})
+__getattr__ = lazy_exports(__name__, _LAZY)
+__all__ = sorted(_LAZY)

@@ -1,28 +1,29 @@
-"""Server strategies, one a file; ``make_strategy`` builds one by name."""
+"""Server strategies, one a file; ``make_strategy`` builds one by name. Exports resolve on first
+use (``fedrec.lazy``): the run config imports ``StrategyConfig`` without torch."""
 
-from fedrec.client.local import ClientTrainConfig
-from fedrec.strategies.base import SAMPLING, FitInstructions, Strategy, StrategyConfig
-from fedrec.strategies.fedavg import FedAvg
-from fedrec.strategies.fedavgm import FedAvgM
-from fedrec.strategies.fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
-from fedrec.strategies.fedprox import FedProx
+from __future__ import annotations
 
-STRATEGIES = {
-    "fedavg": FedAvg,
-    "fedavgm": FedAvgM,
-    "fedprox": FedProx,
-    "fedadagrad": FedAdagrad,
-    "fedadam": FedAdam,
-    "fedyogi": FedYogi,
+from fedrec.lazy import exports_of, lazy_exports
+
+_LAZY = exports_of({
+    "config": ("SAMPLING", "StrategyConfig"),
+    "base": ("FitInstructions", "Strategy"),
+    "fedavg": ("FedAvg",), "fedavgm": ("FedAvgM",), "fedopt": ("FedAdagrad", "FedAdam", "FedOpt", "FedYogi"),
+    "fedprox": ("FedProx",),
+})
+__getattr__ = lazy_exports(__name__, _LAZY)
+
+# config name -> class name, resolved on first use by make_strategy
+STRATEGY_CLASSES = {
+    "fedavg": "FedAvg", "fedavgm": "FedAvgM", "fedprox": "FedProx", "fedadagrad": "FedAdagrad", "fedadam": "FedAdam",
+    "fedyogi": "FedYogi",
 }
 
 
-def make_strategy(cfg: StrategyConfig, client_cfg: ClientTrainConfig) -> Strategy:
-    """The strategy named by ``cfg.name`` (validated by the config's schema)."""
-    return STRATEGIES[cfg.name](cfg, client_cfg)
+def make_strategy(cfg, client_cfg):
+    """The strategy named by ``cfg.name`` (a ``StrategyConfig``, validated by the config's schema),
+    instructing clients with ``client_cfg`` (a ``ClientTrainConfig``)."""
+    return __getattr__(STRATEGY_CLASSES[cfg.name])(cfg, client_cfg)
 
 
-__all__ = [
-    "SAMPLING", "STRATEGIES", "FedAdagrad", "FedAdam", "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedYogi",
-    "FitInstructions", "Strategy", "StrategyConfig", "make_strategy",
-]
+__all__ = sorted([*_LAZY, "STRATEGY_CLASSES", "make_strategy"])

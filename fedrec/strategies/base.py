@@ -16,29 +16,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from fedrec.client.local import ClientTrainConfig
-from fedrec.configbase import StrictModel
+from fedrec.client.config import ClientTrainConfig
+from fedrec.strategies.config import StrategyConfig
 from fedrec.updates import AggregatedUpdate, MeanUpdate, State
-
-Sampling = Literal["uniform", "tier-stratified"]
-SAMPLING = ("uniform", "tier-stratified")
-StrategyName = Literal["fedavg", "fedavgm", "fedprox", "fedadagrad", "fedadam", "fedyogi"]
-
-
-class StrategyConfig(StrictModel):
-    name: StrategyName = "fedavg"
-    server_lr: float = Field(1.0, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)  # FedAvgM
-    proximal_mu: float = Field(0.01, ge=0)  # FedProx: sent to clients as ClientTrainConfig.proximal_mu
-    beta1: float = Field(0.9, ge=0, lt=1)  # FedOpt family (Reddi et al. 2021)
-    beta2: float = Field(0.99, ge=0, lt=1)
-    tau: float = Field(1e-3, gt=0)  # adaptivity
 
 
 @dataclass(frozen=True)

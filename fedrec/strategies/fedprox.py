@@ -4,7 +4,7 @@ instructions ``configure_fit`` returns (``ClientTrainConfig.proximal_mu``)."""
 
 from __future__ import annotations
 
-from fedrec.client.local import ClientTrainConfig
+from fedrec.client.config import ClientTrainConfig
 from fedrec.strategies.fedavg import FedAvg
 
 

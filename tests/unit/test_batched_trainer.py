@@ -9,8 +9,9 @@ from data_pipeline.features import interaction_examples
 from data_pipeline.partition import natural_partition
 from data_pipeline.schema import build_interactions
 from fedrec.client.batched import BatchedTrainer
+from fedrec.client.config import ClientTrainConfig
 from fedrec.client.data import ClientData
-from fedrec.client.local import ClientTrainConfig, LocalTrainer
+from fedrec.client.local import LocalTrainer
 from fedrec.model import ModelConfig
 from tests.unit.test_data_core import _toy
 

@@ -15,8 +15,9 @@ import torch
 
 from data_pipeline.features import interaction_examples
 from data_pipeline.partition import natural_partition
+from fedrec.client.config import ClientTrainConfig
 from fedrec.client.data import ClientData
-from fedrec.client.local import ClientTrainConfig, LocalTrainer
+from fedrec.client.local import LocalTrainer
 from fedrec.config import config_from_dict, config_to_dict
 from fedrec.model import ModelConfig
 from fedrec.runtime.run import FederatedRun

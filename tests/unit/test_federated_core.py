@@ -11,8 +11,9 @@ from data_pipeline.errors import ConfigError
 from data_pipeline.features import interaction_examples
 from data_pipeline.partition import natural_partition
 from fedrec.client.clock import ClockConfig, client_seconds
+from fedrec.client.config import ClientTrainConfig
 from fedrec.client.data import ClientData
-from fedrec.client.local import ClientTrainConfig, LocalTrainer, upload_bytes
+from fedrec.client.local import LocalTrainer, upload_bytes
 from fedrec.client.tiers import Tier, TierSpec
 from fedrec.config import config_from_dict
 from fedrec.model import ModelConfig

@@ -61,7 +61,7 @@ def test_every_model_trains_sparse_and_private_on_the_client(fed, model_cfg, mod
         assert item.endswith("embedding_bags.my_item.weight")  # tables found through the collection's configs
     else:
         assert item.endswith(f"embedding_bags.{table_name('item')}.weight")
-    from fedrec.client.local import ClientTrainConfig
+    from fedrec.client.config import ClientTrainConfig
 
     arrivals, stats = actor.train("m", None, None, [0, 1, 2], ClientTrainConfig(lr=0.5, batch_size=4, batched=True),
                                   [1, 2, 3], UpdatePipeline(force_per_client=True), 1)

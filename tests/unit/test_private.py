@@ -8,9 +8,10 @@ import torch
 
 from data_pipeline.errors import ConfigError
 from fedrec.client.batched import BatchedTrainer, dlrm_probs
+from fedrec.client.config import ClientTrainConfig
 from fedrec.client.data import ClientData
 from fedrec.client.evaluate import ranking_metrics
-from fedrec.client.local import ClientTrainConfig, LocalTrainer
+from fedrec.client.local import LocalTrainer
 from fedrec.client.private import PrivateRows, check_single_owner, owned_rows
 from fedrec.config import config_from_dict
 from fedrec.model import ModelConfig

@@ -4,22 +4,26 @@ pipeline's per-client path); ``stack`` says how each treats embedding rows a cli
 
 from __future__ import annotations
 
-from fedrec.pipeline.base import Aggregator
-from fedrec.pipeline.mean import WeightedMean
-from fedrec.pipeline.robust.bucketing import Bucketing, bucket_means
-from fedrec.pipeline.robust.clipping import CenteredClipping
-from fedrec.pipeline.robust.config import AggregatorConfig
-from fedrec.pipeline.robust.coordinate import CoordinateMedian, TrimmedMean, median, trimmed_mean
-from fedrec.pipeline.robust.krum import Krum, MultiKrum, krum_scores
-from fedrec.pipeline.robust.stack import Stacked, stack, to_aggregate
+from fedrec.lazy import exports_of, lazy_exports
 
-__all__ = [
-    "AggregatorConfig", "Bucketing", "CenteredClipping", "CoordinateMedian", "Krum", "MultiKrum", "Stacked",
-    "TrimmedMean", "bucket_means", "krum_scores", "make_aggregator", "median", "stack", "to_aggregate", "trimmed_mean",
-]
+# Exports resolve on first use (``fedrec.lazy``): the run config imports ``AggregatorConfig`` without torch.
+_LAZY = exports_of({
+    "bucketing": ("Bucketing", "bucket_means"), "clipping": ("CenteredClipping",), "config": ("AggregatorConfig",),
+    "coordinate": ("CoordinateMedian", "TrimmedMean", "median", "trimmed_mean"),
+    "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "stack", "to_aggregate"),
+})
+__getattr__ = lazy_exports(__name__, _LAZY)
+__all__ = sorted([*_LAZY, "make_aggregator"])
 
 
-def make_aggregator(cfg: AggregatorConfig, name: str | None = None) -> Aggregator:
+def make_aggregator(cfg, name: str | None = None):
+    """The aggregator ``cfg`` (an ``AggregatorConfig``) names, or the rule ``name`` with its settings."""
+    from fedrec.pipeline.mean import WeightedMean
+    from fedrec.pipeline.robust.bucketing import Bucketing
+    from fedrec.pipeline.robust.clipping import CenteredClipping
+    from fedrec.pipeline.robust.coordinate import CoordinateMedian, TrimmedMean
+    from fedrec.pipeline.robust.krum import Krum, MultiKrum
+
     name = name or cfg.name
     if name == "mean":
         return WeightedMean()

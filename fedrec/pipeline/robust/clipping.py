@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from fedrec.pipeline.base import Aggregator, ServerContext
-from fedrec.pipeline.robust.stack import stack, to_aggregate
+from fedrec.pipeline.robust.stacking import stack, to_aggregate
 from fedrec.updates import AggregatedUpdate, ClientUpdate
 
 

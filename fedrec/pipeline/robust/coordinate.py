@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from fedrec.pipeline.base import Aggregator, ServerContext
-from fedrec.pipeline.robust.stack import sorted_with_counts, stack, to_aggregate, touched_rows
+from fedrec.pipeline.robust.stacking import sorted_with_counts, stack, to_aggregate, touched_rows
 from fedrec.updates import AggregatedUpdate, ClientUpdate
 
 

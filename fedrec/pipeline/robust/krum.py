@@ -18,7 +18,7 @@ import math
 import torch
 
 from fedrec.pipeline.base import Aggregator, ServerContext
-from fedrec.pipeline.robust.stack import stack
+from fedrec.pipeline.robust.stacking import stack
 from fedrec.updates import AggregatedUpdate, ClientUpdate
 
 
