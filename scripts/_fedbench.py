@@ -34,10 +34,31 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
 
 
 def write_json(out: Path, name: str, payload: dict) -> Path:
+    """OUT/NAME, written to a temporary file and renamed (never half-written)."""
+    from data_pipeline.atomic import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    path.write_text(json.dumps(payload, indent=2, default=float))
+    write_text_atomic(path, json.dumps(payload, indent=2, default=float))
     return path
+
+
+def mean_std(values) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the values that are not None (None, None if none;
+    std None with one value): a seed that never reached a target does not count as 0."""
+    import statistics
+
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+def pm(mean: float | None, std: float | None, spec: str = ".4f") -> str:
+    """'mean ± std' (or the mean alone, or '-')."""
+    if mean is None:
+        return "-"
+    return format(mean, spec) + (f" ± {format(std, spec)}" if std is not None else "")
 
 
 def slug(name: str) -> str:

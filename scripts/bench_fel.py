@@ -10,7 +10,7 @@ control, "ctl": it separates what the ensemble adds from what the server's rows 
 relative, positive = better (AUC up, NE down). A clustering whose weakest device cannot train a
 sub-model is reported as infeasible.
 
-    .venv/bin/python scripts/bench_fel.py                 # both workloads, configs/ml100k_fel.yaml (40 x 50)
+    .venv/bin/python scripts/bench_fel.py                 # both workloads, configs/ml100k_fel.yaml (40 x 50), seeds 0-2
     .venv/bin/python scripts/bench_fel.py --quick         # a smoke run
 """
 
@@ -20,7 +20,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _fedbench import config, print_table, pyplot, save, write_json
+from _fedbench import config, mean_std, pm, print_table, pyplot, save, write_json
 
 from data_pipeline.errors import ConfigError
 from fedrec.algorithms import run_fel
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--per-round", type=int, default=None)
     ap.add_argument("--workloads", default="ml100k,criteo-synth")
     ap.add_argument("--clusterings", default="tier,data,random")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2", help="each seed reruns every row; the summary is mean ± std")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/bench_fel")
     args = ap.parse_args()
@@ -46,41 +46,68 @@ def main() -> None:
         args.rounds, args.per_round, args.clusterings = 2, 12, "tier"
         CRITEO.update(num_clients=200)
     t0 = time.perf_counter()
+    seeds = [int(x) for x in args.seeds.split(",")] if not args.quick else [0]
     results, rows = {}, []
     pool = ClientPool().start()
-    for workload in args.workloads.split(","):
-        base = config("ml100k_fel.yaml", eval_every=5, plot=None, seed=args.seed)
-        cfg = base.with_(rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round)
-        data = load_federated_data(cfg) if workload == "ml100k" else synthetic_federated_data(**CRITEO, seed=cfg.seed)
-        baseline = None
-        for clustering in args.clusterings.split(","):
-            # The baseline does not depend on the clustering: train it once per workload.
-            try:
-                r = run_fel(cfg.with_(**{"ensemble.clustering": clustering, "ensemble.baseline": baseline is None}), data, pool,
-                            progress=True)
-            except ConfigError as exc:  # a sub-model too big for the weakest device in its cluster
-                rows.append({"run": f"{workload}/{clustering}", "subs": f"infeasible: {exc}"})
-                continue
-            baseline = baseline or r.baseline
-            results[f"{workload}/{clustering}"] = r.to_dict() | {"config": None}
-            rows.append(row(workload, clustering, r, baseline))
+    for seed in seeds:
+        for workload in args.workloads.split(","):
+            print(f"bench_fel: seed {seed}, {workload}", flush=True)
+            base = config("ml100k_fel.yaml", eval_every=5, plot=None, seed=seed)
+            cfg = base.with_(rounds=args.rounds or base.rounds, clients_per_round=args.per_round or base.clients_per_round)
+            data = load_federated_data(cfg) if workload == "ml100k" else synthetic_federated_data(**CRITEO, seed=cfg.seed)
+            baseline = None
+            for clustering in args.clusterings.split(","):
+                # The baseline does not depend on the clustering: train it once per workload and seed.
+                try:
+                    r = run_fel(cfg.with_(**{"ensemble.clustering": clustering, "ensemble.baseline": baseline is None}),
+                                data, pool, progress=True)
+                except ConfigError as exc:  # a sub-model too big for the weakest device in its cluster
+                    rows.append({"run": f"{workload}/{clustering}", "seed": seed, "subs": f"infeasible: {exc}"})
+                    continue
+                baseline = baseline or r.baseline
+                results[f"{workload}/{clustering}/s{seed}"] = r.to_dict() | {"config": None}
+                rows.append(row(workload, clustering, r, baseline) | {"seed": seed})
     pool.stop()
-    print_table(rows, [("run", "workload/clusters", ""), ("subs", "sub-model AUCs", ""), ("average", "avg AUC", ".4f"),
-                       ("ensemble", "ensemble AUC", ".4f"), ("ens_ne", "ens NE", ".4f"), ("base", "baseline AUC", ".4f"),
-                       ("base_ne", "base NE", ".4f"), ("base_over", "base+over AUC", ".4f"), ("base_over_ne", "base+over NE", ".4f"),
-                       ("gain_auc", "gain AUC %", "+.2f"), ("gain_ne", "gain NE %", "+.2f"), ("ctl_auc", "vs ctl AUC %", "+.2f"),
-                       ("ctl_ne", "vs ctl NE %", "+.2f"), ("updates", "updates FEL/base", "")])
+    print_table(rows, [("run", "workload/clusters", ""), ("seed", "seed", "d"), ("subs", "sub-model AUCs", ""),
+                       ("average", "avg AUC", ".4f"), ("ensemble", "ensemble AUC", ".4f"), ("ens_ne", "ens NE", ".4f"),
+                       ("base", "baseline AUC", ".4f"), ("base_ne", "base NE", ".4f"), ("base_over", "base+over AUC", ".4f"),
+                       ("gain_auc", "gain AUC %", "+.2f"), ("ctl_auc", "vs ctl AUC %", "+.2f"), ("updates", "updates FEL/base", "")])
+    summary = summarize(rows)
+    print(f"\nover seeds {seeds} (mean ± std):")
+    print_table(summary, [("run", "workload/clusters", ""), ("seeds", "seeds", "d"), ("ensemble_pm", "ensemble AUC", ""),
+                          ("ensemble_validation_pm", "ensemble val AUC", ""), ("base_pm", "baseline AUC", ""),
+                          ("gain_auc_pm", "gain AUC %", ""), ("ctl_auc_pm", "vs ctl AUC %", ""),
+                          ("gain_ne_pm", "gain NE %", "")])
     out = Path(args.out)
-    path = write_json(out, "bench_fel.json", {"rows": rows, "runs": results, "rounds": args.rounds, "per_round": args.per_round,
-                                              "criteo": CRITEO, "wall_seconds": time.perf_counter() - t0})
-    plot(results, out / "bench_fel.png")
+    path = write_json(out, "bench_fel.json", {"rows": rows, "summary": summary, "seeds": seeds, "runs": results,
+                                              "rounds": args.rounds, "per_round": args.per_round, "criteo": CRITEO,
+                                              "wall_seconds": time.perf_counter() - t0})
+    plot({k.rsplit("/s", 1)[0]: v for k, v in results.items() if k.endswith(f"/s{seeds[0]}")}, out / "bench_fel.png")
     print(f"wrote {path} and {out / 'bench_fel.png'} ({time.perf_counter() - t0:.0f} s)")
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per workload/clustering: mean ± std over the seeds of the ensemble's test and validation
+    AUC, the baseline's, and the relative gains (infeasible rows left out)."""
+    out = []
+    for run in dict.fromkeys(r["run"] for r in rows):
+        ok = [r for r in rows if r["run"] == run and "gain_auc" in r]
+        if not ok:
+            continue
+        entry = {"run": run, "seeds": len(ok)}
+        for key, spec in (("ensemble", ".4f"), ("ensemble_validation", ".4f"), ("base", ".4f"), ("gain_auc", "+.2f"),
+                          ("ctl_auc", "+.2f"), ("gain_ne", "+.2f")):
+            m, sd = mean_std(r.get(key) for r in ok)
+            entry[key], entry[f"{key}_std"], entry[f"{key}_pm"] = m, sd, pm(m, sd, spec)
+        out.append(entry)
+    return out
 
 
 def row(workload: str, clustering: str, r, base: dict) -> dict:
     gain = {k: 100 * (base[k] - getattr(r, f"ensemble_{k}")) / base[k] for k in ("logloss", "ne")}
     return {"run": f"{workload}/{clustering}", "subs": " ".join(f"{n}:{a:.3f}" for n, a in r.submodel_auc.items()),
-            "average": r.average_auc, "ensemble": r.ensemble_auc, "ens_ne": r.ensemble_ne, "ens_logloss": r.ensemble_logloss,
+            "average": r.average_auc, "ensemble": r.ensemble_auc, "ensemble_validation": r.validation_auc,
+            "ens_ne": r.ensemble_ne, "ens_logloss": r.ensemble_logloss,
             "base": base["auc"], "base_ne": base["ne"], "base_over": base["over_arch_auc"],
             "gain_auc": 100 * (r.ensemble_auc - base["auc"]) / base["auc"], "gain_ne": gain["ne"], "gain_logloss": gain["logloss"],
             "base_over_ne": base["over_arch_ne"],

@@ -139,3 +139,46 @@ def test_energy_table_groups_seeds_and_skips_runs_without_energy(tmp_path):
     assert row.co2e_grams == pytest.approx(2.5) and row.embodied_grams == pytest.approx(0.5)
     assert json.loads((tmp_path / "out" / "energy_table.json").read_text())["rows"][0]["setting"] == "topk-5"
     assert (tmp_path / "out" / "energy_table.png").stat().st_size > 0
+
+
+def _history(aucs, sim_step=10.0, bytes_per_round=1_000_000):
+    return [{"round": i + 1, "sim_seconds": sim_step * (i + 1), "auc": a, "validation_auc": a - 0.01,
+             "bytes_up": bytes_per_round // 2, "bytes_down": bytes_per_round // 2} for i, a in enumerate(aucs)]
+
+
+def test_fedbench_mean_std_leaves_out_seeds_that_never_got_there():
+    fedbench = load_script("_fedbench")
+    assert fedbench.mean_std([2.0, None, 4.0]) == (3.0, pytest.approx(2 ** 0.5))
+    assert fedbench.mean_std([None, None]) == (None, None)
+    assert fedbench.mean_std([5.0]) == (5.0, None)
+    assert fedbench.pm(0.5, 0.25, ".2f") == "0.50 ± 0.25" and fedbench.pm(None, None) == "-"
+
+
+def test_bench_async_summary_is_per_seed_against_the_same_seeds_sync_run():
+    bench = load_script("bench_async")
+    # seed 0: method reaches 0.6 in round 2 (20 s), sync in round 4 (40 s): 2x; seed 1: 3 vs 3 rounds: 1x.
+    runs = [{"history": _history([0.5, 0.6, 0.62]), "staleness": 2.0},
+            {"history": _history([0.5, 0.55, 0.6]), "staleness": 4.0}]
+    refs = [{"history": _history([0.5, 0.55, 0.58, 0.6])}, {"history": _history([0.5, 0.55, 0.6])}]
+    row = bench.summarize("m", runs, refs, [0.6, 0.7])
+    assert row["final_auc"] == pytest.approx(0.61) and row["final_auc_std"] == pytest.approx(0.02 / 2 ** 0.5)
+    assert row["validation_auc"] == pytest.approx(0.60)
+    assert row["staleness"] == 3.0
+    assert row["t@0.6"] == pytest.approx(25.0) and row["reached@0.6"] == "2/2"
+    assert row["speedup@0.6"] == pytest.approx(1.5)  # mean of 2x and 1x, not 40+30 / 20+30
+    assert row["comm@0.6"] == pytest.approx(1.5) and row["MB@0.6"] == pytest.approx(2.5)
+    assert row["reached@0.7"] == "0/2" and row["t@0.7"] is None and row["t@0.7_pm"] == "-"
+
+
+def test_bench_fel_summary_averages_each_clustering_over_its_feasible_seeds():
+    bench = load_script("bench_fel")
+    rows = [{"run": "ml100k/tier", "seed": 0, "ensemble": 0.70, "ensemble_validation": 0.69, "base": 0.68,
+             "gain_auc": 2.0, "ctl_auc": 1.0, "gain_ne": 3.0},
+            {"run": "ml100k/tier", "seed": 1, "ensemble": 0.72, "ensemble_validation": 0.71, "base": 0.70,
+             "gain_auc": 4.0, "ctl_auc": 3.0, "gain_ne": 5.0},
+            {"run": "criteo/data", "seed": 0, "subs": "infeasible: too big"}]
+    summary = bench.summarize(rows)
+    assert [s["run"] for s in summary] == ["ml100k/tier"]
+    s = summary[0]
+    assert s["seeds"] == 2 and s["ensemble"] == pytest.approx(0.71) and s["gain_auc"] == pytest.approx(3.0)
+    assert s["gain_auc_std"] == pytest.approx(2 ** 0.5) and s["gain_auc_pm"] == "+3.00 ± +1.41"
