@@ -1,7 +1,8 @@
 """FedBuff (asynchronous buffered aggregation, as in PAPAYA) against sync FedAvg on ml100k-fed with
 the default 3 device tiers, on the same simulated clock and the same client budget: simulated
 seconds and bytes moved (up + down) until the test AUC first reaches each target; mean ± std over
---seeds (each seed changes the client sampling, the model's initial weights and the tiers).
+--seeds (each seed changes the client sampling, the model's initial weights and the tiers). A
+variant whose model diverges is recorded as such (no final AUC; targets it reached before count).
 
 Sync methods train in lockstep in one round loop (each round waits for its slowest reporting
 client); each FedBuff variant replays its event-driven schedule; all on one actor pool.
@@ -20,7 +21,7 @@ from pathlib import Path
 from _fedbench import config, mean_std, pm, print_table, pyplot, save, write_json
 
 from fedrec.algorithms import run_fedbuff
-from fedrec.runtime import ClientPool, FederatedRun, RoundLoop, load_federated_data
+from fedrec.runtime import ClientPool, FederatedRun, ModelDiverged, RoundLoop, load_federated_data
 from fedrec.runtime.result import time_to_target
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     rows = [summarize(name, [per_seed[s][name] for s in seeds], [per_seed[s]["sync FedAvg"] for s in seeds], targets)
             for name in per_seed[seeds[0]]]
     cols = [("method", "method", ""), ("final_auc_pm", "test AUC", ""), ("validation_auc_pm", "validation AUC", ""),
-            ("staleness", "staleness", ".2f")]
+            ("staleness", "staleness", ".2f"), ("diverged", "diverged", "")]
     for t in targets:
         cols += [(f"t@{t}_pm", f"sim s to {t}", ""), (f"reached@{t}", "seeds", ""), (f"speedup@{t}_pm", "x faster", ""),
                  (f"MB@{t}_pm", f"MB to {t}", ""), (f"comm@{t}_pm", "x less comm", "")]
@@ -74,7 +75,7 @@ def main() -> None:
 
 
 def run_seed(base, data, pool, args) -> dict[str, dict]:
-    """Every method on ``base``'s seed: {name: {"history", "staleness", "validation_auc"}}."""
+    """Every method on ``base``'s seed: {name: {"history", "staleness"[, "diverged": server step]}}."""
     rounds = args.updates // args.per_round
     sync_cfg = base.with_(mode="sync", rounds=rounds, clients_per_round=args.per_round)
     sync = {"sync FedAvg": FederatedRun(sync_cfg, data, pool, key="sync"),
@@ -90,17 +91,39 @@ def run_seed(base, data, pool, args) -> dict[str, dict]:
         name = f"FedBuff K={args.buffer} C={c} {'1/sqrt(1+s)' if weighting == 'polynomial' else weighting}"
         cfg = base.with_(rounds=steps, eval_every=max(1, args.per_round // args.buffer),
                          **{"async": {"buffer_size": args.buffer, "concurrency": c, "staleness": weighting}})
-        r = run_fedbuff(cfg, data, pool, progress=True)
-        out[name] = {"history": r.history, "staleness": r.mean_staleness}
+        rows = _Rows()
+        try:
+            r = run_fedbuff(cfg, data, pool, progress=True, trackers=[rows])
+            out[name] = {"history": r.history, "staleness": r.mean_staleness}
+        except ModelDiverged as exc:  # recorded with its history up to then, not fatal to the benchmark
+            print(f"bench_async: {name} diverged at server step {exc.round}", flush=True)
+            out[name] = {"history": rows.rows, "staleness": None, "diverged": exc.round}
     return out
+
+
+class _Rows:
+    """A tracker that keeps a run's rows as they come, so a run that diverges keeps its history."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def log(self, run_name: str, rnd: int, row: dict) -> None:
+        self.rows.append(dict(row))
+
+    def close(self) -> None:
+        pass
 
 
 def summarize(name: str, runs: list[dict], refs: list[dict], targets: list[float]) -> dict:
     """One method over the seeds: final test and validation AUC, and per target the simulated
     seconds, MB and ratios against sync FedAvg of the same seed (mean ± std over the seeds that
     reached it, and how many did)."""
-    last = [[h for h in r["history"] if "auc" in h][-1] for r in runs]
-    row = {"method": name, "staleness": sum(r["staleness"] for r in runs) / len(runs)}
+    # A diverged run has no final AUC (its last weights are not finite); its earlier evaluations
+    # still count for the targets it reached before.
+    last = [{} if r.get("diverged") else [h for h in r["history"] if "auc" in h][-1] for r in runs]
+    diverged = [r["diverged"] for r in runs if r.get("diverged")]
+    row = {"method": name, "staleness": mean_std(r["staleness"] for r in runs)[0],
+           "diverged": f"{len(diverged)}/{len(runs)} (steps {', '.join(map(str, diverged))})" if diverged else "0"}
     for key in ("auc", "validation_auc"):
         m, sd = mean_std(h.get(key) for h in last)
         label = "final_auc" if key == "auc" else key

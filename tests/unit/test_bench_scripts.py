@@ -182,3 +182,14 @@ def test_bench_fel_summary_averages_each_clustering_over_its_feasible_seeds():
     s = summary[0]
     assert s["seeds"] == 2 and s["ensemble"] == pytest.approx(0.71) and s["gain_auc"] == pytest.approx(3.0)
     assert s["gain_auc_std"] == pytest.approx(2 ** 0.5) and s["gain_auc_pm"] == "+3.00 ± +1.41"
+
+
+def test_bench_async_summary_counts_a_diverged_seed_without_a_final_auc():
+    bench = load_script("bench_async")
+    runs = [{"history": _history([0.5, 0.6, 0.62]), "staleness": 2.0},
+            {"history": _history([0.5, 0.61]), "staleness": None, "diverged": 7}]
+    refs = [{"history": _history([0.5, 0.6])}, {"history": _history([0.5, 0.6])}]
+    row = bench.summarize("m", runs, refs, [0.6])
+    assert row["final_auc"] == pytest.approx(0.62) and row["final_auc_std"] is None  # the diverged seed has none
+    assert row["diverged"] == "1/2 (steps 7)" and row["staleness"] == 2.0
+    assert row["reached@0.6"] == "2/2"  # it reached 0.6 before diverging
