@@ -198,6 +198,7 @@ class FEL:
         to separate what the ensemble adds from what the server's own rows add."""
         b = self.baseline
         metrics = b.final_metrics()
+        b.model.load_state_dict(b.state)  # the driver's module holds the initial weights; the run trains ``state``
         x, y, cols = ensemble_inputs([b.model], self.data.train.take(self.server_rows))
         b_over, _ = train_over_arch(x, y, cols, self.cfg.ensemble, self.cfg.seed)
         tx, _, _ = ensemble_inputs([b.model], self.data.test)

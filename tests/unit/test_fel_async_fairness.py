@@ -237,3 +237,29 @@ def test_new_sections_parse():
     assert cfg.async_ == AsyncConfig(buffer_size=4, concurrency=8, staleness="constant")
     fel = config_from_dict({"mode": "fel", "ensemble": {"clustering": "random", "submodels": [{"embedding_dim": 8}] * 2}})
     assert isinstance(fel.ensemble, EnsembleConfig) and fel.ensemble.submodels[1] == ModelConfig(embedding_dim=8)
+
+
+def test_control_over_arch_scores_the_trained_baseline(monkeypatch):
+    # The control (the server's over-arch on the baseline alone) must read the baseline's trained
+    # state, not the initial weights its driver-side module was built with: it once did, and the
+    # control's AUC sat at chance while the baseline's was 0.66.
+    import fedrec.algorithms.fel as fel_module
+
+    fel = _fel()
+    b = fel.baseline
+    models = []
+    real = fel_module.ensemble_inputs
+    monkeypatch.setattr(fel_module, "ensemble_inputs", lambda ms, ex, *a: models.append(ms) or real(ms, ex, *a))
+    for run in fel.runs:
+        run.round = 1
+        run.history = [{"round": 1, "sim_round_seconds": 1.0, "sim_seconds": 1.0, "wall_seconds": 0.1, "client_updates": 0,
+                        "failed_updates": 0, "bytes_up": 0, "bytes_down": 0, **run.evaluate()}]
+    # Trained since (moved off the weights the module holds), and scored by the actors as on a pool,
+    # where the driver's module is never loaded for evaluation.
+    b.state = {k: v + 0.5 if v.is_floating_point() else v for k, v in b.state.items()}
+    monkeypatch.setattr(b, "final_metrics", lambda: dict(b._last_eval))
+    fel.result(wall=1.0)
+    control = [ms[0] for ms in models if len(ms) == 1 and ms[0] is b.model]
+    assert control, "the control's inputs were not built from the baseline's module"
+    for name, value in control[0].state_dict().items():
+        assert torch.equal(value, b.state[name]), name
