@@ -113,7 +113,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local throwaway cluster
     # One logical CPU more than the machine has: the trial process only drives its run (it waits on
     # its client pool, whose actors take one CPU each).
-    ray.init(num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     space = {
         "base": str(Path(args.base).resolve()), "rounds": args.rounds, "eval_every": args.eval_every,
         "strategy": tune.choice(list(STRATEGIES)),

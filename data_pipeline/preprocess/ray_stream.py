@@ -58,6 +58,7 @@ def ensure_ray(workers: int, attempts: int = 2) -> None:
                 ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
             else:
                 ray.init(
+                    address="local",  # not whatever `ray start` left in /tmp/ray: only RAY_ADDRESS joins one
                     num_cpus=max(os.cpu_count() or 1, workers + 1),
                     include_dashboard=False,
                     log_to_driver=False,

@@ -34,9 +34,12 @@ def start_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):  # `ray job submit` sets it; RAY_ADDRESS=auto joins a `ray start` cluster
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, configure_logging=False)
         return
+    # address="local": a new instance. Without it ray.init joins the last cluster `ray start` left
+    # recorded under /tmp/ray, even a stopped one (a run then hangs on its dead GCS); joining a running
+    # Ray is asked for explicitly, with RAY_ADDRESS (=auto for the one `ray start` made).
     for attempt in range(3):
         try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
             return
         except Exception as exc:  # Ray gives its raylet a fixed 30 s to come up; a loaded machine can miss it
             if "timed out during startup" not in str(exc) or attempt == 2:

@@ -63,3 +63,21 @@ def test_cli_entry_flushes_stdout_before_its_fast_exit(tmp_path):
     # Written to a pipe stdout is block-buffered: a fast exit that did not flush would lose it.
     done = subprocess.run([sys.executable, "-m", "fedrec.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert "usage: fedrec" in done.stdout
+
+
+def test_start_ray_starts_its_own_instance_unless_ray_address_names_one(monkeypatch):
+    # Without address="local", ray.init joins whatever cluster `ray start` last recorded under
+    # /tmp/ray, even a stopped one; a benchmark then hung on a test's dead GCS.
+    import ray
+
+    from fedrec.runtime import ray_runtime
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_runtime.start_ray(2)
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    ray_runtime.start_ray()
+    assert calls[0]["address"] == "local" and calls[0]["num_cpus"] == 2
+    assert calls[1]["address"] == "auto"
