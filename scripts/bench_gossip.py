@@ -3,16 +3,25 @@
 
 ML-100K (configs/ml100k_gossip.yaml, 943 nodes): every algorithm on ring, torus and exponential
 graphs. CHOCO-SGD's top-k fraction and consensus step gamma are chosen on the averaged model's
-*validation* AUC on the exponential graph (seed 0); the chosen setting then runs on every topology
-and seed. Last.fm (configs/lastfm_gossip_social.yaml, 1,892 nodes over the real friendship graph):
-the same algorithms on topology social.
+*validation* AUC on the first workload's last topology (ML-100K: exponential; seed 0); the chosen
+setting then runs on every topology, seed and workload. Last.fm (configs/lastfm_gossip_social.yaml,
+1,892 nodes over the real friendship graph): the same algorithms on topology social.
 
 Each run reports the averaged model's validation and test AUC, the mean and worst node's test AUC,
 bytes sent per node and the consensus distance per round; the table gives mean +- sd over seeds
-and each algorithm's bytes against D-PSGD's on the same graph. Runs are cached under OUT/runs/.
+and each algorithm's bytes against D-PSGD's on the same graph, and checks the target: a compressed
+algorithm within 0.01 test AUC (averaged model, mean over seeds) of D-PSGD with at least 50x fewer
+bytes per node. Runs are cached under OUT/runs/ (named with their rounds and nodes per round).
+
+The shipped configs (60 rounds of all 943 ML-100K nodes; 30 rounds of 400 of Last.fm's 1,892) are
+hours of work on a 2-core machine; ``--rounds`` and ``--per-round`` bound a run (one number for
+every workload, or per workload: ``ml100k=20,lastfm=10``) and the bounds go into the JSON and the
+table's heading.
 
     .venv/bin/python scripts/bench_gossip.py                       # ML-100K + Last.fm, 3 seeds
     .venv/bin/python scripts/bench_gossip.py --workloads ml100k --seeds 0
+    .venv/bin/python scripts/bench_gossip.py --topologies exponential,social --seeds "ml100k=0,1,2 lastfm=0"
+        --rounds ml100k=30,lastfm=10 --per-round ml100k=300,lastfm=200   # (one line) ~1 h on 2 cores
     .venv/bin/python scripts/bench_gossip.py --quick --out /tmp/bg  # a smoke run
 """
 
@@ -36,14 +45,43 @@ from fedrec.runtime import ClientPool, load_federated_data  # noqa: E402
 WORKLOADS = {"ml100k": ("ml100k_gossip.yaml", ("ring", "torus", "exponential")),
              "lastfm": ("lastfm_gossip_social.yaml", ("social",))}
 CHOCO_GRID = [(f, g) for f in (0.005, 0.01) for g in (0.05, 0.2)]  # (top-k fraction, gamma)
+TARGET_AUC, TARGET_FEWER = 0.01, 50.0  # within this AUC of D-PSGD, with at least this many x fewer bytes
 
 
 def algorithms(choco: tuple[float, float], rank: int) -> dict[str, dict]:
     fraction, gamma = choco
-    return {"D-PSGD": {"algorithm": "dpsgd"},
+    return {"D-PSGD": {"algorithm": "dpsgd", "compression": {"method": "none"}},
             f"CHOCO top-{fraction:.1%} g={gamma}": {"algorithm": "choco", "consensus_lr": gamma,
                                                    "compression": {"method": "topk", "fraction": fraction}},
             f"PowerGossip r={rank}": {"algorithm": "powergossip", "compression": {"method": "powersgd", "rank": rank}}}
+
+
+def per_workload(value: str | None, option: str) -> dict[str, int]:
+    """``--rounds 20`` (every workload) or ``--rounds ml100k=20,lastfm=10``: workload -> N."""
+    given = {}
+    for part in (value or "").split(",") if value else []:
+        key, _, num = part.rpartition("=")
+        if key and key not in WORKLOADS:
+            raise SystemExit(f"{option}: unknown workload {key!r}; expected one of {sorted(WORKLOADS)}")
+        try:
+            given[key or "*"] = int(num)
+        except ValueError:
+            raise SystemExit(f"{option}: expected N or WORKLOAD=N[,...], got {value!r}") from None
+    return {w: given.get(w, given.get("*")) for w in WORKLOADS if given.get(w, given.get("*")) is not None}
+
+
+def per_workload_seeds(value: str, ap) -> dict[str, list[int]]:
+    """``--seeds 0,1,2`` (every workload) or ``--seeds "ml100k=0,1,2 lastfm=0"``: workload -> seeds."""
+    groups = value.split()
+    try:
+        if all("=" not in g for g in groups):
+            return dict.fromkeys(WORKLOADS, [int(x) for x in value.replace(" ", ",").split(",") if x])
+        given = {w: [int(x) for x in seeds.split(",")] for w, _, seeds in (g.partition("=") for g in groups)}
+    except ValueError:
+        ap.error(f"--seeds: expected 0,1,2 or 'ml100k=0,1,2 lastfm=0', got {value!r}")
+    if set(given) - set(WORKLOADS):
+        ap.error(f"--seeds: unknown workload {sorted(set(given) - set(WORKLOADS))}; expected some of {sorted(WORKLOADS)}")
+    return {w: given.get(w, [0]) for w in WORKLOADS}
 
 
 def sent_per_node(r: dict, nodes: int) -> float:
@@ -58,10 +96,14 @@ def summarize(runs: dict[str, list[dict]], nodes: int) -> list[dict]:
         def get(key: str, rs=rs) -> np.ndarray:
             return np.array([r.get(key, np.nan) for r in rs], dtype=float)
 
+        def sd(key: str) -> float:
+            v = get(key)
+            return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
         rows.append({"topology": topology, "method": name, "seeds": len(rs),
                      "val_auc": get("validation_auc").mean(), "test_auc": get("final_auc").mean(),
-                     "test_sd": get("final_auc").std(), "node_mean": get("node_auc_mean").mean(),
-                     "node_worst": get("node_auc_worst").mean(),
+                     "test_sd": sd("final_auc"), "node_mean": get("node_auc_mean").mean(), "node_mean_sd": sd("node_auc_mean"),
+                     "node_worst": get("node_auc_worst").mean(), "node_worst_sd": sd("node_auc_worst"),
                      "kb_per_node": np.mean([sent_per_node(r, nodes) for r in rs]) / 1e3,
                      "consensus": np.mean([next((h["consensus_distance"] for h in reversed(r["history"])
                                                  if "consensus_distance" in h), np.nan) for r in rs]),
@@ -72,11 +114,15 @@ def summarize(runs: dict[str, list[dict]], nodes: int) -> list[dict]:
             r["vs_dpsgd_auc"] = r["test_auc"] - ref["test_auc"]
             r["vs_dpsgd_node"] = r["node_mean"] - ref["node_mean"]
             r["fewer_bytes"] = ref["kb_per_node"] / r["kb_per_node"]
+            if r is not ref:
+                r["target_met"] = bool(r["vs_dpsgd_auc"] >= -TARGET_AUC and r["fewer_bytes"] >= TARGET_FEWER)
     return rows
 
 
 def run_workload(name: str, pool, data, seeds, out: Path, rounds: int | None, per_round: int | None, quick: bool,
-                 node_rows: int, only: set[str] | None = None) -> tuple[list[dict], dict, tuple]:
+                 node_rows: int, only: set[str] | None = None, choco: tuple[float, float] | None = None
+                 ) -> tuple[list[dict], dict, tuple, dict]:
+    """The workload's runs; CHOCO's setting is ``choco`` when given, else chosen here."""
     file, topologies = WORKLOADS[name]
     if only:  # keep the workload's order: CHOCO is tuned on the last one kept
         topologies = tuple(t for t in topologies if t in only) or topologies[-1:]
@@ -90,29 +136,33 @@ def run_workload(name: str, pool, data, seeds, out: Path, rounds: int | None, pe
     base = config(file, **over)
     data = data or load_federated_data(base)
     pool.set_data(data)
-    run = lambda key, cfg, seed: cached_result(out, f"{name}-{key}", seed,  # noqa: E731
+    bounds = {"rounds": base.rounds, "clients_per_round": min(base.clients_per_round, data.num_clients),
+              "nodes": data.num_clients, "eval_every": base.eval_every, "node_eval_rows": node_rows,
+              "topologies": list(topologies), "seeds": list(seeds)}
+    tag = f"{name}-r{base.rounds}-n{bounds['clients_per_round']}"  # cached runs of other sizes never mix
+    run = lambda key, cfg, seed: cached_result(out, f"{tag}-{key}", seed,  # noqa: E731
                                                lambda: run_config(cfg.with_(seed=seed), data, pool, progress=True))
-    grid = CHOCO_GRID[:1] if quick else CHOCO_GRID
     tuning = {}
-    for fraction, gamma in grid:  # CHOCO's setting, on validation AUC (first topology's last entry: exponential)
-        cfg = base.with_(gossip={**base.gossip.model_dump(mode="json"), "algorithm": "choco", "topology": topologies[-1],
-                                 "consensus_lr": gamma, "compression": {"method": "topk", "fraction": fraction}})
-        tuning[(fraction, gamma)] = run(f"tune-choco-{fraction}-{gamma}-{topologies[-1]}", cfg, seeds[0])["validation_auc"]
-    chosen = max(tuning, key=tuning.get)
+    if choco is None:
+        for fraction, gamma in CHOCO_GRID[:1] if quick else CHOCO_GRID:  # on validation AUC, the last topology kept
+            cfg = base.with_(gossip={**base.gossip.model_dump(mode="json"), "algorithm": "choco", "topology": topologies[-1],
+                                     "consensus_lr": gamma, "compression": {"method": "topk", "fraction": fraction}})
+            tuning[(fraction, gamma)] = run(f"tune-choco-{fraction}-{gamma}-{topologies[-1]}", cfg, seeds[0])["validation_auc"]
+        choco = max(tuning, key=tuning.get)
     runs: dict[tuple[str, str], list[dict]] = {}
     for topology in topologies:
-        for method, section in algorithms(chosen, 1).items():
+        for method, section in algorithms(choco, 1).items():
             cfg = base.with_(gossip={**base.gossip.model_dump(mode="json"), **section, "topology": topology})
             runs[(topology, method)] = [run(f"{topology}-{method}", cfg, s) for s in seeds]
     fedavg = base.with_(mode="sync")
     runs[("-", "FedAvg (sync)")] = [run("fedavg", fedavg, s) for s in seeds]
-    return summarize(runs, data.num_clients), runs, (chosen, tuning)
+    return summarize(runs, data.num_clients), runs, (choco, tuning), bounds
 
 
 def plot(results: dict, path: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(len(results), 3, figsize=(15, 4 * len(results)), squeeze=False)
-    for row, (workload, (_, runs, _)) in zip(axes, results.items()):
+    for row, (workload, (_, runs, _, bounds)) in zip(axes, results.items()):
         for (topology, method), rs in runs.items():
             hist = rs[0]["history"]
             label = method if topology == "-" else f"{method} / {topology}"
@@ -124,7 +174,8 @@ def plot(results: dict, path: Path) -> None:
             if topology != "-":
                 row[1].plot([by_round[h["round"]] / 1e6 for h in evals], [h["auc"] for h in evals], label=label)
                 row[2].plot([h["round"] for h in hist], [h["consensus_distance"] for h in hist], label=label)
-        row[0].set(xlabel="round", ylabel="test AUC (averaged model)", title=workload)
+        title = f"{workload}: {bounds['rounds']} rounds, {bounds['clients_per_round']} of {bounds['nodes']} nodes train"
+        row[0].set(xlabel="round", ylabel="test AUC (averaged model)", title=title)
         row[1].set(xlabel="MB sent per node", ylabel="test AUC (averaged model)", xscale="log")
         row[2].set(xlabel="round", ylabel="consensus distance", yscale="log")
         for ax in row:
@@ -137,12 +188,20 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def pm(mean: float, sd: float) -> str:
+    if mean is None or np.isnan(mean):
+        return "-"
+    return f"{mean:.4f}" + ("" if sd is None or np.isnan(sd) else f" ± {sd:.4f}")
+
+
 def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default="ml100k,lastfm")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--rounds", type=int, default=None, help="override the configs' rounds")
-    ap.add_argument("--per-round", type=int, default=None, help="override the nodes that train per round")
+    ap.add_argument("--seeds", default="0,1,2", help="0,1,2 (every workload) or 'ml100k=0,1,2 lastfm=0' (seed 0 "
+                    "for a workload not named)")
+    ap.add_argument("--rounds", default=None, help="override the configs' rounds: N, or ml100k=N,lastfm=M")
+    ap.add_argument("--per-round", default=None,
+                    help="override the nodes that train per round: N, or ml100k=N,lastfm=M")
     ap.add_argument("--topologies", default=None,
                     help="comma-separated subset of each workload's topologies (ml100k: ring,torus,exponential)")
     ap.add_argument("--node-eval-rows", type=int, default=4096, help="test rows each node's model is scored on")
@@ -153,21 +212,26 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
     only = set(args.topologies.split(",")) if args.topologies else None
     if only and only - known:
         ap.error(f"--topologies: unknown {sorted(only - known)}; expected some of {sorted(known)}")
-    seeds = [int(s) for s in args.seeds.split(",")]
     workloads = [w.strip() for w in args.workloads.split(",")]
+    if set(workloads) - set(WORKLOADS):
+        ap.error(f"--workloads: unknown {sorted(set(workloads) - set(WORKLOADS))}; expected some of {sorted(WORKLOADS)}")
+    seeds = per_workload_seeds(args.seeds, ap)
+    rounds = per_workload(args.rounds, "--rounds")
+    per_round = per_workload(args.per_round, "--per-round")
     if args.quick:
-        workloads, seeds, args.rounds, args.per_round, args.node_eval_rows = ["ml100k"], [0], 2, 20, 500
+        workloads, seeds, args.node_eval_rows = ["ml100k"], {"ml100k": [0]}, 500
+        rounds, per_round = {"ml100k": 2}, {"ml100k": 20}
     out = Path(args.out)
     started = time.perf_counter()
     owned = pool is None
     pool = pool or ClientPool(num_actors=2).start()
-    results, skipped = {}, {}
+    results, skipped, choco = {}, {}, None
     try:
         for w in workloads:
             try:
-                results[w] = run_workload(w, pool, data if w == "ml100k" else None, seeds, out, args.rounds,
-                                          args.per_round, args.quick, args.node_eval_rows,
-                                          only)
+                results[w] = run_workload(w, pool, data if w == "ml100k" else None, seeds[w], out, rounds.get(w),
+                                          per_round.get(w), args.quick, args.node_eval_rows, only, choco)
+                choco = results[w][2][0]  # chosen on the first workload, reused by the rest
             except FedrecError as exc:  # e.g. the Last.fm readers or data are not installed here
                 skipped[w] = str(exc)
                 print(f"{w}: skipped ({exc})")
@@ -175,15 +239,27 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
         if owned:
             pool.stop()
     cols = [("topology", "topology", ""), ("method", "method", ""), ("val_auc", "val AUC", ".4f"),
-            ("test_auc", "test AUC", ".4f"), ("test_sd", "sd", ".4f"), ("node_mean", "node AUC mean", ".4f"),
-            ("node_worst", "worst", ".4f"), ("kb_per_node", "KB sent/node", ",.0f"), ("fewer_bytes", "x fewer than D-PSGD", ".1f"),
-            ("vs_dpsgd_auc", "AUC vs D-PSGD", "+.4f"), ("consensus", "consensus", ".2e")]
-    payload = {"seeds": seeds, "skipped": skipped, "wall_seconds": 0.0}
-    for w, (rows, _, (chosen, tuning)) in results.items():
-        print(f"\n{w}: CHOCO chosen on validation AUC: top-{chosen[0]:.1%}, gamma {chosen[1]} "
-              f"(grid: {', '.join(f'{f:.1%}/{g}: {v:.4f}' for (f, g), v in tuning.items())})")
+            ("test", "test AUC (avg model)", ""), ("node_mean_pm", "node AUC mean", ""),
+            ("node_worst_pm", "node AUC worst", ""), ("kb_per_node", "KB sent/node", ",.0f"),
+            ("fewer_bytes", "x fewer than D-PSGD", ".1f"), ("vs_dpsgd_auc", "AUC vs D-PSGD", "+.4f"),
+            ("consensus", "consensus", ".2e"), ("wall_s", "wall s/run", ".0f")]
+    payload = {"seeds": {w: seeds[w] for w in workloads}, "skipped": skipped, "wall_seconds": 0.0,
+               "target": {"within_auc": TARGET_AUC, "fewer_bytes": TARGET_FEWER}}
+    for w, (rows, _, (chosen, tuning), bounds) in results.items():
+        for r in rows:
+            r["test"] = pm(r["test_auc"], r["test_sd"])
+            r["node_mean_pm"] = pm(r["node_mean"], r["node_mean_sd"])
+            r["node_worst_pm"] = pm(r["node_worst"], r["node_worst_sd"])
+        how = (f"chosen on validation AUC: grid {', '.join(f'{f:.1%}/{g}: {v:.4f}' for (f, g), v in tuning.items())}"
+               if tuning else "the setting chosen on the first workload")
+        print(f"\n{w}: {bounds['rounds']} rounds, {bounds['clients_per_round']} of {bounds['nodes']} nodes train per "
+              f"round, node AUCs on {bounds['node_eval_rows']} test rows, seeds {bounds['seeds']}; CHOCO top-{chosen[0]:.1%} "
+              f"gamma {chosen[1]} ({how})")
         print_table(rows, cols)
-        payload[w] = {"rows": rows, "choco_chosen": list(chosen),
+        met = [f"{r['method']} / {r['topology']}" for r in rows if r.get("target_met")]
+        print(f"target (within {TARGET_AUC} AUC of D-PSGD, >= {TARGET_FEWER:.0f}x fewer bytes): "
+              + (f"met by {', '.join(met)}" if met else "not met"))
+        payload[w] = {"bounds": bounds, "rows": rows, "choco_chosen": list(chosen), "target_met_by": met,
                       "choco_tuning": [{"fraction": f, "gamma": g, "validation_auc": v} for (f, g), v in tuning.items()]}
     payload["wall_seconds"] = time.perf_counter() - started
     write_json_atomic(out / "bench_gossip.json", payload, default=float)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 
 from data_pipeline.batches import Examples, gather_jagged
 from fedrec.client.batched import stacked_dlrm_logits
 from fedrec.client.layout import ModelLayout
 from fedrec.gossip.nodes import NodeModels
-from fedrec.metrics import binary_metrics
 from fedrec.threads import single_threaded
+
+_EPS = 1e-7  # fedrec.metrics clips probabilities to [eps, 1 - eps] before its AUC
 
 
 @single_threaded
@@ -51,8 +53,21 @@ def node_probabilities(models: NodeModels, layout: ModelLayout, examples: Exampl
     return out
 
 
+def aucs(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of ``probs`` [nodes, rows] against the shared ``labels``: the
+    Mann-Whitney statistic from average ranks (ties count half), which is what
+    ``fedrec.metrics.binary_metrics`` computes (scikit-learn's trapezoidal AUC) after the same
+    clipping, ~100x faster than one scikit-learn call per node. NaN when one class is absent."""
+    y = np.asarray(labels).ravel() > 0
+    pos, neg = int(y.sum()), int(y.size - y.sum())
+    if pos == 0 or neg == 0:
+        return np.full(len(probs), np.nan)
+    p = np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1 - _EPS)  # binary_metrics' clipping: ties as it sees them
+    ranks = rankdata(p, method="average", axis=1)
+    return (ranks[:, y].sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
+
+
 def node_aucs(models: NodeModels, layout: ModelLayout, examples: Examples, rows: np.ndarray | None = None) -> np.ndarray:
     """Each node's test AUC."""
     labels = examples.labels if rows is None else examples.labels[rows]
-    probs = node_probabilities(models, layout, examples, rows)
-    return np.array([binary_metrics(labels, p)["auc"] for p in probs])
+    return aucs(labels, node_probabilities(models, layout, examples, rows))

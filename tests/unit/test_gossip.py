@@ -10,7 +10,8 @@ import torch
 from fedrec.config import config_from_dict
 from fedrec.gossip import NodeModels, build_graph, make_exchange, mixing_matrix, select_nodes, spectral_gap
 from fedrec.gossip.graphs import connect, torus_shape
-from fedrec.pipeline.codec import make_codec
+from fedrec.pipeline.codec import make_codec, matrix_shape
+from fedrec.pipeline.powersgd import orthonormalize
 from fedrec.updates import ClientUpdate
 
 
@@ -78,6 +79,138 @@ def test_consensus_on_fixed_vectors_converges_and_keeps_the_average(algorithm, c
     assert models.consensus_distance() < 1e-4 * start
     assert all(torch.allclose(models.mean()[k], mean[k], atol=1e-4) for k in mean)  # mixing never moves the mean
     assert (sent > 0).all()
+
+
+HUB_EDGES = np.array([[0, i] for i in range(1, 8)] + [[7, 8], [8, 9], [9, 10], [10, 11], [11, 1]])  # degrees 7, 3, 2
+
+
+def _exchange(algorithm, compression, gamma, models, w):
+    cfg = config_from_dict({"mode": "gossip", "gossip": {"algorithm": algorithm, "consensus_lr": gamma,
+                                                         **({"compression": compression} if compression else {})}})
+    return make_exchange(cfg.gossip, w, np.asarray(w.getnnz(axis=1) - 1), models, seed=0)
+
+
+def test_choco_topk_equals_the_textbook_update():
+    """The kept s = (W - I) X_hat, updated from the messages alone, gives CHOCO's update:
+    x_hat += topk(x - x_hat); x += gamma (W X_hat - X_hat), computed here in float64 in full."""
+    models = _models()
+    w = mixing_matrix(build_graph("social", 12, 0, HUB_EDGES)[0])
+    exchange = _exchange("choco", {"method": "topk", "fraction": 0.1}, 0.3, models, w)
+    x = {k: v.double().reshape(12, -1).clone() for k, v in models.x.items()}
+    xhat = {k: v.clone() for k, v in x.items()}
+    wd = torch.from_numpy(w.toarray())
+    codec = make_codec("topk", fraction=0.1)
+    for rnd in range(1, 21):
+        exchange.step(models, rnd)
+        for k in x:
+            diff = x[k] - xhat[k]
+            keep = codec.k(*matrix_shape(models.x[k].shape[1:]))
+            if 2 * keep < diff.shape[1]:  # the codec's rule: else the matrix goes raw
+                top = diff.abs().topk(keep, dim=1).indices
+                diff = torch.zeros_like(diff).scatter_(1, top, diff.gather(1, top))
+            xhat[k] += diff
+            x[k] += 0.3 * (wd @ xhat[k] - xhat[k])
+    assert all(torch.allclose(models.flat(k).double(), x[k], atol=1e-5) for k in x)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_powergossip_on_an_irregular_graph_equals_the_per_edge_update(rank):
+    """Nodes grouped by degree (padded only to their block's largest) give the per-edge power
+    step: for each edge e = (u, v): Q_e = (X_u - X_v)^T orth(P_e) (odd rounds; P_e from Q_e on even
+    ones), then X_u -= gamma w_e P_e Q_e^T and X_v += gamma w_e P_e Q_e^T."""
+    models = _models()
+    g, _ = build_graph("social", 12, 0, HUB_EDGES)
+    w = mixing_matrix(g)
+    exchange = _exchange("powergossip", {"method": "powersgd", "rank": rank}, 0.5, models, w)
+    x = {k: v.clone() for k, v in models.x.items()}
+    p = {k: v.clone() for k, v in exchange.state_dict()["p"].items()}  # [edges + 1, rows, r]
+    q = {k: v.clone() for k, v in exchange.state_dict()["q"].items()}
+    coo = w.tocoo()
+    edges = [(int(u), int(v), float(c)) for u, v, c in zip(coo.row, coo.col, coo.data) if u < v]
+    for rnd in range(1, 7):
+        exchange.step(models, rnd)
+        for k in x:
+            if k not in exchange.low_rank:
+                flat = x[k].view(12, -1)
+                flat += 0.5 * (torch.from_numpy(w.toarray()).float() @ flat - flat)
+                continue
+            for e, (u, v, _) in enumerate(edges):
+                d = x[k][u] - x[k][v]
+                if rnd % 2 == 1:
+                    p[k][e] = orthonormalize(p[k][e : e + 1])[0]
+                    q[k][e] = d.T @ p[k][e]
+                else:
+                    q[k][e] = orthonormalize(q[k][e : e + 1])[0]
+                    p[k][e] = d @ q[k][e]
+            for e, (u, v, c) in enumerate(edges):
+                step = 0.5 * c * p[k][e] @ q[k][e].T
+                x[k][u] -= step
+                x[k][v] += step
+    assert all(torch.allclose(models.x[k], x[k], atol=1e-5) for k in x)
+
+
+@pytest.mark.parametrize("algorithm,compression", [("choco", {"method": "topk", "fraction": 0.1}),
+                                                   ("powergossip", {"method": "powersgd", "rank": 1})])
+def test_exchange_state_round_trips_bit_for_bit(algorithm, compression):
+    """Three rounds, a checkpoint (through torch.save), three more on a fresh exchange: the same
+    models as six straight (CHOCO's kept s and PowerGossip's factors are state)."""
+    import io
+
+    w = mixing_matrix(build_graph("social", 12, 0, HUB_EDGES)[0])
+    straight, resumed = _models(), _models()
+    a, b = (_exchange(algorithm, compression, 0.3, m, w) for m in (straight, resumed))
+    for rnd in range(1, 7):
+        a.step(straight, rnd)
+    for rnd in range(1, 4):
+        b.step(resumed, rnd)
+    buf = io.BytesIO()
+    torch.save({"nodes": resumed.state_dict(), "exchange": b.state_dict()}, buf)
+    buf.seek(0)
+    blob = torch.load(buf, weights_only=False)
+    again = _models(seed=1)
+    again.load_state_dict(blob["nodes"])
+    c = _exchange(algorithm, compression, 0.3, again, w)
+    c.load_state_dict(blob["exchange"])
+    for rnd in range(4, 7):
+        c.step(again, rnd)
+    assert all(torch.equal(again.x[k], straight.x[k]) for k in straight.x)
+
+
+def test_node_aucs_match_binary_metrics_with_ties_and_clipping():
+    from fedrec.gossip.evaluate import aucs
+    from fedrec.metrics import binary_metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(500) < 0.3
+    probs = rng.random((6, 500)).astype(np.float32)
+    probs[1] = np.round(probs[1], 1)  # many ties
+    probs[2, :50] = 1e-9  # below the clip: ties at 1e-7
+    probs[3] = labels * 0.5 + probs[3] * 0.6
+    expected = [binary_metrics(labels, p)["auc"] for p in probs]
+    assert np.allclose(aucs(labels, probs), expected, rtol=0, atol=1e-12)
+    assert np.isnan(aucs(np.ones(500), probs)).all()
+
+
+def test_node_starts_and_updates_cross_pickle_bit_for_bit():
+    import pickle
+
+    from fedrec.gossip.transport import PortableStart, PortableUpdate
+
+    g = torch.Generator().manual_seed(0)
+    start = PortableStart({"w": torch.randn(8, 6, generator=g), "b": torch.randn(8, generator=g)},
+                          {"t_item": torch.randn(5, 8, generator=g)})
+    back = pickle.loads(pickle.dumps(start, protocol=5))
+    assert all(torch.equal(back.dense[k], start.dense[k]) for k in start.dense)
+    assert torch.equal(back.rows["t_item"], start.rows["t_item"])
+    back.rows["t_item"] += 1  # writable, and not aliasing the sender's tensors
+    assert not torch.equal(back.rows["t_item"], start.rows["t_item"])
+    update = PortableUpdate.of(ClientUpdate(3, 2.5, {"w": torch.randn(8, 6, generator=g)},
+                                            {"t_item": (torch.tensor([1, 4, 7]), torch.randn(3, 8, generator=g))}))
+    got = pickle.loads(pickle.dumps(update, protocol=5))
+    assert type(got) is ClientUpdate and (got.client, got.weight, got.whole_tables) == (3, 2.5, False)
+    assert torch.equal(got.dense["w"], update.dense["w"])
+    ids, rows = got.sparse["t_item"]
+    assert ids.dtype == torch.int64 and torch.equal(ids, update.sparse["t_item"][0]) and torch.equal(rows, update.sparse["t_item"][1])
 
 
 def test_compressed_gossip_sends_fewer_bytes_per_round_than_dpsgd():
