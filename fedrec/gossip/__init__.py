@@ -1,6 +1,7 @@
 """Decentralized training's parts: the communication graph, mixing weights, every node's model
-stacked on the driver, the exchange algorithms (D-PSGD, CHOCO-SGD, PowerGossip) and node
-evaluation. ``fedrec.algorithms.gossip`` drives them on the round loop."""
+stacked on the driver, the exchange algorithms (D-PSGD, CHOCO-SGD, PowerGossip), node
+evaluation, and how nodes' starts and updates cross Ray (``transport``).
+``fedrec.algorithms.gossip`` drives them on the round loop."""
 
 from fedrec.gossip.exchange import DPSGD, Choco, Exchange, PowerGossip
 from fedrec.gossip.graphs import GraphReport, build_graph, social_edges

@@ -3,7 +3,9 @@
 Loading each of N node models into a TorchRec module and predicting costs ~0.1 s per node on
 ML-100K's test split (minutes for 943 nodes); here groups of nodes run together through the
 batched trainer's stacked DLRM function (``stacked_dlrm_logits``): each feature's tables of a group
-are one flattened table, so a group's lookups are one ``embedding_bag`` call.
+are one flattened table, so a group's lookups are one ``embedding_bag`` call. The AUCs come from
+ranks of all nodes' scores at once (``aucs``; one scikit-learn call per node took 17 ms, 16 s for
+943 nodes).
 """
 
 from __future__ import annotations
