@@ -3,10 +3,9 @@
 What a whole ``fedrec train`` waits for before its first round, measured on 2 cores
 (``scripts/profile_startup.py``): ~5 s starting a local Ray (mostly waiting for its processes),
 ~4-5 s importing torch, TorchRec and the data readers (reading and splitting ML-100K itself
-is ~0.3 s), ~3 s of each actor
-importing torch, ~1 s of the host energy meter detecting hardware. ``started_pool`` starts Ray on
-the calling thread while a second thread imports and loads, then starts the actors, which boot
-while the data is still loading.
+is ~0.3 s), ~3 s of each actor importing torch, ~1 s of the host energy meter detecting
+hardware. ``started_pool`` starts Ray on the calling thread while a second thread imports and
+loads, then starts the actors, which boot while the loading finishes.
 """
 
 from __future__ import annotations
