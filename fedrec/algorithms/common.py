@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from data_pipeline.errors import ConfigError
@@ -17,7 +16,7 @@ from fedrec.runtime.data import FederatedData
 from fedrec.runtime.loop import RoundLoop
 from fedrec.runtime.pool import ClientPool
 from fedrec.runtime.result import FederatedResult, plot_history
-from fedrec.runtime.startup import load_for_run
+from fedrec.runtime.startup import load_for_run, started_pool
 from fedrec.runtime.tracking import TensorBoardTracker
 
 
@@ -38,24 +37,16 @@ def session(cfg, data: FederatedData | None = None, pool: ClientPool | None = No
     ``transform``, e.g. FEL carving the server's rows). A pool passed in is the caller's and stays
     up; one made here is stopped at the end."""
     started = time.perf_counter()
-    owned = pool is None
-    pool = pool or ClientPool.from_config(cfg)
-    try:
-        # The data loads (and TorchRec, which the run's model needs, imports) on a thread while
-        # this thread starts Ray and the actors, whose processes then import torch: what a whole
-        # `fedrec train` costs overlaps instead of adding up.
-        with ThreadPoolExecutor(1, thread_name_prefix="fedrec-load") as ex:
-            loading = ex.submit(load_for_run, cfg) if data is None else None
-            pool.start()
-            data = loading.result() if loading is not None else data
+    with ExitStack() as stack:
+        if pool is None:  # Ray and the actors start while the data loads (fedrec.runtime.startup)
+            pool, data = stack.enter_context(started_pool(cfg, data))
+        elif data is None:
+            data = load_for_run(cfg)
         if transform is not None:
             data = transform(data)
         data = poison_data(cfg, data)  # the attackers' own poisoned rows (label flip, fake users); else as is
         pool.set_data(data)
         yield Session(pool, data, started)
-    finally:
-        if owned:
-            pool.stop()
 
 
 def make_loop(cfg, pool: ClientPool, runs: list, *, progress: bool, desc: str, after_submit=None,

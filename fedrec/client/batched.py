@@ -102,18 +102,23 @@ class BatchedTrainer:
         params = tables + list(stacked.values())
         lrs = [cfg.lr_private if m else cfg.lr for m in mine] + [cfg.lr] * len(stacked)
         for t in range(n_steps):
-            idx = np.full((C, B), group.empty_row, dtype=np.int64)
-            active = []
-            for c in range(C):
-                if t < len(plans[c]):
-                    rows = plans[c][t]
-                    idx[c, : len(rows)] = rows
-                    active.append(c)
-            per_client = self._step_loss(group, idx.ravel(), C, B, tables, stacked)
+            # Only the clients with a step left take part: client sizes are skewed (ML-100K: median 46
+            # training rows, max 517), so most of a group has finished long before its largest client.
+            active = [c for c in range(C) if t < len(plans[c])]
+            idx = np.full((len(active), B), group.empty_row, dtype=np.int64)
+            for i, c in enumerate(active):
+                rows = plans[c][t]
+                idx[i, : len(rows)] = rows
+            if len(active) == C:
+                step_params = stacked
+            else:
+                which = torch.tensor(active)
+                step_params = {n: p.index_select(0, which) for n, p in stacked.items()}
+            per_client = self._step_loss(group, idx.ravel(), len(active), B, tables, step_params)
             for p in params:
                 p.grad = None
             per_client.sum().backward()
-            losses[active] += per_client.detach().numpy()[active]
+            losses[active] += per_client.detach().numpy()
             with torch.no_grad():
                 for p, lr in zip(params, lrs):
                     if p.grad is not None:
@@ -149,11 +154,14 @@ class BatchedTrainer:
 
     def _step_loss(self, group: _GroupData, idx: np.ndarray, C: int, B: int, tables, stacked) -> torch.Tensor:
         """Per-client mean loss of one step over rows ``idx`` ([C*B] group rows, padding = the
-        group's empty row), shape [C]; a client without rows this step contributes 0."""
-        pooled = []
-        for j, f in enumerate(self.features):
-            vals, offs = gather_jagged(group.values[f], group.offsets[f], idx)
-            pooled.append(F.embedding_bag(torch.from_numpy(vals), tables[j], torch.from_numpy(offs[:-1]), mode="sum").view(C, B, -1))
+        group's empty row), shape [C]; a client without rows this step contributes 0. All features'
+        lookups are one ``embedding_bag`` over the local tables side by side: per step, one call
+        and one backward instead of one per feature is most of what a small step costs."""
+        F_ = len(self.features)
+        bags = (idx[:, None] * F_ + np.arange(F_)).ravel()
+        vals, offs = gather_jagged(group.bag_values, group.bag_offsets, bags)
+        table = tables[0] if F_ == 1 else torch.cat(tables)
+        pooled = F.embedding_bag(torch.from_numpy(vals), table, torch.from_numpy(offs[:-1]), mode="sum").view(C, B, F_, -1)
         dense = torch.from_numpy(group.dense[idx]).view(C, B, -1)
         z = stacked_dlrm_logits(dense, pooled, stacked, self.dense_layers, self.over_layers, self.triu)
         m = torch.from_numpy((idx != group.empty_row).astype(np.float32)).view(C, B)
@@ -165,12 +173,15 @@ class BatchedTrainer:
 def stacked_dlrm_logits(dense: torch.Tensor, pooled: list[torch.Tensor], stacked: dict, dense_layers, over_layers,
                         triu: torch.Tensor) -> torch.Tensor:
     """TorchRec's DLRM forward for C stacked models at once: ``dense`` [C, B, D_in], ``pooled`` one
-    [C, B, D] per sparse feature, ``stacked`` the arches' weights with a leading C; logits [C, B].
+    [C, B, D] per sparse feature (or all of them as one [C, B, F, D]), ``stacked`` the arches' weights with a leading C; logits [C, B].
     (Training here; gossip evaluates every node's model with it, ``dlrm_probs`` one model.)"""
     h = dense
     for w, b in dense_layers:
         h = torch.relu(torch.baddbmm(stacked[b].unsqueeze(1), h, stacked[w].transpose(1, 2)))
-    combined = torch.stack([h, *pooled], dim=2)  # [C, B, F+1, D]
+    if isinstance(pooled, torch.Tensor):
+        combined = torch.cat([h.unsqueeze(2), pooled], dim=2)  # [C, B, F+1, D]
+    else:
+        combined = torch.stack([h, *pooled], dim=2)
     inter = torch.einsum("cbid,cbjd->cbij", combined, combined)[:, :, triu[0], triu[1]]
     z = torch.cat([h, inter], dim=2)
     for i, (w, b) in enumerate(over_layers):
@@ -207,17 +218,25 @@ def dlrm_probs(examples: Examples, state: State, layout: ModelLayout, tables: di
 
 class _GroupData:
     """A group's client examples concatenated, ids remapped into the group's local tables, plus
-    one empty row at the end that padding positions point to (no ids, zero dense, label 0)."""
+    one empty row at the end that padding positions point to (no ids, zero dense, label 0). The
+    sparse ids are one jagged column of bags, row after row and feature after feature within a row
+    (bag ``row * F + j``), each id shifted to its feature's table in the local tables side by side."""
 
     def __init__(self, exs: list[Examples], touched, base: np.ndarray, features: list[str]) -> None:
         sizes = np.array([len(ex) for ex in exs])
         self.row_start = np.r_[0, np.cumsum(sizes)[:-1]]
         self.empty_row = int(sizes.sum())
+        n_rows = self.empty_row + 1
         self.dense = np.concatenate([*(ex.dense for ex in exs), np.zeros((1, exs[0].dense.shape[1]), np.float32)])
         self.labels = np.concatenate([*(ex.labels for ex in exs), np.zeros(1, np.float32)])
-        self.values, self.offsets = {}, {}
+        values, lengths = [], []
+        table_start = 0
         for j, f in enumerate(features):
-            vals = [np.searchsorted(touched[c][j], ex.values[f]) + base[c, j] for c, ex in enumerate(exs)]
-            lengths = np.concatenate([*(np.diff(ex.offsets[f]) for ex in exs), np.zeros(1, np.int64)])
-            self.values[f] = np.concatenate(vals)
-            self.offsets[f] = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+            values.append(np.concatenate([np.searchsorted(touched[c][j], ex.values[f]) + base[c, j] + table_start
+                                          for c, ex in enumerate(exs)]))
+            lengths.append(np.concatenate([*(np.diff(ex.offsets[f]) for ex in exs), np.zeros(1, np.int64)]))
+            table_start += sum(len(t[j]) for t in touched)
+        # Feature-major bags (feature j's rows one after another), then reordered row-major.
+        feature_major = np.r_[0, np.cumsum(np.concatenate(lengths))].astype(np.int64)
+        row_major = (np.arange(len(features))[None, :] * n_rows + np.arange(n_rows)[:, None]).ravel()
+        self.bag_values, self.bag_offsets = gather_jagged(np.concatenate(values), feature_major, row_major)

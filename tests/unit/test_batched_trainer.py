@@ -16,15 +16,20 @@ from fedrec.model import ModelConfig
 from tests.unit.test_data_core import _toy
 
 
-@pytest.mark.parametrize("mu, epochs", [(0.0, 1), (0.1, 2)])
-def test_batched_matches_per_client_torchrec(mu, epochs):
+@pytest.mark.parametrize("mu, epochs, skewed", [(0.0, 1, False), (0.1, 2, False), (0.0, 2, True)])
+def test_batched_matches_per_client_torchrec(mu, epochs, skewed):
+    """``skewed``: clients of 1 to 23 rows, so most of a group finishes before its largest client
+    and later steps train only the clients still going."""
     toy = _toy(n_users=6, per_user=23, seed=3)
     raw = toy.raw_interactions()
     items = pd.DataFrame({"item": np.arange(30), "genres": [list(range(i % 3)) for i in range(30)]})  # bags of 0-2 ids
     data = build_interactions("toy", raw, item_features=items)
     ex = interaction_examples(data, features=("user", "item", "genres"))
     assert (np.diff(ex.offsets["genres"]) == 0).any() and (np.diff(ex.offsets["genres"]) == 2).any()
-    data = ClientData(ex, natural_partition(ex.groups))
+    parts = natural_partition(ex.groups)
+    if skewed:
+        parts = [p[:n] for p, n in zip(parts, (3, 23, 9, 17, 1, 12))]
+    data = ClientData(ex, parts)
     local = LocalTrainer(data, ModelConfig(embedding_dim=4, dense_arch=(8,), over_arch=(8,)))
     state = {k: v.detach().clone() for k, v in local.model.state_dict().items()}
     local.load_global(state)
