@@ -309,6 +309,8 @@ class FederatedRun:
         probs = np.full(len(examples), np.nan, dtype=np.float64)
         trained = np.zeros(len(examples), dtype=bool)
         for p in parts:
+            if not np.isfinite(p["probs"]).all():  # finite weights whose activations overflow
+                raise ModelDiverged(self.key, self.name, self.round, self.cfg.client.lr, self.cfg.client.local_epochs)
             probs[p["rows"]] = p["probs"]
             trained[p["rows"]] = p["trained"]
         extra: dict = {}
@@ -334,6 +336,8 @@ class FederatedRun:
         for split in (["validation"] if has_validation else []) + ["test"]:
             if self.pool is None:
                 labels, probs, extra = *self.predict(split), {}
+                if not np.isfinite(probs).all():
+                    raise ModelDiverged(self.key, self.name, self.round, self.cfg.client.lr, self.cfg.client.local_epochs)
             else:
                 labels, probs, extra = self._on_clients(split, ranking)
             metrics, per_tier = self.score(split, labels, probs)

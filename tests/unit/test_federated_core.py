@@ -317,3 +317,21 @@ def test_model_diverged_is_a_config_error_that_survives_pickling():
     assert (exc.key, exc.round) == ("sign_flip/mean", 47)
     assert str(exc) == ("config field 'client.lr': model 'sign_flip/mean' diverged (non-finite weights) in round 47; "
                         "lower client.lr (0.3) or client.local_epochs (2)")
+
+
+def test_finite_weights_with_overflowing_predictions_count_as_diverged():
+    """Weights can stay finite while the activations overflow (inf - inf in the interaction): the
+    evaluation names the divergence instead of handing NaN probabilities to the metrics."""
+    from fedrec.runtime.run import FederatedRun, ModelDiverged
+    from fedrec.synthetic import synthetic_federated_data
+
+    data = synthetic_federated_data(20, rows_per_client=8, max_cardinality=50, seed=1)
+    run = FederatedRun(config_from_dict({"model": {"embedding_dim": 4}}), data, None)
+    assert math.isfinite(run.evaluate()["auc"])
+    run.round = 7
+    for name, t in run.state.items():
+        t.fill_(1e30 if "weight" in name else 0.0)
+    assert all(torch.isfinite(t).all() for t in run.state.values())
+    with pytest.raises(ModelDiverged) as err:
+        run.evaluate()
+    assert err.value.round == 7
