@@ -102,16 +102,20 @@ def entry() -> None:
 
     Once a command has run and its output is flushed there is nothing left to do, but tearing
     down torch's and TorchRec's modules takes ~1.2 s on 2 cores (more with Ray's) after the last
-    line is printed. The exit handlers still run first (Ray's shutdown of the local instance among
-    them): this one is registered before any of them, so it runs last.
+    line is printed. The exit handlers still run first: this one is registered before any of them,
+    so it runs last. A local Ray this process started is killed here rather than shut down by
+    Ray's own handler (``fedrec.runtime.ray_runtime.hand_local_ray_to_exit`` says why).
     """
-    status = {"code": 1}  # an uncaught exception exits 1, as Python's own exit does
+    status = {"code": 1, "kill_ray": False}  # an uncaught exception exits 1, as Python's own exit does
     atexit.register(_exit_now, status)
     try:
         status["code"] = main()
     except SystemExit as exc:  # argparse's usage errors (2) and --help (0)
         status["code"] = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         raise
+    finally:
+        runtime = sys.modules.get("fedrec.runtime.ray_runtime")  # imported only by commands that use Ray
+        status["kill_ray"] = runtime is not None and runtime.hand_local_ray_to_exit()
     sys.exit(status["code"])
 
 
@@ -119,6 +123,10 @@ def _exit_now(status: dict) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    if status["kill_ray"]:
+        from fedrec.runtime.ray_runtime import kill_local_ray
+
+        kill_local_ray()
     os._exit(status["code"])
 
 
