@@ -1,6 +1,7 @@
-"""The scale model's arithmetic (scripts/scale_model.py) on made-up numbers checked by hand: the
+"""The scale model's arithmetic (scripts/_scale_cost.py) on made-up numbers checked by hand: the
 least-squares fit, the node count, the projected round, the driver-bottleneck search, and a
-``--refit`` of saved measurements end to end (no Ray: the measuring itself is the benchmark's)."""
+``--refit`` of saved measurements end to end (scripts/scale_model.py; no Ray: the measuring itself
+is the benchmark's)."""
 
 from __future__ import annotations
 
@@ -11,46 +12,47 @@ import pytest
 
 from tests.unit.test_bench_scripts import load_script
 
+cost = load_script("_scale_cost")
 sm = load_script("scale_model")
 
 
-def model(**over) -> sm.CostModel:
-    zero = sm.Linear()
+def model(**over) -> cost.CostModel:
+    zero = cost.Linear()
     base = dict(actor_cpu=zero, train_overhead_s=0.0, train_slowdown=1.0, driver_pre_wall=zero, driver_pre_cpu=zero,
                 driver_pc_wall=zero, driver_pc_cpu=zero, other_wall=zero, other_cpu=zero, arrival_bytes=zero,
                 change_bytes=zero, bytes_up_per_update=0.0, bytes_down_per_update=0.0, model_bytes=0.0,
                 actor_boot_mb=0.0, actor_mem=zero, data_bytes_per_client=0.0, driver_run_bytes_per_client=0.0,
                 driver_base_mb=0.0)
-    return sm.CostModel(**{**base, **over})
+    return cost.CostModel(**{**base, **over})
 
 
 def test_fit_linear_recovers_the_coefficients():
     U, A, P = [100, 200, 400, 100, 800], [1, 2, 2, 4, 3], [1e3, 1e4, 1e5, 1e6, 1e4]
     y = [2 + 0.5 * u + 3 * a + 1e-6 * p for u, a, p in zip(U, A, P)]
-    f = sm.fit_linear(y, U, A, P)
+    f = cost.fit_linear(y, U, A, P)
     assert (f.intercept, f.per_update, f.per_actor, f.per_client) == pytest.approx((2, 0.5, 3, 1e-6), rel=1e-6)
     assert f.at(1000, 10, 2e6) == pytest.approx(2 + 500 + 30 + 2)
 
 
 def test_fit_linear_a_constant_variable_goes_into_the_intercept():
-    f = sm.fit_linear([5 + 0.1 * u for u in (10, 20, 40)], updates=[10, 20, 40], actors=[2, 2, 2])
+    f = cost.fit_linear([5 + 0.1 * u for u in (10, 20, 40)], updates=[10, 20, 40], actors=[2, 2, 2])
     assert f.per_actor == 0 and f.intercept == pytest.approx(5) and f.per_update == pytest.approx(0.1)
 
 
 def test_fit_linear_never_gives_a_negative_cost():
     # A falling line: the best non-negative slope is 0, and the intercept the mean (3 + 2 + 1) / 3.
-    f = sm.fit_linear([3.0, 2.0, 1.0], updates=[0, 1, 2])
+    f = cost.fit_linear([3.0, 2.0, 1.0], updates=[0, 1, 2])
     assert f.per_update == 0 and f.intercept == pytest.approx(2.0)
 
 
-def _cluster_model() -> tuple[sm.CostModel, sm.NodeSpec]:
-    m = model(actor_cpu=sm.Linear(1.0, 0.01, 0.5), train_overhead_s=0.5, actor_boot_mb=300,
-              actor_mem=sm.Linear(per_actor=100, per_client=0.0005), data_bytes_per_client=0.0005 * 2**20,
-              driver_pc_cpu=sm.Linear(0.1, 0.001),
-              driver_pre_cpu=sm.ByBytes(0.2, 1e-8, 2e-8), arrival_bytes=sm.Linear(per_actor=1e5),
-              change_bytes=sm.Linear(1e6), model_bytes=5e5, bytes_up_per_update=1000,
+def _cluster_model() -> tuple[cost.CostModel, cost.NodeSpec]:
+    m = model(actor_cpu=cost.Linear(1.0, 0.01, 0.5), train_overhead_s=0.5, actor_boot_mb=300,
+              actor_mem=cost.Linear(per_actor=100, per_client=0.0005), data_bytes_per_client=0.0005 * 2**20,
+              driver_pc_cpu=cost.Linear(0.1, 0.001),
+              driver_pre_cpu=cost.ByBytes(0.2, 1e-8, 2e-8), arrival_bytes=cost.Linear(per_actor=1e5),
+              change_bytes=cost.Linear(1e6), model_bytes=5e5, bytes_up_per_update=1000,
               driver_base_mb=30, driver_run_bytes_per_client=100)
-    return m, sm.NodeSpec(cores=4, memory_gb=10, usable=0.8, nic_gbps=8, target_train_s=10)
+    return m, cost.NodeSpec(cores=4, memory_gb=10, usable=0.8, nic_gbps=8, target_train_s=10)
 
 
 def test_nodes_needed_by_hand():
@@ -58,13 +60,13 @@ def test_nodes_needed_by_hand():
     # Memory: room per node 0.8 * 10 * 1024 - 4 * (300 + 100) = 6592 MB; 20M clients * (0.0005 MB of actor
     # RSS + 0.0005 MB of object store) = 20000 MB -> 4 nodes.
     # Time: (1 + 0.01 * 100k) CPU-s over 4 cores per node, each with 10 - 0.5 - 0.5 = 9 s: 1001 / 36 = 27.8 -> 28.
-    assert sm.nodes_needed(m, 20_000_000, 100_000, node) == (28, 4)
-    assert sm.nodes_needed(m, 20_000_000, 1_000, node) == (4, 4)  # 11 / 36: memory decides
+    assert cost.nodes_needed(m, 20_000_000, 100_000, node) == (28, 4)
+    assert cost.nodes_needed(m, 20_000_000, 1_000, node) == (4, 4)  # 11 / 36: memory decides
 
 
 def test_project_by_hand():
     m, node = _cluster_model()
-    p = sm.project(m, 20_000_000, 100_000, node)
+    p = cost.project(m, 20_000_000, 100_000, node)
     assert (p.nodes, p.actors) == (28, 112)
     assert p.train_s == pytest.approx(0.5 + (1 + 1000 + 0.5 * 112) / 112)
     # The driver's link moves 1e9 bytes/s; the change (capped at the 5e5-byte model) goes once to each node.
@@ -80,10 +82,10 @@ def test_project_by_hand():
 
 
 def test_predict_wall_divides_by_the_cpu_share():
-    m = model(actor_cpu=sm.Linear(0.0, 0.004), train_overhead_s=0.1, train_slowdown=1.2,
-              driver_pre_wall=sm.ByBytes(0.05, 1e-7, 1e-6), arrival_bytes=sm.Linear(per_update=100, per_actor=1e5),
-              change_bytes=sm.Linear(per_update=50), model_bytes=1e9, other_wall=sm.Linear(0.02, per_client=1e-7))
-    p = sm.predict_wall(m, 200, 3, 100_000, cores=2, share_one=0.8, share_actors=0.5)
+    m = model(actor_cpu=cost.Linear(0.0, 0.004), train_overhead_s=0.1, train_slowdown=1.2,
+              driver_pre_wall=cost.ByBytes(0.05, 1e-7, 1e-6), arrival_bytes=cost.Linear(per_update=100, per_actor=1e5),
+              change_bytes=cost.Linear(per_update=50), model_bytes=1e9, other_wall=cost.Linear(0.02, per_client=1e-7))
+    p = cost.predict_wall(m, 200, 3, 100_000, cores=2, share_one=0.8, share_actors=0.5)
     assert p["train"] == pytest.approx((0.1 + 1.2 * 0.8 / 2) / 0.5)  # 3 actors, 2 cores: 2 at once
     # 3 sums of 3e5 + 2e4 bytes in all, a change of 1e4 bytes
     assert p["driver"] == pytest.approx((0.05 + 1e-7 * 3.2e5 + 1e-6 * 1e4) / 0.8)
@@ -95,12 +97,12 @@ def test_driver_bottleneck_is_where_the_driver_stays_slower():
     # One actor per node, unlimited memory; train = 0.001 U / N with N = ceil(0.001 U / 10) nodes.
     # The driver (2 + 0.0005 U) is faster from U = 4000 until one node is not enough (U > 10000);
     # with N >= 2 nodes the training stays <= 10 s while the driver's time only grows.
-    m = model(actor_cpu=sm.Linear(per_update=0.001), driver_pc_cpu=sm.Linear(2.0, 0.0005))
-    node = sm.NodeSpec(cores=1, memory_gb=1e6, target_train_s=10)
-    u = sm.driver_bottleneck(m, 1_000_000, node, "per_client")
+    m = model(actor_cpu=cost.Linear(per_update=0.001), driver_pc_cpu=cost.Linear(2.0, 0.0005))
+    node = cost.NodeSpec(cores=1, memory_gb=1e6, target_train_s=10)
+    u = cost.driver_bottleneck(m, 1_000_000, node, "per_client")
     assert 10_000 < u < 10_300  # the first point of the log grid past 10000
-    fast = replace(m, driver_pc_cpu=sm.Linear(per_update=1e-6))
-    assert sm.driver_bottleneck(fast, 1_000_000, node, "per_client") is None
+    fast = replace(m, driver_pc_cpu=cost.Linear(per_update=1e-6))
+    assert cost.driver_bottleneck(fast, 1_000_000, node, "per_client") is None
 
 
 def _phase(U: int, A: int, P: int, per_client: bool) -> dict:
@@ -142,7 +144,7 @@ def _runs() -> dict:
 
 def test_fit_recovers_made_up_costs():
     runs = _runs()
-    m = sm.fit([r for r in runs.values() if r["kind"] in ("sweep", "updates", "actors")], cores=2)
+    m = cost.fit([r for r in runs.values() if r["kind"] in ("sweep", "updates", "actors")], cores=2)
     assert (m.actor_cpu.per_update, m.actor_cpu.per_actor) == pytest.approx((0.003, 0.02), rel=1e-4)
     assert (m.train_overhead_s, m.train_slowdown) == pytest.approx((0.1, 1.0), rel=1e-4)
     assert (m.driver_pc_cpu.intercept, m.driver_pc_cpu.per_update) == pytest.approx((0.05, 2e-4), rel=1e-4)
