@@ -12,6 +12,7 @@ seconds per process.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -74,6 +75,46 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig | None = None, seed: int | N
 
     return DLRM(embedding_bag_collection=ebc, dense_in_features=len(spec.dense),
                 dense_arch_layer_sizes=[*cfg.dense_arch, cfg.embedding_dim], over_arch_layer_sizes=[*cfg.over_arch, 1])
+
+
+def dlrm_initial_state(spec: FeatureSpec, cfg: ModelConfig | None = None, seed: int | None = None) -> dict[str, torch.Tensor]:
+    """The state dict ``build_model(spec, cfg, seed)`` gives for the default ``dlrm`` (same names,
+    shapes and values, and the same draws from torch's generator), built from ``torch.nn`` alone.
+
+    Why not build the module: ``import torchrec`` imports ``torchrec.distributed`` with it (dynamo,
+    fbgemm, FSDP), ~4 CPU-seconds that the driver of a run on the batched path would spend only to
+    read off initial weights, on the cores the Ray workers are starting on. The steps follow
+    TorchRec 1.8's constructors: ``EmbeddingBagCollection`` makes each table's ``nn.EmbeddingBag``
+    (normal init) and then re-initialises each uniformly in +-sqrt(1 / rows); ``DLRM`` then makes
+    the dense arch's ``nn.Linear`` layers and the over arch's (its MLP, then the final layer).
+    ``tests/unit/test_model_state.py`` checks it against TorchRec's module.
+    """
+    cfg = cfg or ModelConfig()
+    if seed is not None:
+        torch.manual_seed(seed)
+    spec = spec.select(cfg.features) if cfg.features else spec
+    dim = cfg.embedding_dim
+    bags = [torch.nn.EmbeddingBag(f.cardinality, dim, mode="sum", include_last_offset=True) for f in spec.sparse]
+    state = {}
+    for f, bag in zip(spec.sparse, bags):
+        bound = math.sqrt(1 / f.cardinality)
+        torch.nn.init.uniform_(bag.weight, a=-bound, b=bound)
+        state[f"sparse_arch.embedding_bag_collection.embedding_bags.{table_name(f.name)}.weight"] = bag.weight.detach()
+
+    def linear(prefix: str, n_in: int, n_out: int) -> int:
+        layer = torch.nn.Linear(n_in, n_out)
+        state[f"{prefix}.weight"], state[f"{prefix}.bias"] = layer.weight.detach(), layer.bias.detach()
+        return n_out
+
+    n = len(spec.dense)
+    for i, out in enumerate([*cfg.dense_arch, dim]):
+        n = linear(f"dense_arch.model._mlp.{i}._linear", n, out)
+    features = len(spec.sparse)
+    n = dim + features * (features - 1) // 2 + features  # the interaction arch's output
+    for i, out in enumerate(cfg.over_arch):
+        n = linear(f"over_arch.model.0._mlp.{i}._linear", n, out)
+    linear("over_arch.model.1", n, 1)
+    return state
 
 
 def forward_logits(model: DLRM, batch) -> torch.Tensor:

@@ -23,7 +23,7 @@ from fedrec.client.layout import ModelLayout
 from fedrec.client.private import check_single_owner
 from fedrec.energy import EnergyModel
 from fedrec.metrics import binary_metrics
-from fedrec.model import build_model, predict
+from fedrec.model import build_model, dlrm_initial_state, predict
 from fedrec.pipeline import Arrivals, ModelShapes, ServerContext, build_pipeline
 from fedrec.pipeline.downlink import DeltaDownloads
 from fedrec.runtime.data import FederatedData
@@ -90,9 +90,16 @@ class FederatedRun:
         n = data.num_clients
         self.clients = np.arange(n) if clients is None else np.sort(np.asarray(clients, dtype=np.int64))
         self.model_fn = model_fn  # a custom model builder; None: cfg.model.name
-        self.model = (model_fn or build_model)(data.train.spec, cfg.model, seed=cfg.seed)
-        self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.layout = ModelLayout.of_module(self.model, data.train.spec)
+        if model_fn is None and cfg.model.name == "dlrm":
+            # The initial weights without importing TorchRec (fedrec.model.dlrm_initial_state says
+            # why); the module is built only if the driver itself scores (``model``).
+            self._model = None
+            self.state = dlrm_initial_state(data.train.spec, cfg.model, seed=cfg.seed)
+            self.layout = ModelLayout.of(self.state, data.train.spec)
+        else:
+            self._model = (model_fn or build_model)(data.train.spec, cfg.model, seed=cfg.seed)
+            self.state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+            self.layout = ModelLayout.of_module(self._model, data.train.spec)
         self.tiers = client_tiers(cfg, data)
         self.private_tables = sorted(self.layout.table_of_feature[f] for f in cfg.model.private)
         self.facts = ClientFacts(cfg, data, self.state, self.layout, self.tiers, set(self.private_tables))
@@ -118,6 +125,16 @@ class FederatedRun:
         self._last_eval: dict = {}
         if pool is not None:  # None: the server side alone (selection, aggregation, evaluation)
             pool.register(key, cfg.model, self.state, model_fn)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The run's TorchRec module holding the current state, built on first use (without
+        disturbing torch's generator: the run's later draws stay what they were)."""
+        if self._model is None:
+            with torch.random.fork_rng():
+                self._model = build_model(self.data.train.spec, self.cfg.model, seed=self.cfg.seed)
+        self._model.load_state_dict(self.state)
+        return self._model
 
     # --- selection (sync) ---
     def seed_of(self, rnd: int, client: int) -> int:
@@ -284,7 +301,6 @@ class FederatedRun:
         if split not in self._eval_batches:
             examples, _ = self.data.heldout(split)
             self._eval_batches[split] = list(examples.iter_batches(4096))
-        self.model.load_state_dict(self.state)
         probs, labels = predict(self.model, self._eval_batches[split])
         return labels.numpy(), probs.numpy()
 
