@@ -19,6 +19,7 @@ from pathlib import Path
 from _fedbench import config, print_table, write_json
 
 from fedrec.runtime import ClientPool, FederatedResult, FederatedRun, RoundLoop, load_federated_data
+from fedrec.runtime.run import ModelDiverged
 
 
 def main() -> None:
@@ -35,22 +36,37 @@ def main() -> None:
     started = time.perf_counter()
     data = load_federated_data(base)
     values = [float(v) for v in args.private_lr.split(",")]
+    diverged: dict[float, int] = {}  # setting -> round its model went non-finite
     with ClientPool.from_config(base) as pool:
         pool.set_data(data)
-        runs = [FederatedRun(base.with_(**{"client.private_lr": v}), data, pool, key=f"private_lr={v}") for v in values]
-        # Validation every eval; the test split is scored by the loop too, but only the chosen run's is reported.
-        RoundLoop(pool, runs, rounds=base.rounds, eval_every=base.eval_every, progress=True, desc="private lr").run()
-        results = {v: FederatedResult.from_run(r, time.perf_counter() - started) for v, r in zip(values, runs)}
+        while True:
+            # The settings train in lockstep, so one that diverges stops the loop: record it and
+            # train the others again from the start (same seeds, so the same runs as without it).
+            keep = [v for v in values if v not in diverged]
+            runs = [FederatedRun(base.with_(**{"client.private_lr": v}), data, pool, key=f"private_lr={v}") for v in keep]
+            try:
+                # Validation every eval; the test split is scored too, but only the chosen run's is reported.
+                RoundLoop(pool, runs, rounds=base.rounds, eval_every=base.eval_every, progress=True, desc="private lr").run()
+                break
+            except ModelDiverged as exc:
+                value = keep[[r.key for r in runs].index(exc.key)]
+                diverged[value] = exc.round
+                print(f"private_lr {value:g} diverged in round {exc.round}; training the others again", flush=True)
+                if len(diverged) == len(values):
+                    raise
+        results = {v: FederatedResult.from_run(r, time.perf_counter() - started) for v, r in zip(keep, runs)}
     rows = [{"private_lr": v, "validation_auc": r.validation_auc, "validation_ndcg_at_10": r.validation_ndcg_at_10}
             for v, r in results.items()]
-    best = max(values, key=lambda v: results[v].validation_auc)
+    rows += [{"private_lr": v, "validation_auc": None, "validation_ndcg_at_10": None, "diverged_round": rnd}
+             for v, rnd in diverged.items()]
+    best = max(results, key=lambda v: results[v].validation_auc)
     chosen = results[best]
     print_table(rows, [("private_lr", "private lr", ".3g"), ("validation_auc", "val AUC", ".4f"),
                        ("validation_ndcg_at_10", "val nDCG@10", ".4f")])
     print(f"chosen on validation: private_lr {best:g}: test AUC {chosen.final_auc:.4f}, HR@10 {chosen.test_hr_at_10:.4f}, "
           f"nDCG@10 {chosen.test_ndcg_at_10:.4f}")
     path = write_json(Path(args.out), "tune_private.json", {
-        "config": args.config, "rows": rows, "chosen": best,
+        "config": args.config, "rows": rows, "chosen": best, "diverged": {str(v): r for v, r in diverged.items()},
         "test": {"auc": chosen.final_auc, "hr_at_10": chosen.test_hr_at_10, "ndcg_at_10": chosen.test_ndcg_at_10},
         "seconds": time.perf_counter() - started})
     print(f"wrote {path}")
