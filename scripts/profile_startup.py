@@ -25,7 +25,7 @@ T0 = time.time()  # replaced by the process's start time where psutil can tell i
 # module -> [(object path in the module, label)]
 PHASES = {
     "ray": [("init", "ray.init")],
-    "fedrec.runtime.startup": [("load_for_run", "load data + warm TorchRec and the meter (thread)")],
+    "fedrec.runtime.startup": [("load_for_run", "load data + warm imports and the meter (thread)")],
     "fedrec.runtime.pool": [("ClientPool.start", "create the actors"),
                             ("ClientPool.set_data", "ship data to actors (waits for them to boot)"),
                             ("ClientPool.stop", "pool stop")],
