@@ -157,11 +157,12 @@ class BatchedTrainer:
         group's empty row), shape [C]; a client without rows this step contributes 0. All features'
         lookups are one ``embedding_bag`` over the local tables side by side: per step, one call
         and one backward instead of one per feature is most of what a small step costs."""
-        F_ = len(self.features)
-        bags = (idx[:, None] * F_ + np.arange(F_)).ravel()
+        n_features = len(self.features)
+        bags = (idx[:, None] * n_features + np.arange(n_features)).ravel()
         vals, offs = gather_jagged(group.bag_values, group.bag_offsets, bags)
-        table = tables[0] if F_ == 1 else torch.cat(tables)
-        pooled = F.embedding_bag(torch.from_numpy(vals), table, torch.from_numpy(offs[:-1]), mode="sum").view(C, B, F_, -1)
+        table = tables[0] if n_features == 1 else torch.cat(tables)
+        pooled = F.embedding_bag(torch.from_numpy(vals), table, torch.from_numpy(offs[:-1]), mode="sum")
+        pooled = pooled.view(C, B, n_features, -1)
         dense = torch.from_numpy(group.dense[idx]).view(C, B, -1)
         z = stacked_dlrm_logits(dense, pooled, stacked, self.dense_layers, self.over_layers, self.triu)
         m = torch.from_numpy((idx != group.empty_row).astype(np.float32)).view(C, B)
@@ -173,7 +174,8 @@ class BatchedTrainer:
 def stacked_dlrm_logits(dense: torch.Tensor, pooled: list[torch.Tensor], stacked: dict, dense_layers, over_layers,
                         triu: torch.Tensor) -> torch.Tensor:
     """TorchRec's DLRM forward for C stacked models at once: ``dense`` [C, B, D_in], ``pooled`` one
-    [C, B, D] per sparse feature (or all of them as one [C, B, F, D]), ``stacked`` the arches' weights with a leading C; logits [C, B].
+    [C, B, D] per sparse feature (or all of them as one [C, B, F, D]), ``stacked`` the arches'
+    weights with a leading C; logits [C, B].
     (Training here; gossip evaluates every node's model with it, ``dlrm_probs`` one model.)"""
     h = dense
     for w, b in dense_layers:
