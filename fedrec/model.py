@@ -77,6 +77,13 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig | None = None, seed: int | N
                 dense_arch_layer_sizes=[*cfg.dense_arch, cfg.embedding_dim], over_arch_layer_sizes=[*cfg.over_arch, 1])
 
 
+def is_plain_dlrm(cfg: ModelConfig, model_fn=None) -> bool:
+    """The default DLRM, with no custom builder: the model fedrec knows without a TorchRec module
+    (its initial state is ``dlrm_initial_state``, its layout is read off the state dict's names, and
+    it trains on the batched path)."""
+    return cfg.name == "dlrm" and model_fn is None
+
+
 def dlrm_initial_state(spec: FeatureSpec, cfg: ModelConfig | None = None, seed: int | None = None) -> dict[str, torch.Tensor]:
     """The state dict ``build_model(spec, cfg, seed)`` gives for the default ``dlrm`` (same names,
     shapes and values, and the same draws from torch's generator), built from ``torch.nn`` alone.

@@ -171,19 +171,16 @@ class BatchedTrainer:
         return (bce * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def stacked_dlrm_logits(dense: torch.Tensor, pooled: list[torch.Tensor], stacked: dict, dense_layers, over_layers,
+def stacked_dlrm_logits(dense: torch.Tensor, pooled: torch.Tensor, stacked: dict, dense_layers, over_layers,
                         triu: torch.Tensor) -> torch.Tensor:
-    """TorchRec's DLRM forward for C stacked models at once: ``dense`` [C, B, D_in], ``pooled`` one
-    [C, B, D] per sparse feature (or all of them as one [C, B, F, D]), ``stacked`` the arches'
-    weights with a leading C; logits [C, B].
+    """TorchRec's DLRM forward for C stacked models at once: ``dense`` [C, B, D_in], ``pooled``
+    the sparse features' pooled embeddings [C, B, F, D], ``stacked`` the arches' weights with a
+    leading C; logits [C, B].
     (Training here; gossip evaluates every node's model with it, ``dlrm_probs`` one model.)"""
     h = dense
     for w, b in dense_layers:
         h = torch.relu(torch.baddbmm(stacked[b].unsqueeze(1), h, stacked[w].transpose(1, 2)))
-    if isinstance(pooled, torch.Tensor):
-        combined = torch.cat([h.unsqueeze(2), pooled], dim=2)  # [C, B, F+1, D]
-    else:
-        combined = torch.stack([h, *pooled], dim=2)
+    combined = torch.cat([h.unsqueeze(2), pooled], dim=2)  # [C, B, F+1, D]
     inter = torch.einsum("cbid,cbjd->cbij", combined, combined)[:, :, triu[0], triu[1]]
     z = torch.cat([h, inter], dim=2)
     for i, (w, b) in enumerate(over_layers):
@@ -213,7 +210,8 @@ def dlrm_probs(examples: Examples, state: State, layout: ModelLayout, tables: di
             vals, offs = gather_jagged(examples.values[f], examples.offsets[f], rows)
             pooled.append(F.embedding_bag(torch.from_numpy(vals), use[f], torch.from_numpy(offs[:-1]), mode="sum").unsqueeze(0))
         dense = torch.from_numpy(np.ascontiguousarray(examples.dense[rows])).unsqueeze(0)
-        logits = stacked_dlrm_logits(dense, pooled, stacked, layout.dense_layers, layout.over_layers, triu)
+        logits = stacked_dlrm_logits(dense, torch.stack(pooled, dim=2), stacked, layout.dense_layers, layout.over_layers,
+                                     triu)
         out.append(torch.sigmoid(logits[0]).numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 

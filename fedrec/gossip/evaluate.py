@@ -50,7 +50,8 @@ def node_probabilities(models: NodeModels, layout: ModelLayout, examples: Exampl
                 starts = torch.from_numpy(offs[:-1]).unsqueeze(0) + torch.arange(size).unsqueeze(1) * len(vals)
                 pooled.append(F.embedding_bag(ids.reshape(-1), table, starts.reshape(-1), mode="sum").view(size, len(idx), -1))
             dense = torch.from_numpy(examples.dense[idx]).unsqueeze(0).expand(size, -1, -1)
-            logits = stacked_dlrm_logits(dense, pooled, params, layout.dense_layers, layout.over_layers, triu)
+            logits = stacked_dlrm_logits(dense, torch.stack(pooled, dim=2), params, layout.dense_layers,
+                                         layout.over_layers, triu)
             out[nodes, b0 : b0 + len(idx)] = torch.sigmoid(logits).numpy()
     return out
 

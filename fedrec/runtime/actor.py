@@ -28,7 +28,7 @@ from fedrec.client.evaluate import model_tables, rank_clients
 from fedrec.client.layout import ModelLayout
 from fedrec.client.local import LocalTrainer
 from fedrec.client.private import PrivateRows, owned_rows
-from fedrec.model import ModelConfig, predict
+from fedrec.model import ModelConfig, is_plain_dlrm, predict
 from fedrec.pipeline import Arrivals, ClientContext, UpdatePipeline
 from fedrec.updates import ClientStart, State, StateChange
 
@@ -67,7 +67,7 @@ class _Slot:
     @property
     def batched(self) -> bool:
         """The stacked fast path covers TorchRec's DLRM; any other model trains client by client."""
-        return self.model_cfg.name == "dlrm" and self.model_fn is None
+        return is_plain_dlrm(self.model_cfg, self.model_fn)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from fedrec.client.layout import ModelLayout
 from fedrec.client.private import check_single_owner
 from fedrec.energy import EnergyModel
 from fedrec.metrics import binary_metrics
-from fedrec.model import build_model, dlrm_initial_state, predict
+from fedrec.model import build_model, dlrm_initial_state, is_plain_dlrm, predict
 from fedrec.pipeline import Arrivals, ModelShapes, ServerContext, build_pipeline
 from fedrec.pipeline.downlink import DeltaDownloads
 from fedrec.runtime.data import FederatedData
@@ -90,7 +90,7 @@ class FederatedRun:
         n = data.num_clients
         self.clients = np.arange(n) if clients is None else np.sort(np.asarray(clients, dtype=np.int64))
         self.model_fn = model_fn  # a custom model builder; None: cfg.model.name
-        if model_fn is None and cfg.model.name == "dlrm":
+        if is_plain_dlrm(cfg.model, model_fn):
             # The initial weights without importing TorchRec (fedrec.model.dlrm_initial_state says
             # why); the module is built only if the driver itself scores (``model``).
             self._model = None

@@ -4,8 +4,9 @@ What a whole ``fedrec train`` waits for before its first round, measured on 2 co
 (``scripts/profile_startup.py``): ~5 s starting a local Ray (mostly waiting for its processes),
 ~3-5 s importing torch and the data readers (and TorchRec, ~4 CPU-seconds more, for a model other
 than the DLRM; reading and splitting ML-100K itself is ~0.3 s), ~3 s of each actor importing torch,
-~1 s of the host energy meter detecting hardware. ``started_pool`` starts Ray on the calling thread while a second thread imports and
-loads, then starts the actors, which boot while the loading finishes.
+~1 s of the host energy meter detecting hardware. ``started_pool`` starts Ray on the calling
+thread while a second thread imports and loads, then starts the actors, which boot while the
+loading finishes.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def started_pool(cfg, data=None):
 def _warm_imports(cfg) -> None:
     """Import what the run will: its mode's runner (torch, the round loop) and, for a model the
     driver builds as a TorchRec module, TorchRec (a DLRM starts from ``dlrm_initial_state``)."""
-    if cfg.model.name != "dlrm":
+    from fedrec.model import is_plain_dlrm
+
+    if not is_plain_dlrm(cfg.model):
         import torchrec.models.dlrm  # noqa: F401
 
     from fedrec.algorithms import runner_of
