@@ -2,17 +2,21 @@
 
 Each round ``clients_per_round`` nodes (all of them if that is >= the number of nodes) train
 locally from their own models on the shared actor pool (``ClientPool.submit_from``: no process
-per node), then every node exchanges messages with its neighbours on the communication graph and
-mixes (``fedrec.gossip.exchange``: D-PSGD, CHOCO-SGD or PowerGossip). The node models live
-stacked on the driver (``fedrec.gossip.nodes``).
+per node); every node applies its neighbourhood's averaged update, per embedding row over the
+neighbours that touched it (``fedrec.gossip.updates``: FedAvg's row-wise mean, without which a
+row's update is divided among all nodes and every method stays at chance AUC); then every node
+exchanges messages with its neighbours on the communication graph and mixes
+(``fedrec.gossip.exchange``: D-PSGD, CHOCO-SGD or PowerGossip). On the complete graph with
+uniform weights, D-PSGD is FedAvg. The node models live stacked on the driver
+(``fedrec.gossip.nodes``).
 
 Reported: the averaged model's validation and test AUC (the run's ``state`` is the nodes' mean,
 which a doubly stochastic W never moves: only training does; it is taken when evaluation or a
 checkpoint reads it), the consensus distance every round (``history``), the mean and worst node's
 test AUC at the end (each node's own model, scored once after the last round), and bytes per node
-(what a node sent over the run, on average). ``dense_bytes_up`` is what D-PSGD's whole-model
-messages would have cost on the same graph, so ``compression_ratio_up`` compares against
-uncompressed gossip.
+(what a node sent over the run, on average: its updates to its neighbours and the exchange's
+messages). ``dense_bytes_up`` is what D-PSGD's whole-model messages (and the same updates) would
+have cost on the same graph, so ``compression_ratio_up`` compares against uncompressed gossip.
 
 The simulated clock: a round lasts as long as its slowest node, which computes (if it trained)
 and then sends and receives its messages at its tier's bandwidth.
@@ -29,6 +33,7 @@ import torch
 from fedrec.algorithms.common import drive, finish, make_loop, session
 from fedrec.gossip import (
     NodeModels,
+    apply_updates,
     build_graph,
     make_exchange,
     mixing_matrix,
@@ -49,6 +54,9 @@ class GossipResult(FederatedResult):
     node_auc_mean: float = math.nan  # test AUC of each node's own model, averaged over nodes
     node_auc_worst: float = math.nan
     bytes_per_node: float = 0.0  # bytes a node sent over the run, mean over nodes
+    # Of bytes_up: the trained nodes' updates sent to their neighbours (uncompressed; the rest is
+    # the exchange's messages, which the algorithm's compression shrinks).
+    update_bytes: int = 0
     algorithm: str = ""
     topology: str = ""
     spectral_gap: float = 0.0  # 1 - |lambda_2(W)|: how fast mixing forgets disagreement
@@ -68,7 +76,7 @@ class GossipRun(FederatedRun):
         n = data.num_clients
         edges, source = (social_edges(g.graph, cfg.data, data.client_users) if g.topology == "social" else (None, ""))
         self.graph, self.graph_report = build_graph(g.topology, n, cfg.seed, edges, source)
-        w = mixing_matrix(self.graph, g.weights)
+        self.w = w = mixing_matrix(self.graph, g.weights)
         self.degree = np.asarray(w.getnnz(axis=1) - 1, dtype=np.int64)
         self.gap = spectral_gap(w)
         self.nodes = NodeModels(self.state, n, self.layout.tables, data)
@@ -88,8 +96,9 @@ class GossipRun(FederatedRun):
         return pool.submit_from(self.key, sub.clients, starts, sub.config, seeds, self.pipeline_ref(), rnd)
 
     def finish(self, rnd: int, plan: RoundPlan, gathered: list[Gathered]) -> dict:
-        self.nodes.add([u for g in gathered for a in g.arrivals for u in (a.updates or [])])
-        sent = self.exchange.step(self.nodes, rnd)
+        told = apply_updates(self.nodes, [u for g in gathered for a in g.arrivals for u in (a.updates or [])],
+                             self.w, self.degree)
+        sent = told + self.exchange.step(self.nodes, rnd)
         trained = np.zeros(self.data.num_clients, dtype=bool)
         trained[plan.submissions[0].clients] = True
         compute = np.where(trained, self.facts.local_steps * self.cfg.clock.step_seconds / self._speed, 0.0)
@@ -102,8 +111,9 @@ class GossipRun(FederatedRun):
         t["client_updates"] += len(stats)
         t["failed_updates"] += sum(g.failed for g in gathered)
         t["bytes_up"] += int(sent.sum())
+        t["update_bytes"] = t.get("update_bytes", 0) + int(told.sum())
         t["bytes_down"] += int(sent.sum())  # every message sent is received once
-        dense = int(self.degree.sum()) * self.facts.model_bytes
+        dense = int(self.degree.sum()) * self.facts.model_bytes + int(told.sum())
         t["dense_bytes_up"] += dense
         t["dense_bytes_down"] = t.get("dense_bytes_down", 0) + dense
         t["sim_seconds"] += sim
@@ -158,6 +168,7 @@ def run_gossip(cfg, data: FederatedData | None = None, pool: ClientPool | None =
         n = s.data.num_clients
         result = GossipResult.from_run(
             run, s.wall(), **run.node_metrics(), bytes_per_node=run.totals["bytes_up"] / n,
+            update_bytes=run.totals.get("update_bytes", 0),
             algorithm=cfg.gossip.algorithm, topology=cfg.gossip.topology, spectral_gap=run.gap,
             graph=run.graph_report.to_dict())
     return finish(result, cfg)

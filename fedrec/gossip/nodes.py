@@ -4,7 +4,8 @@ N nodes of one architecture are ``x[name]`` of shape [N, *shape]: one allocation
 instead of N models, so mixing is a sparse matrix product over the node axis, compression runs
 batched over nodes, and a node's training input (its dense weights and the embedding rows its
 data touches, a ``ClientStart``) is a slice. The actors train the selected nodes from those slices
-(``ClientPool.submit_from``) and send back ordinary client updates, which ``add`` applies. Memory
+(``ClientPool.submit_from``) and send back ordinary client updates, which
+``fedrec.gossip.updates.apply_updates`` applies (each node its neighbourhood's mean). Memory
 is N x the model (ML-100K's 943 nodes: ~106 MB).
 """
 
@@ -16,7 +17,7 @@ import torch
 from fedrec.client.data import ClientData
 from fedrec.gossip.transport import PortableStart
 from fedrec.threads import single_threaded
-from fedrec.updates import ClientStart, ClientUpdate, State
+from fedrec.updates import ClientStart, State
 
 
 class NodeModels:
@@ -41,15 +42,6 @@ class NodeModels:
         ids = self.ids(node)
         return PortableStart({k: self.x[k][node].clone() for k in self.dense_names},
                            {k: self.x[k][node, ids[k]].clone() for k in self.tables})
-
-    @torch.no_grad()
-    def add(self, updates: list[ClientUpdate]) -> None:
-        """Apply local training: each node's own delta to its own model."""
-        for u in updates:
-            for k, d in u.dense.items():
-                self.x[k][u.client] += d
-            for k, (ids, rows) in u.sparse.items():
-                self.x[k][u.client, ids] += rows
 
     def mean(self) -> State:
         """The averaged model (what gossip's consensus converges to)."""

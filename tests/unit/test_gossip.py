@@ -1,18 +1,21 @@
 """Gossip without Ray: graphs and the rule that connects a social graph, doubly stochastic mixing
-weights, consensus of D-PSGD, CHOCO-SGD and PowerGossip on fixed vectors (no training), the
-stacked node models, and the batched node evaluation against TorchRec."""
+weights, consensus of D-PSGD, CHOCO-SGD and PowerGossip on fixed vectors (no training), how local
+updates reach the nodes (D-PSGD on the complete graph is FedAvg), the stacked node models, and the
+batched node evaluation against TorchRec."""
 
 import networkx as nx
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from fedrec.config import config_from_dict
 from fedrec.gossip import NodeModels, build_graph, make_exchange, mixing_matrix, select_nodes, spectral_gap
 from fedrec.gossip.graphs import connect, torus_shape
+from fedrec.gossip.updates import apply_updates
 from fedrec.pipeline.codec import make_codec, matrix_shape
 from fedrec.pipeline.powersgd import orthonormalize
-from fedrec.updates import ClientUpdate
+from fedrec.updates import AggregatedUpdate, ClientUpdate
 
 
 @pytest.mark.parametrize("topology", ["ring", "torus", "exponential", "complete"])
@@ -232,6 +235,71 @@ def test_compressed_gossip_sends_fewer_bytes_per_round_than_dpsgd():
     assert (power == 2 * 4 * (8 + 6 + 8)).all()  # odd round: Q factors (cols x rank) of both matrices, the bias exactly
 
 
+def _updates(trainers, seed=0, rows=40):
+    """Random updates of ``trainers``: example weights, a few touched rows of t_item each, dense deltas."""
+    g = np.random.default_rng(seed)
+    out = []
+    for c in trainers:
+        ids = np.sort(g.choice(rows, int(g.integers(1, 6)), replace=False))
+        out.append(ClientUpdate(int(c), float(g.integers(1, 50)),
+                                {"w": torch.from_numpy(g.normal(size=(8, 6)).astype(np.float32)),
+                                 "b": torch.from_numpy(g.normal(size=8).astype(np.float32))},
+                                {"t_item": (torch.from_numpy(ids), torch.from_numpy(g.normal(size=(len(ids), 8)).astype(np.float32)))}))
+    return out
+
+
+@pytest.mark.parametrize("weights", ["uniform", "metropolis"])
+@pytest.mark.parametrize("budget", [1, 1 << 22])  # one receiving node per block, and all at once
+def test_dpsgd_on_the_complete_graph_is_fedavg(weights, budget):
+    """Every node starts from the same model; 9 of 12 train (few embedding rows each, uneven
+    example counts); the updates reach the nodes and D-PSGD mixes once on the complete graph:
+    every node holds FedAvg's model (dense deltas weighted by examples, each row averaged over the
+    clients that touched it). Adding each node's own delta and averaging whole models gave the
+    rows 1/12 of the clients that touched them, and the dense weights 9/12 of the mean."""
+    state = {"t_item": torch.randn(40, 8), "w": torch.randn(8, 6), "b": torch.randn(8)}
+    models = NodeModels(state, 12, {"t_item": "item"})
+    w = mixing_matrix(build_graph("complete", 12, 0)[0], weights)
+    degree = np.asarray(w.getnnz(axis=1) - 1)
+    updates = _updates([0, 1, 2, 4, 5, 7, 8, 10, 11])
+    sent = apply_updates(models, updates, w, degree, budget=budget)
+    _exchange("dpsgd", {}, 1.0, models, w).step(models, 1)
+    fedavg = {k: v.clone() for k, v in state.items()}
+    mean = AggregatedUpdate.from_clients(updates).mean()
+    for k, d in mean.dense.items():
+        fedavg[k] += d
+    for k, (ids, rows) in mean.sparse.items():
+        fedavg[k].index_add_(0, ids, rows)
+    for k in state:
+        assert torch.allclose(models.x[k], fedavg[k].expand_as(models.x[k]), atol=1e-5), k
+    assert (sent[[u.client for u in updates]] == [11 * (u.nbytes() + 8) for u in updates]).all()
+    assert (sent[[3, 6, 9]] == 0).all()
+
+
+def test_each_node_applies_its_neighbourhoods_mean_update_row_by_row():
+    """On an irregular graph: node i's row r moves by sum_j w_ij n_j d_j[r] / sum_j w_ij n_j over
+    its neighbours j (itself included) that touched r, and stays where none did; dense tensors
+    likewise over the neighbours that trained (a brute-force loop in float64)."""
+    models = _models()
+    before = {k: v.clone().double() for k, v in models.x.items()}
+    w = mixing_matrix(build_graph("social", 12, 0, HUB_EDGES)[0])
+    updates = _updates([0, 3, 4, 9], seed=1)
+    apply_updates(models, updates, w, np.asarray(w.getnnz(axis=1) - 1))
+    wd = w.toarray()
+    by = {u.client: u for u in updates}
+    for i in range(12):
+        for k in ("w", "b"):
+            near = [j for j in by if wd[i, j] > 0]
+            step = (sum(wd[i, j] * by[j].weight * by[j].dense[k].double() for j in near)
+                    / sum(wd[i, j] * by[j].weight for j in near)) if near else 0
+            assert torch.allclose(models.x[k][i].double(), before[k][i] + step, atol=1e-5)
+        for r in range(40):
+            near = [(j, rows[list(ids).index(r)].double()) for j in by if wd[i, j] > 0
+                    for ids, rows in [by[j].sparse["t_item"]] if r in set(ids.tolist())]
+            step = (sum(wd[i, j] * by[j].weight * d for j, d in near)
+                    / sum(wd[i, j] * by[j].weight for j, _ in near)) if near else 0
+            assert torch.allclose(models.x["t_item"][i, r].double(), before["t_item"][i, r] + step, atol=1e-5)
+
+
 def test_node_models_start_add_and_mean():
     from fedrec.client.layout import ModelLayout
     from fedrec.model import build_model
@@ -248,11 +316,11 @@ def test_node_models_start_add_and_mean():
     assert torch.equal(start.rows[table], state[table][ids[table]])
     delta = ClientUpdate(2, 1.0, {k: torch.ones_like(v) for k, v in start.dense.items()},
                          {table: (ids[table], torch.ones_like(start.rows[table]))})
-    models.add([delta])
+    alone = sp.identity(n := data.num_clients, format="csr")  # no neighbours: each node applies its own delta
+    assert (apply_updates(models, [delta], alone, np.zeros(n, dtype=np.int64)) == 0).all()
     assert torch.equal(models.x[table][2, ids[table]], state[table][ids[table]] + 1)
     assert torch.equal(models.x[table][3], state[table])  # other nodes untouched
     assert models.consensus_distance() > 0
-    n = data.num_clients
     assert torch.allclose(models.mean()[table][ids[table]], state[table][ids[table]] + 1 / n)
     assert len(select_nodes(n, 5, 0, 1)) == 5 and (select_nodes(n, 10**6, 0, 1) == np.arange(n)).all()
 
