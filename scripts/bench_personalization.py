@@ -10,6 +10,10 @@ gives the cost of the private path in client updates/s (target: at most 20% slow
 
     .venv/bin/python scripts/bench_personalization.py                 # 3 workloads x 3 seeds
     .venv/bin/python scripts/bench_personalization.py --quick         # ml100k, 3 rounds, 1 seed
+    .venv/bin/python scripts/bench_personalization.py --workloads ml100k --set clients_per_round=200 --no-speed
+
+``--set KEY=VALUE`` (dotted config fields, repeatable) overrides every workload's config: a setting
+chosen on validation by scripts/tune_private.py checked over the seeds before it is shipped.
 """
 
 from __future__ import annotations
@@ -35,23 +39,39 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return (float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0) if len(arr) else (float("nan"), 0.0)
 
 
+def parse_sets(items: list[str]) -> dict:
+    """['client.lr=0.1', 'clients_per_round=200'] -> {'client.lr': 0.1, 'clients_per_round': 200}."""
+    from tune_private import parse_value
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE (e.g. client.lr=0.1)")
+        out[key] = parse_value(value)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--rounds", type=int, default=None, help="default: each config's")
     ap.add_argument("--central-epochs", type=int, default=5)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--no-speed", action="store_true", help="skip the private-vs-federated user table timing")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/bench_personalization")
     args = ap.parse_args()
     if args.quick:
         args.workloads, args.seeds, args.rounds, args.central_epochs = "ml100k", "0", 3, 1
     seeds = [int(s) for s in args.seeds.split(",")]
+    overrides = ({"rounds": args.rounds} if args.rounds else {}) | parse_sets(args.set)
     started = time.perf_counter()
     pool = ClientPool().start()
     rows, runs = [], {}
     for name in args.workloads.split(","):
-        base = config(WORKLOADS[name], **({"rounds": args.rounds} if args.rounds else {}))
+        base = config(WORKLOADS[name], **overrides)
         fed, cen = [], []
         for seed in seeds:
             cfg = base.with_(seed=seed, checkpoint_dir=None)
@@ -74,8 +94,8 @@ def main() -> None:
         row["auc_ratio"] = row["fed_final_auc"] / row["cen_final_auc"]
         rows.append(row)
     speed = None
-    if "ml100k" in args.workloads.split(","):  # the private path's cost: the same run with the user table federated
-        cfg = config(WORKLOADS["ml100k"], **({"rounds": args.rounds} if args.rounds else {})).with_(checkpoint_dir=None)
+    if "ml100k" in args.workloads.split(",") and not args.no_speed:  # the private path's cost: the user table federated instead
+        cfg = config(WORKLOADS["ml100k"], **overrides).with_(checkpoint_dir=None)
         data = load_federated_data(cfg)
         timing = {}
         for label, c in (("private", cfg), ("federated", cfg.with_(**{"model.private": []}))):
@@ -95,6 +115,7 @@ def main() -> None:
               f"target <= 20%); test AUC {speed['private']['final_auc']:.4f} vs {speed['federated']['final_auc']:.4f}")
     out = Path(args.out)
     path = write_json(out, "bench_personalization.json", {"rows": rows, "runs": runs, "speed": speed, "seeds": seeds,
+                                                           "overrides": overrides,
                                                            "seconds": time.perf_counter() - started})
     plot(rows, out / "bench_personalization.png")
     print(f"wrote {path} and {out / 'bench_personalization.png'}")

@@ -1,18 +1,24 @@
-"""Choose the private-table settings of a private-user config on its validation split.
+"""Choose a private-user config's settings on its validation split: a grid trained in lockstep.
 
 A private user row is trained only when its user is selected (about rounds x clients_per_round /
 clients times per run), so its learning rate (``client.private_lr``) matters more than the shared
-tables'. This sweep trains every setting in lockstep on one actor pool (one round loop, one model
-key per setting), picks the best by validation AUC at the last round and reports that setting's
-test AUC and ranking metrics once.
+tables'; the shared settings (client lr, local epochs, server lr, cohort size) interact with it.
+This sweep trains every point of the grid in lockstep on one actor pool (one round loop, one model
+key per point), picks the best by validation AUC at the last round and reports that point's test
+AUC and ranking metrics once.
 
-    .venv/bin/python scripts/tune_private.py --config configs/ml100k_private_user.yaml --private-lr 0.3,1,3,10
+    .venv/bin/python scripts/tune_private.py --private-lr 0.3,1,3,10
+    .venv/bin/python scripts/tune_private.py --grid client.private_lr=1,3 --grid clients_per_round=50,200
     .venv/bin/python scripts/tune_private.py --quick
+
+``--grid KEY=V1,V2`` takes any dotted config field (repeat it for more axes; the grid is their
+product). Points whose cohort sizes differ still train in lockstep: each run samples its own cohort.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -22,53 +28,94 @@ from fedrec.runtime import ClientPool, FederatedResult, FederatedRun, RoundLoop,
 from fedrec.runtime.run import ModelDiverged
 
 
+def parse_value(text: str):
+    """'3' -> 3, '0.3' -> 0.3, 'fedadam' -> 'fedadam' (config fields validate the rest)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_grid(axes: list[str]) -> dict[str, list]:
+    grid: dict[str, list] = {}
+    for axis in axes:
+        key, sep, values = axis.partition("=")
+        if not sep or not key or not values:
+            raise SystemExit(f"--grid {axis!r}: expected KEY=V1,V2,... (e.g. client.private_lr=1,3,10)")
+        grid[key] = [parse_value(v) for v in values.split(",")]
+    return grid
+
+
+def point_name(point: dict) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+
+
+def train_grid(base, data, points: list[dict]) -> tuple[dict[str, FederatedResult], dict[str, int], float]:
+    """Train every point in lockstep; a point whose model diverges is recorded (with its round) and
+    the others are trained again from the start (same seeds, so the same runs as without it)."""
+    started = time.perf_counter()
+    diverged: dict[str, int] = {}
+    with ClientPool.from_config(base) as pool:
+        pool.set_data(data)
+        while True:
+            keep = [p for p in points if point_name(p) not in diverged]
+            runs = [FederatedRun(base.with_(**p), data, pool, key=point_name(p)) for p in keep]
+            try:
+                # Validation every eval; the test split is scored too, but only the chosen point's is reported.
+                RoundLoop(pool, runs, rounds=base.rounds, eval_every=base.eval_every, progress=True, desc="grid").run()
+                break
+            except ModelDiverged as exc:
+                diverged[exc.key] = exc.round
+                print(f"{exc.key} diverged in round {exc.round}; training the others again", flush=True)
+                if len(diverged) == len(points):
+                    raise
+        seconds = time.perf_counter() - started
+        return {r.key: FederatedResult.from_run(r, seconds) for r in runs}, diverged, seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="ml100k_private_user.yaml", help="a config under configs/")
-    ap.add_argument("--private-lr", default="0.3,1,3,10")
+    ap.add_argument("--private-lr", default=None, help="shorthand for --grid client.private_lr=...")
+    ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="an axis of the grid")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="override the config's seed")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/tune_private")
     args = ap.parse_args()
     if args.quick:
-        args.private_lr, args.rounds = "0.3,3", 3
-    base = config(args.config, **({"rounds": args.rounds} if args.rounds else {})).with_(checkpoint_dir=None)
-    started = time.perf_counter()
+        args.grid, args.private_lr, args.rounds = [], "0.3,3", 3
+    axes = list(args.grid) + ([f"client.private_lr={args.private_lr}"] if args.private_lr else [])
+    grid = parse_grid(axes or ["client.private_lr=0.3,1,3,10"])
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    overrides = {k: v for k, v in (("rounds", args.rounds), ("seed", args.seed)) if v is not None}
+    base = config(args.config, **overrides).with_(checkpoint_dir=None)
     data = load_federated_data(base)
-    values = [float(v) for v in args.private_lr.split(",")]
-    diverged: dict[float, int] = {}  # setting -> round its model went non-finite
-    with ClientPool.from_config(base) as pool:
-        pool.set_data(data)
-        while True:
-            # The settings train in lockstep, so one that diverges stops the loop: record it and
-            # train the others again from the start (same seeds, so the same runs as without it).
-            keep = [v for v in values if v not in diverged]
-            runs = [FederatedRun(base.with_(**{"client.private_lr": v}), data, pool, key=f"private_lr={v}") for v in keep]
-            try:
-                # Validation every eval; the test split is scored too, but only the chosen run's is reported.
-                RoundLoop(pool, runs, rounds=base.rounds, eval_every=base.eval_every, progress=True, desc="private lr").run()
-                break
-            except ModelDiverged as exc:
-                value = keep[[r.key for r in runs].index(exc.key)]
-                diverged[value] = exc.round
-                print(f"private_lr {value:g} diverged in round {exc.round}; training the others again", flush=True)
-                if len(diverged) == len(values):
-                    raise
-        results = {v: FederatedResult.from_run(r, time.perf_counter() - started) for v, r in zip(keep, runs)}
-    rows = [{"private_lr": v, "validation_auc": r.validation_auc, "validation_ndcg_at_10": r.validation_ndcg_at_10}
-            for v, r in results.items()]
-    rows += [{"private_lr": v, "validation_auc": None, "validation_ndcg_at_10": None, "diverged_round": rnd}
-             for v, rnd in diverged.items()]
-    best = max(results, key=lambda v: results[v].validation_auc)
+    results, diverged, seconds = train_grid(base, data, points)
+
+    rows = []
+    for p in points:
+        name = point_name(p)
+        r = results.get(name)
+        rows.append({**p, "validation_auc": r.validation_auc if r else None,
+                     "validation_ndcg_at_10": r.validation_ndcg_at_10 if r else None,
+                     "diverged_round": diverged.get(name)})
+    best = max(results, key=lambda k: results[k].validation_auc)
     chosen = results[best]
-    print_table(rows, [("private_lr", "private lr", ".3g"), ("validation_auc", "val AUC", ".4f"),
-                       ("validation_ndcg_at_10", "val nDCG@10", ".4f")])
-    print(f"chosen on validation: private_lr {best:g}: test AUC {chosen.final_auc:.4f}, HR@10 {chosen.test_hr_at_10:.4f}, "
+    print_table(rows, [(k, k, "") for k in grid] + [("validation_auc", "val AUC", ".4f"),
+                       ("validation_ndcg_at_10", "val nDCG@10", ".4f"), ("diverged_round", "diverged", "")])
+    print(f"chosen on validation: {best}: test AUC {chosen.final_auc:.4f}, HR@10 {chosen.test_hr_at_10:.4f}, "
           f"nDCG@10 {chosen.test_ndcg_at_10:.4f}")
     path = write_json(Path(args.out), "tune_private.json", {
-        "config": args.config, "rows": rows, "chosen": best, "diverged": {str(v): r for v, r in diverged.items()},
+        "config": args.config, "grid": grid, "rounds": base.rounds, "seed": base.seed, "rows": rows, "chosen": best,
+        "diverged": diverged,
+        # Per point and evaluation: (round, validation AUC, test AUC), to see how settled the last round is.
+        "history": {k: [(h.get("round"), h.get("validation_auc"), h.get("auc")) for h in r.history
+                        if h.get("validation_auc") is not None] for k, r in results.items()},
         "test": {"auc": chosen.final_auc, "hr_at_10": chosen.test_hr_at_10, "ndcg_at_10": chosen.test_ndcg_at_10},
-        "seconds": time.perf_counter() - started})
+        "seconds": seconds})
     print(f"wrote {path}")
 
 
