@@ -11,7 +11,9 @@ infinity-AE and EASE are fitted on each and serve *every* real user from their f
 history (what a model learned from a summary is for); nDCG@10 on the test split, as a fraction of
 the same model fitted on the whole training split. Each model's regularisation is chosen per
 training set on a validation split (10% of each user's training interactions, random), the test
-split is scored once. Mean and std over seeds.
+split is scored once. Distill-CF is treated the same way: the summary learned from the fit part
+(with its own early stopping) is scored on validation; for the test split a summary is learned
+from the whole training split for the number of steps chosen there. Mean and std over seeds.
 
     nice -n 10 .venv/bin/python scripts/bench_distill.py          # ML-100K, 3 seeds
     .venv/bin/python scripts/bench_distill.py --quick             # generated data, seconds
@@ -114,12 +116,18 @@ def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
     for budget in budgets:
         m = DistillCF(budget=budget).summary_users(data.num_users)
         cell = {s: {name: [] for name in MODELS} for s in SOURCES}
-        seconds = []
+        seconds, steps = [], []
         for seed in seeds:
             start = time.perf_counter()
-            summary = DistillCF(budget=m, seed=seed, **distill_params).fit(fit).summary_
+            chosen = DistillCF(budget=m, seed=seed, **distill_params).fit(fit)
+            # Like every other training set: the validation-time summary learns from the fit part,
+            # the test-time one from the whole training split, for the step count chosen on
+            # validation (early stopping) and with no part of it held out.
+            refit = {**distill_params, "steps": chosen.best_step_, "validation_fraction": 0.0}
+            summary = DistillCF(budget=m, seed=seed, **refit).fit(train).summary_
             seconds.append(time.perf_counter() - start)
-            sets = {"distill-cf": (summary, summary),
+            steps.append(chosen.best_step_)
+            sets = {"distill-cf": (chosen.summary_, summary),
                     "svp-cf": user_rows("svp-cf", seed, fit, train, m),
                     "random users": user_rows("user", seed, fit, train, m)}  # fmt: skip
             for source, (fit_rows, test_rows) in sets.items():
@@ -129,7 +137,7 @@ def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
             if progress:
                 print(f"budget {budget:g} ({m} users) seed {seed}: distill {seconds[-1]:.0f} s", file=sys.stderr)
         out["budgets"][f"{budget:g}"] = {
-            "users": m, "distill_seconds": float(np.mean(seconds)),
+            "users": m, "distill_seconds": float(np.mean(seconds)), "distill_steps": steps,
             "fraction": {s: {n: {"mean": float(np.mean(v)), "std": float(np.std(v)), "seeds": v} for n, v in c.items()}
                          for s, c in cell.items()},
         }  # fmt: skip

@@ -96,3 +96,9 @@ def test_cli_distill_cf_writes_a_parquet_summary(data, tmp_path):
 def test_same_seed_same_summary(data):
     a, b, c = (DistillCF(budget=4, steps=10, eval_every=5, seed=s).fit(data).summary_ for s in (3, 3, 4))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_without_validation_it_trains_for_all_steps_and_keeps_the_last_summary(data):
+    d = DistillCF(budget=4, steps=12, eval_every=5, patience=5, validation_fraction=0.0, seed=2).fit(data)
+    assert d.best_step_ == 12 and d.history_ == [] and np.isnan(d.val_ndcg_)
+    assert d.summary_.shape == (4, data.num_items) and d.summary_.max() <= 1
