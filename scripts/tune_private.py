@@ -4,8 +4,9 @@ A private user row is trained only when its user is selected (about rounds x cli
 clients times per run), so its learning rate (``client.private_lr``) matters more than the shared
 tables'; the shared settings (client lr, local epochs, server lr, cohort size) interact with it.
 This sweep trains every point of the grid in lockstep on one actor pool (one round loop, one model
-key per point), picks the best by validation AUC at the last round and reports that point's test
-AUC and ranking metrics once.
+key per point), picks the best by a validation metric at the last round (``--metric``: AUC, or
+nDCG@10 where ranking is the headline, as on Last.fm) and reports that point's test AUC and ranking
+metrics once.
 
     .venv/bin/python scripts/tune_private.py --private-lr 0.3,1,3,10
     .venv/bin/python scripts/tune_private.py --grid client.private_lr=1,3 --grid clients_per_round=50,200
@@ -82,6 +83,8 @@ def main() -> None:
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="an axis of the grid")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    ap.add_argument("--metric", choices=["validation_auc", "validation_ndcg_at_10"], default="validation_auc",
+                    help="what the choice maximises")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/tune_private")
     args = ap.parse_args()
@@ -102,14 +105,14 @@ def main() -> None:
         rows.append({**p, "validation_auc": r.validation_auc if r else None,
                      "validation_ndcg_at_10": r.validation_ndcg_at_10 if r else None,
                      "diverged_round": diverged.get(name)})
-    best = max(results, key=lambda k: results[k].validation_auc)
+    best = max(results, key=lambda k: getattr(results[k], args.metric))
     chosen = results[best]
     print_table(rows, [(k, k, "") for k in grid] + [("validation_auc", "val AUC", ".4f"),
                        ("validation_ndcg_at_10", "val nDCG@10", ".4f"), ("diverged_round", "diverged", "")])
-    print(f"chosen on validation: {best}: test AUC {chosen.final_auc:.4f}, HR@10 {chosen.test_hr_at_10:.4f}, "
+    print(f"chosen on {args.metric}: {best}: test AUC {chosen.final_auc:.4f}, HR@10 {chosen.test_hr_at_10:.4f}, "
           f"nDCG@10 {chosen.test_ndcg_at_10:.4f}")
     path = write_json(Path(args.out), "tune_private.json", {
-        "config": args.config, "grid": grid, "rounds": base.rounds, "seed": base.seed, "rows": rows, "chosen": best,
+        "config": args.config, "grid": grid, "rounds": base.rounds, "seed": base.seed, "rows": rows, "metric": args.metric, "chosen": best,
         "diverged": diverged,
         # Per point and evaluation: (round, validation AUC, test AUC), to see how settled the last round is.
         "history": {k: [(h.get("round"), h.get("validation_auc"), h.get("auc")) for h in r.history
