@@ -76,7 +76,7 @@ class GossipRun(FederatedRun):
         n = data.num_clients
         edges, source = (social_edges(g.graph, cfg.data, data.client_users) if g.topology == "social" else (None, ""))
         self.graph, self.graph_report = build_graph(g.topology, n, cfg.seed, edges, source)
-        self.w = w = mixing_matrix(self.graph, g.weights)
+        w = mixing_matrix(self.graph, g.weights)
         self.degree = np.asarray(w.getnnz(axis=1) - 1, dtype=np.int64)
         self.gap = spectral_gap(w)
         self.nodes = NodeModels(self.state, n, self.layout.tables, data)
@@ -97,7 +97,7 @@ class GossipRun(FederatedRun):
 
     def finish(self, rnd: int, plan: RoundPlan, gathered: list[Gathered]) -> dict:
         told = apply_updates(self.nodes, [u for g in gathered for a in g.arrivals for u in (a.updates or [])],
-                             self.w, self.degree)
+                             self.exchange.w, self.degree)
         sent = told + self.exchange.step(self.nodes, rnd)
         trained = np.zeros(self.data.num_clients, dtype=bool)
         trained[plan.submissions[0].clients] = True
@@ -110,10 +110,11 @@ class GossipRun(FederatedRun):
         t = self.totals
         t["client_updates"] += len(stats)
         t["failed_updates"] += sum(g.failed for g in gathered)
+        update_bytes = int(told.sum())
         t["bytes_up"] += int(sent.sum())
-        t["update_bytes"] = t.get("update_bytes", 0) + int(told.sum())
+        t["update_bytes"] = t.get("update_bytes", 0) + update_bytes
         t["bytes_down"] += int(sent.sum())  # every message sent is received once
-        dense = int(self.degree.sum()) * self.facts.model_bytes + int(told.sum())
+        dense = int(self.degree.sum()) * self.facts.model_bytes + update_bytes
         t["dense_bytes_up"] += dense
         t["dense_bytes_down"] = t.get("dense_bytes_down", 0) + dense
         t["sim_seconds"] += sim

@@ -21,10 +21,8 @@ and their ids, its weight) to each neighbour: ``apply_updates`` returns those by
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from fedrec.gossip.mixing import as_torch
 from fedrec.gossip.nodes import NodeModels
 from fedrec.threads import single_threaded
 from fedrec.updates import ClientUpdate
@@ -32,17 +30,18 @@ from fedrec.updates import ClientUpdate
 
 @single_threaded
 @torch.no_grad()
-def apply_updates(models: NodeModels, updates: list[ClientUpdate], w: sp.csr_matrix, degree: np.ndarray,
+def apply_updates(models: NodeModels, updates: list[ClientUpdate], w: torch.Tensor, degree: np.ndarray,
                   budget: int = 1 << 20) -> np.ndarray:
     """Apply the round's ``updates`` to every node as its neighbourhood's weighted mean (in place);
-    returns the bytes each node sent ([N]). ``budget``: entries ([N, rows, width]) of a block of rows."""
+    returns the bytes each node sent ([N]). ``w``: the mixing weights as a torch sparse matrix
+    (``fedrec.gossip.mixing.as_torch``; the exchange holds it as ``Exchange.w``). ``budget``:
+    entries ([N, rows, width]) of a block of rows."""
     sent = np.zeros(models.n, dtype=np.int64)
     updates = [u for u in updates if u.weight > 0]
     if not updates:
         return sent
     for u in updates:
         sent[u.client] += int(degree[u.client]) * (u.nbytes() + 8)  # + its weight
-    wt = as_torch(w)
     for name, x in models.x.items():
         if name in models.tables:
             parts = [(u.client, u.weight, *u.sparse[name]) for u in updates if name in u.sparse]
@@ -51,7 +50,7 @@ def apply_updates(models: NodeModels, updates: list[ClientUpdate], w: sp.csr_mat
                      for u in updates if name in u.dense]
         if parts:  # a table as [N, rows, dim]; a dense tensor as one row of all its entries
             shape = (models.n, -1, x.shape[-1]) if name in models.tables else (models.n, 1, x[0].numel())
-            _apply(x.view(shape), parts, wt, budget)
+            _apply(x.view(shape), parts, w, budget)
     return sent
 
 

@@ -12,6 +12,7 @@ import torch
 from fedrec.config import config_from_dict
 from fedrec.gossip import NodeModels, build_graph, make_exchange, mixing_matrix, select_nodes, spectral_gap
 from fedrec.gossip.graphs import connect, torus_shape
+from fedrec.gossip.mixing import as_torch
 from fedrec.gossip.updates import apply_updates
 from fedrec.pipeline.codec import make_codec, matrix_shape
 from fedrec.pipeline.powersgd import orthonormalize
@@ -261,7 +262,7 @@ def test_dpsgd_on_the_complete_graph_is_fedavg(weights, budget):
     w = mixing_matrix(build_graph("complete", 12, 0)[0], weights)
     degree = np.asarray(w.getnnz(axis=1) - 1)
     updates = _updates([0, 1, 2, 4, 5, 7, 8, 10, 11])
-    sent = apply_updates(models, updates, w, degree, budget=budget)
+    sent = apply_updates(models, updates, as_torch(w), degree, budget=budget)
     _exchange("dpsgd", {}, 1.0, models, w).step(models, 1)
     fedavg = {k: v.clone() for k, v in state.items()}
     mean = AggregatedUpdate.from_clients(updates).mean()
@@ -283,7 +284,7 @@ def test_each_node_applies_its_neighbourhoods_mean_update_row_by_row():
     before = {k: v.clone().double() for k, v in models.x.items()}
     w = mixing_matrix(build_graph("social", 12, 0, HUB_EDGES)[0])
     updates = _updates([0, 3, 4, 9], seed=1)
-    apply_updates(models, updates, w, np.asarray(w.getnnz(axis=1) - 1))
+    apply_updates(models, updates, as_torch(w), np.asarray(w.getnnz(axis=1) - 1))
     wd = w.toarray()
     by = {u.client: u for u in updates}
     for i in range(12):
@@ -317,7 +318,7 @@ def test_node_models_start_add_and_mean():
     delta = ClientUpdate(2, 1.0, {k: torch.ones_like(v) for k, v in start.dense.items()},
                          {table: (ids[table], torch.ones_like(start.rows[table]))})
     alone = sp.identity(n := data.num_clients, format="csr")  # no neighbours: each node applies its own delta
-    assert (apply_updates(models, [delta], alone, np.zeros(n, dtype=np.int64)) == 0).all()
+    assert (apply_updates(models, [delta], as_torch(alone), np.zeros(n, dtype=np.int64)) == 0).all()
     assert torch.equal(models.x[table][2, ids[table]], state[table][ids[table]] + 1)
     assert torch.equal(models.x[table][3], state[table])  # other nodes untouched
     assert models.consensus_distance() > 0
