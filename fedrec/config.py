@@ -293,7 +293,9 @@ class FederatedConfig(StrictModel):
         for key, value in changes.items():
             target = doc
             *parents, leaf = key.split(".")
-            for p in parents:
+            for i, p in enumerate(parents):
+                if not isinstance(target.get(p), dict):
+                    raise ConfigError(key, f"'{'.'.join(parents[: i + 1])}' is not a section of this config")
                 target = target[p]
             target[leaf] = value
             given.add(parents[0] if parents else leaf)

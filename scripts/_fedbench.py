@@ -19,6 +19,25 @@ def config(name: str, **overrides) -> FederatedConfig:
     return load_config(ROOT / "configs" / name, **overrides)
 
 
+def parse_value(text: str):
+    """'3' -> 3, '0.3' -> 0.3, 'fedadam' -> 'fedadam' (the config's fields validate the rest)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignment(text: str, ap, option: str, example: str) -> tuple[str, str]:
+    """'client.lr=0.1' -> ('client.lr', '0.1'); anything else stops the script with argparse's
+    usage error (exit 2) naming the option and the form expected."""
+    key, sep, value = text.partition("=")
+    if not (sep and key and value):
+        ap.error(f"{option} {text!r}: expected KEY=VALUE (e.g. {example})")
+    return key, value
+
+
 def fmt(v, spec: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"

@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _fedbench import config, print_table, pyplot, save, write_json
+from _fedbench import config, parse_assignment, parse_value, print_table, pyplot, save, write_json
 
 import fedrec
+from data_pipeline.errors import FedrecError
 from fedrec.central import central_baseline
 from fedrec.runtime import ClientPool, load_federated_data
 
@@ -37,19 +38,6 @@ KEYS = ("final_auc", "validation_auc", "test_hr_at_10", "test_ndcg_at_10")
 def mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.array([v for v in values if v is not None], dtype=float)
     return (float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0) if len(arr) else (float("nan"), 0.0)
-
-
-def parse_sets(items: list[str]) -> dict:
-    """['client.lr=0.1', 'clients_per_round=200'] -> {'client.lr': 0.1, 'clients_per_round': 200}."""
-    from tune_private import parse_value
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE (e.g. client.lr=0.1)")
-        out[key] = parse_value(value)
-    return out
 
 
 def main() -> None:
@@ -66,7 +54,13 @@ def main() -> None:
     if args.quick:
         args.workloads, args.seeds, args.rounds, args.central_epochs = "ml100k", "0", 3, 1
     seeds = [int(s) for s in args.seeds.split(",")]
-    overrides = ({"rounds": args.rounds} if args.rounds else {}) | parse_sets(args.set)
+    sets = (parse_assignment(item, ap, "--set", "client.lr=0.1") for item in args.set)
+    overrides = ({"rounds": args.rounds} if args.rounds else {}) | {k: parse_value(v) for k, v in sets}
+    try:  # a bad field or value stops here, with the field named, before the pool starts
+        for name in args.workloads.split(","):
+            config(WORKLOADS[name], **overrides)
+    except FedrecError as exc:
+        ap.error(str(exc))
     started = time.perf_counter()
     pool = ClientPool().start()
     rows, runs = [], {}

@@ -23,28 +23,17 @@ import itertools
 import time
 from pathlib import Path
 
-from _fedbench import config, print_table, write_json
+from _fedbench import config, parse_assignment, parse_value, print_table, write_json
 
+from data_pipeline.errors import FedrecError
 from fedrec.runtime import ClientPool, FederatedResult, FederatedRun, RoundLoop, load_federated_data
 from fedrec.runtime.run import ModelDiverged
 
 
-def parse_value(text: str):
-    """'3' -> 3, '0.3' -> 0.3, 'fedadam' -> 'fedadam' (config fields validate the rest)."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_grid(axes: list[str]) -> dict[str, list]:
+def parse_grid(axes: list[str], ap) -> dict[str, list]:
     grid: dict[str, list] = {}
     for axis in axes:
-        key, sep, values = axis.partition("=")
-        if not sep or not key or not values:
-            raise SystemExit(f"--grid {axis!r}: expected KEY=V1,V2,... (e.g. client.private_lr=1,3,10)")
+        key, values = parse_assignment(axis, ap, "--grid", "client.private_lr=1,3,10")
         grid[key] = [parse_value(v) for v in values.split(",")]
     return grid
 
@@ -91,10 +80,15 @@ def main() -> None:
     if args.quick:
         args.grid, args.private_lr, args.rounds = [], "0.3,3", 3
     axes = list(args.grid) + ([f"client.private_lr={args.private_lr}"] if args.private_lr else [])
-    grid = parse_grid(axes or ["client.private_lr=0.3,1,3,10"])
+    grid = parse_grid(axes or ["client.private_lr=0.3,1,3,10"], ap)
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     overrides = {k: v for k, v in (("rounds", args.rounds), ("seed", args.seed)) if v is not None}
-    base = config(args.config, **overrides).with_(checkpoint_dir=None)
+    try:  # a bad field or value stops here, with the field named, before any data is read
+        base = config(args.config, **overrides).with_(checkpoint_dir=None)
+        for p in points:
+            base.with_(**p)
+    except FedrecError as exc:
+        ap.error(str(exc))
     data = load_federated_data(base)
     results, diverged, seconds = train_grid(base, data, points)
 

@@ -87,3 +87,18 @@ def test_cli_names_a_broken_config_in_one_line(tmp_path, capsys):
         assert err.startswith("fedrec: error: config field") and "\n" not in err and "Traceback" not in err, (name, err)
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_dotted_override_through_a_missing_section_names_the_field():
+    """``with_`` (and ``load_config``'s overrides) reach into sections by dotted names; a name
+    whose parent is not a section (unknown, or a scalar) is one ConfigError naming the override,
+    not a KeyError or TypeError from inside the copy."""
+    cfg = load_config("configs/ml100k_fedavg.yaml")
+    for key, parent in (("bogus.lr", "bogus"), ("client.lr.x", "client.lr")):
+        try:
+            cfg.with_(**{key: 1})
+        except ConfigError as exc:
+            assert str(exc) == f"config field '{key}': '{parent}' is not a section of this config", str(exc)
+        else:
+            raise AssertionError(f"{key} was accepted")
+    assert cfg.with_(**{"client.lr": 0.2}).client.lr == 0.2
