@@ -4,8 +4,9 @@ The schema is pydantic (see ``fedrec.configbase``): unknown keys and wrong types
 every error becomes one line naming the field (``fedrec: error: config field 'client.lr': ...``).
 Each mode's own section is accepted only in that mode: ``ensemble`` for ``fel`` (and the fairness
 study, whose FEL arm uses it), ``async`` for ``fedbuff``, ``fairness`` for ``fairness``,
-``compression`` for the server modes ``sync`` and ``fedbuff``, ``gossip`` for ``gossip``, ``selection``
-for ``sync``; ``energy`` in every mode.
+``compression`` for ``sync`` and ``fedbuff`` (uploads) and ``gossip`` (the update messages a trained
+node sends its neighbours), ``gossip`` for ``gossip``, ``selection`` for ``sync``; ``energy`` in every
+mode.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ OPTIMIZATIONS = ("deadline", "over_selection", "fel")
 MODE_SECTIONS = {"ensemble": ("fel", "fairness"), "async_": ("fedbuff",), "fairness": ("fairness",),
                  # robustness, privacy and secure aggregation: synchronous rounds only
                  "attack": ("sync",), "aggregator": ("sync",), "privacy": ("sync",), "secure_aggregation": ("sync",),
-                 "compression": ("sync", "fedbuff"), "gossip": ("gossip",),
+                 "compression": ("sync", "fedbuff", "gossip"), "gossip": ("gossip",),
                  "selection": ("sync",)}  # learned client selection plugs into the synchronous round
 
 
@@ -99,14 +100,25 @@ class CompressionConfig(StrictModel):
     rank ``rank``, top-k keeping ``fraction`` of each tensor's entries, or int8/fp16 row-wise
     quantization; ``error_feedback`` keeps what was dropped for the client's next upload.
     ``downlink: same`` sends each client the model's change since the version it holds, encoded
-    the same way (``fedrec.pipeline.downlink``; needs ``client.sparse_downloads``)."""
+    the same way (``fedrec.pipeline.downlink``; needs ``client.sparse_downloads``). In gossip mode
+    the section compresses the update messages a trained node sends its neighbours (the exchange's
+    own messages are ``gossip.compression``'s); there is no download. ``precision: fp16`` sends
+    PowerSGD's factors as float16 (half the bytes; error feedback keeps the rounding)."""
 
     method: Literal["none", "powersgd", "topk", "int8", "fp16"] = "none"
     rank: int = Field(2, ge=1)
     fraction: float = Field(0.01, gt=0, le=1)
+    precision: Literal["fp32", "fp16"] = "fp32"  # powersgd: the factors' float format on the wire
     error_feedback: bool = True
     apply_to: Literal["dense", "embeddings", "all"] = "all"
     downlink: Literal["none", "same"] = "none"
+
+    @model_validator(mode="after")
+    def _precision_for_powersgd(self):
+        if self.precision != "fp32" and self.method != "powersgd":
+            raise ConfigError("compression.precision", f"sets PowerSGD's factors' format; method {self.method!r} "
+                              "has its own (use method fp16 for float16 values)")
+        return self
 
 
 class GossipCompressionConfig(StrictModel):
@@ -274,6 +286,9 @@ class FederatedConfig(StrictModel):
         e, k = self.ensemble, len(self.tiers.tiers)
         if self.mode in ("fel", "fairness") and e.clustering == "tier" and len(e.submodels) != k:
             raise ConfigError("ensemble.submodels", f"tier clustering needs one sub-model per tier ({k}), got {len(e.submodels)}")
+        if self.mode == "gossip" and self.compression.downlink != "none":
+            raise ConfigError("compression.downlink", "gossip nodes train from their own models and download nothing: "
+                              "use downlink none")
         if self.compression.downlink == "same" and not (self.client.sparse_downloads and self.client.sparse_updates):
             raise ConfigError("compression.downlink", "compressed downloads carry the rows a client trains on: "
                               "set client.sparse_downloads and client.sparse_updates to true")

@@ -40,6 +40,8 @@ SETTINGS = {
     "powersgd r1": {"method": "powersgd", "rank": 1},
     "powersgd r2": {"method": "powersgd", "rank": 2},
     "powersgd r1 no-EF": {"method": "powersgd", "rank": 1, "error_feedback": False},
+    "powersgd r1 fp16": {"method": "powersgd", "rank": 1, "precision": "fp16"},
+    "powersgd r2 fp16": {"method": "powersgd", "rank": 2, "precision": "fp16"},
     "topk 1%": {"method": "topk", "fraction": 0.01},
     "topk 5%": {"method": "topk", "fraction": 0.05},
     "topk 10%": {"method": "topk", "fraction": 0.1},

@@ -2,10 +2,15 @@
 (same local training, same number of clients training per round) as the reference.
 
 ML-100K (configs/ml100k_gossip.yaml, 943 nodes): every algorithm on ring, torus and exponential
-graphs. CHOCO-SGD's top-k fraction and consensus step gamma are chosen on the averaged model's
-*validation* AUC on the first workload's last topology (ML-100K: exponential; seed 0); the chosen
-setting then runs on every topology, seed and workload. Last.fm (configs/lastfm_gossip_social.yaml,
-1,892 nodes over the real friendship graph): the same algorithms on topology social.
+graphs. Last.fm (configs/lastfm_gossip_social.yaml, 1,892 nodes over the real friendship graph): the
+same algorithms on topology social.
+
+CHOCO-SGD's setting (the exchange's top-k fraction, the consensus step gamma, and the codec of the
+update messages a trained node sends its neighbours: none or int8 rows) is chosen per workload on
+its last topology at seed 0, on the averaged model's *validation* AUC, among the grid points that
+send at least 50x fewer bytes per node than D-PSGD there (the target's budget; bytes need no held
+out data). If none does, the best validation AUC overall. The chosen setting then runs on every
+topology and seed of that workload.
 
 Each run reports the averaged model's validation and test AUC, the mean and worst node's test AUC,
 bytes sent per node and the consensus distance per round; the table gives mean +- sd over seeds
@@ -44,16 +49,24 @@ from fedrec.runtime import ClientPool, load_federated_data  # noqa: E402
 
 WORKLOADS = {"ml100k": ("ml100k_gossip.yaml", ("ring", "torus", "exponential")),
              "lastfm": ("lastfm_gossip_social.yaml", ("social",))}
-CHOCO_GRID = [(f, g) for f in (0.005, 0.01) for g in (0.05, 0.2)]  # (top-k fraction, gamma)
+# (top-k fraction, gamma, codec of the update messages)
+CHOCO_GRID = [(f, g, u) for f in (0.005, 0.01) for g in (0.05, 0.2) for u in ("none", "int8")]
 TARGET_AUC, TARGET_FEWER = 0.01, 50.0  # within this AUC of D-PSGD, with at least this many x fewer bytes
 
 
-def algorithms(choco: tuple[float, float], rank: int) -> dict[str, dict]:
-    fraction, gamma = choco
-    return {"D-PSGD": {"algorithm": "dpsgd", "compression": {"method": "none"}},
-            f"CHOCO top-{fraction:.1%} g={gamma}": {"algorithm": "choco", "consensus_lr": gamma,
-                                                   "compression": {"method": "topk", "fraction": fraction}},
-            f"PowerGossip r={rank}": {"algorithm": "powergossip", "compression": {"method": "powersgd", "rank": rank}}}
+def choco_label(choco: tuple[float, float, str]) -> str:
+    fraction, gamma, updates = choco
+    return f"CHOCO top-{fraction:.1%} g={gamma}" + (f" + {updates} updates" if updates != "none" else "")
+
+
+def algorithms(choco: tuple[float, float, str], rank: int) -> dict[str, tuple[dict, dict]]:
+    """Method -> (its ``gossip`` section, the run's ``compression`` section: the update messages)."""
+    fraction, gamma, updates = choco
+    plain = {"method": "none"}
+    return {"D-PSGD": ({"algorithm": "dpsgd", "compression": {"method": "none"}}, plain),
+            choco_label(choco): ({"algorithm": "choco", "consensus_lr": gamma,
+                                  "compression": {"method": "topk", "fraction": fraction}}, {"method": updates}),
+            f"PowerGossip r={rank}": ({"algorithm": "powergossip", "compression": {"method": "powersgd", "rank": rank}}, plain)}
 
 
 def per_workload(value: str | None, option: str) -> dict[str, int]:
@@ -120,7 +133,7 @@ def summarize(runs: dict[str, list[dict]], nodes: int) -> list[dict]:
 
 
 def run_workload(name: str, pool, data, seeds, out: Path, rounds: int | None, per_round: int | None, quick: bool,
-                 node_rows: int, only: set[str] | None = None, choco: tuple[float, float] | None = None
+                 node_rows: int, only: set[str] | None = None, choco: tuple[float, float, str] | None = None
                  ) -> tuple[list[dict], dict, tuple, dict]:
     """The workload's runs; CHOCO's setting is ``choco`` when given, else chosen here."""
     file, topologies = WORKLOADS[name]
@@ -142,17 +155,27 @@ def run_workload(name: str, pool, data, seeds, out: Path, rounds: int | None, pe
     tag = f"{name}-r{base.rounds}-n{bounds['clients_per_round']}"  # cached runs of other sizes never mix
     run = lambda key, cfg, seed: cached_result(out, f"{tag}-{key}", seed,  # noqa: E731
                                                lambda: run_config(cfg.with_(seed=seed), data, pool, progress=True))
+    def configured(topology: str, gossip: dict, updates: dict):
+        return base.with_(gossip={**base.gossip.model_dump(mode="json"), **gossip, "topology": topology},
+                          compression=updates)
+
+    methods = algorithms(CHOCO_GRID[0], 1)
     tuning = {}
-    if choco is None:
-        for fraction, gamma in CHOCO_GRID[:1] if quick else CHOCO_GRID:  # on validation AUC, the last topology kept
-            cfg = base.with_(gossip={**base.gossip.model_dump(mode="json"), "algorithm": "choco", "topology": topologies[-1],
-                                     "consensus_lr": gamma, "compression": {"method": "topk", "fraction": fraction}})
-            tuning[(fraction, gamma)] = run(f"tune-choco-{fraction}-{gamma}-{topologies[-1]}", cfg, seeds[0])["validation_auc"]
-        choco = max(tuning, key=tuning.get)
+    if choco is None:  # on validation AUC, the last topology kept, within the bytes budget
+        last = topologies[-1]
+        reference = sent_per_node(run(f"{last}-D-PSGD", configured(last, *methods["D-PSGD"]), seeds[0]), data.num_clients)
+        for point in CHOCO_GRID[:1] if quick else CHOCO_GRID:
+            fraction, gamma, updates = point
+            key = f"tune-choco-{fraction}-{gamma}" + (f"-{updates}" if updates != "none" else "") + f"-{last}"
+            r = run(key, configured(last, *algorithms(point, 1)[choco_label(point)]), seeds[0])
+            tuning[point] = {"validation_auc": r["validation_auc"],
+                             "fewer_bytes": reference / sent_per_node(r, data.num_clients)}
+        within = [p for p, t in tuning.items() if t["fewer_bytes"] >= TARGET_FEWER] or list(tuning)
+        choco = max(within, key=lambda p: tuning[p]["validation_auc"])
     runs: dict[tuple[str, str], list[dict]] = {}
     for topology in topologies:
-        for method, section in algorithms(choco, 1).items():
-            cfg = base.with_(gossip={**base.gossip.model_dump(mode="json"), **section, "topology": topology})
+        for method, (gossip, updates) in algorithms(choco, 1).items():
+            cfg = configured(topology, gossip, updates)
             runs[(topology, method)] = [run(f"{topology}-{method}", cfg, s) for s in seeds]
     fedavg = base.with_(mode="sync")
     runs[("-", "FedAvg (sync)")] = [run("fedavg", fedavg, s) for s in seeds]
@@ -225,13 +248,12 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
     started = time.perf_counter()
     owned = pool is None
     pool = pool or ClientPool(num_actors=2).start()
-    results, skipped, choco = {}, {}, None
+    results, skipped = {}, {}
     try:
         for w in workloads:
-            try:
+            try:  # each workload chooses CHOCO's setting on its own validation split
                 results[w] = run_workload(w, pool, data if w == "ml100k" else None, seeds[w], out, rounds.get(w),
-                                          per_round.get(w), args.quick, args.node_eval_rows, only, choco)
-                choco = results[w][2][0]  # chosen on the first workload, reused by the rest
+                                          per_round.get(w), args.quick, args.node_eval_rows, only)
             except FedrecError as exc:  # e.g. the Last.fm readers or data are not installed here
                 skipped[w] = str(exc)
                 print(f"{w}: skipped ({exc})")
@@ -250,17 +272,18 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
             r["test"] = pm(r["test_auc"], r["test_sd"])
             r["node_mean_pm"] = pm(r["node_mean"], r["node_mean_sd"])
             r["node_worst_pm"] = pm(r["node_worst"], r["node_worst_sd"])
-        how = (f"chosen on validation AUC: grid {', '.join(f'{f:.1%}/{g}: {v:.4f}' for (f, g), v in tuning.items())}"
-               if tuning else "the setting chosen on the first workload")
+        grid = ", ".join(f"{f:.1%}/{g}/{u}: {t['validation_auc']:.4f} ({t['fewer_bytes']:.0f}x)"
+                         for (f, g, u), t in tuning.items())
         print(f"\n{w}: {bounds['rounds']} rounds, {bounds['clients_per_round']} of {bounds['nodes']} nodes train per "
-              f"round, node AUCs on {bounds['node_eval_rows']} test rows, seeds {bounds['seeds']}; CHOCO top-{chosen[0]:.1%} "
-              f"gamma {chosen[1]} ({how})")
+              f"round, node AUCs on {bounds['node_eval_rows']} test rows, seeds {bounds['seeds']}; {choco_label(chosen)} "
+              f"chosen on validation AUC within the {TARGET_FEWER:.0f}x bytes budget (top-k/gamma/updates: val AUC "
+              f"(x fewer bytes than D-PSGD) {grid})")
         print_table(rows, cols)
         met = [f"{r['method']} / {r['topology']}" for r in rows if r.get("target_met")]
         print(f"target (within {TARGET_AUC} AUC of D-PSGD, >= {TARGET_FEWER:.0f}x fewer bytes): "
               + (f"met by {', '.join(met)}" if met else "not met"))
         payload[w] = {"bounds": bounds, "rows": rows, "choco_chosen": list(chosen), "target_met_by": met,
-                      "choco_tuning": [{"fraction": f, "gamma": g, "validation_auc": v} for (f, g), v in tuning.items()]}
+                      "choco_tuning": [{"fraction": f, "gamma": g, "updates": u, **t} for (f, g, u), t in tuning.items()]}
     payload["wall_seconds"] = time.perf_counter() - started
     write_json_atomic(out / "bench_gossip.json", payload, default=float)
     if results:

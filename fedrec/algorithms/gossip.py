@@ -43,6 +43,8 @@ from fedrec.gossip import (
 )
 from fedrec.gossip.evaluate import node_aucs
 from fedrec.gossip.transport import GossipPipeline
+from fedrec.pipeline import ServerContext
+from fedrec.pipeline.wire import WireSchema
 from fedrec.runtime.data import FederatedData
 from fedrec.runtime.pool import ClientPool, Gathered, Pending
 from fedrec.runtime.result import FederatedResult
@@ -72,6 +74,9 @@ class GossipResult(FederatedResult):
 class GossipRun(FederatedRun):
     def __init__(self, cfg, data: FederatedData, pool: ClientPool | None) -> None:
         super().__init__(cfg, data, pool, pipeline=GossipPipeline())
+        if cfg.compression.method != "none":  # the update messages, laid out like sync uploads (no table is private)
+            schema = WireSchema.of(self.state, self.layout.tables, whole_tables=not cfg.client.sparse_updates)
+            self.pipeline = GossipPipeline(cfg.compression, schema)
         g = cfg.gossip
         n = data.num_clients
         edges, source = (social_edges(g.graph, cfg.data, data.client_users) if g.topology == "social" else (None, ""))
@@ -96,8 +101,10 @@ class GossipRun(FederatedRun):
         return pool.submit_from(self.key, sub.clients, starts, sub.config, seeds, self.pipeline_ref(), rnd)
 
     def finish(self, rnd: int, plan: RoundPlan, gathered: list[Gathered]) -> dict:
-        told = apply_updates(self.nodes, [u for g in gathered for a in g.arrivals for u in (a.updates or [])],
-                             self.exchange.w, self.degree)
+        arrived = [u for g in gathered for a in g.arrivals for u in (a.updates or [])]
+        sizes = {u.client: u.nbytes() for u in arrived}  # as sent (encoded, when compressed)
+        updates = self.pipeline.decode(arrived, ServerContext(rnd, self.cfg.seed, self.data.num_clients))
+        told = apply_updates(self.nodes, updates, self.exchange.w, self.degree, sizes=sizes)
         sent = told + self.exchange.step(self.nodes, rnd)
         trained = np.zeros(self.data.num_clients, dtype=bool)
         trained[plan.submissions[0].clients] = True
@@ -114,7 +121,10 @@ class GossipRun(FederatedRun):
         t["bytes_up"] += int(sent.sum())
         t["update_bytes"] = t.get("update_bytes", 0) + update_bytes
         t["bytes_down"] += int(sent.sum())  # every message sent is received once
-        dense = int(self.degree.sum()) * self.facts.model_bytes + update_bytes
+        # what the same messages weigh uncompressed (all touched rows with their ids, or whole tables)
+        plain = self.facts.sparse_bytes if self.cfg.client.sparse_updates else np.full(len(self.degree), self.facts.model_bytes)
+        raw = sum(int(self.degree[u.client]) * (int(plain[u.client]) + 8) for u in updates if u.weight > 0)
+        dense = int(self.degree.sum()) * self.facts.model_bytes + raw
         t["dense_bytes_up"] += dense
         t["dense_bytes_down"] = t.get("dense_bytes_down", 0) + dense
         t["sim_seconds"] += sim

@@ -15,7 +15,8 @@ tensor, and per embedding row over those whose data touched that row; nothing wh
 is a convex combination of its neighbours' deltas, so no update is amplified. On the complete
 graph with uniform weights every node applies FedAvg's mean update (and D-PSGD's mixing then
 leaves every node on the FedAvg model). Each trainer sends its update (dense deltas, touched rows
-and their ids, its weight) to each neighbour: ``apply_updates`` returns those bytes.
+and their ids, its weight) to each neighbour: ``apply_updates`` returns those bytes (the encoded
+sizes when the run compresses the update messages: ``fedrec.gossip.transport.GossipPipeline``).
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ from fedrec.updates import ClientUpdate
 @single_threaded
 @torch.no_grad()
 def apply_updates(models: NodeModels, updates: list[ClientUpdate], w: torch.Tensor, degree: np.ndarray,
-                  budget: int = 1 << 20) -> np.ndarray:
+                  budget: int = 1 << 20, sizes: dict[int, int] | None = None) -> np.ndarray:
     """Apply the round's ``updates`` to every node as its neighbourhood's weighted mean (in place);
     returns the bytes each node sent ([N]). ``w``: the mixing weights as a torch sparse matrix
     (``fedrec.gossip.mixing.as_torch``; the exchange holds it as ``Exchange.w``). ``budget``:
-    entries ([N, rows, width]) of a block of rows."""
+    entries ([N, rows, width]) of a block of rows. ``sizes``: each sender's message size as sent
+    (client -> bytes; an encoded update's), when it is not the update's own ``nbytes()``."""
     sent = np.zeros(models.n, dtype=np.int64)
     updates = [u for u in updates if u.weight > 0]
     if not updates:
         return sent
     for u in updates:
-        sent[u.client] += int(degree[u.client]) * (u.nbytes() + 8)  # + its weight
+        size = sizes[u.client] if sizes is not None else u.nbytes()
+        sent[u.client] += int(degree[u.client]) * (size + 8)  # + its weight
     for name, x in models.x.items():
         if name in models.tables:
             parts = [(u.client, u.weight, *u.sparse[name]) for u in updates if name in u.sparse]

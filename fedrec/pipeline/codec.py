@@ -53,12 +53,13 @@ class Codec:
     """The identity: a matrix travels as float32. Subclasses compress."""
 
     name = "none"
+    raw_dtype = torch.float32  # how a matrix that travels raw is written (PowerSGD at fp16: float16)
 
     def parts(self, rows: int, cols: int, space: int | None = None) -> list[PartSpec]:
         """What one ``rows x cols`` message encodes to; ``space`` is the number of positions an
         index part must address (default rows * cols; a table's size for row blocks)."""
         del space
-        return [("raw", (rows, cols), torch.float32)]
+        return self.raw(rows, cols)
 
     def prepare(self) -> None:
         """One-time set-up kept out of the timed encoding (loading kernels)."""
@@ -73,29 +74,39 @@ class Codec:
         ``valid``: the real rows of each matrix when blocks of different heights were zero-padded
         to one batch (exact for codecs that treat zero rows as absent)."""
         del memory, seeds, valid
-        return {"raw": m.float()}
+        return {"raw": self.as_sent(m)}
 
     def decode(self, parts: Parts, rows: int, cols: int) -> torch.Tensor:
         """Parts -> [B, rows, cols] float32."""
         return parts["raw"].float()
 
-    @staticmethod
-    def raw(rows: int, cols: int) -> list[PartSpec]:
-        return [("raw", (rows, cols), torch.float32)]
+    def raw(self, rows: int, cols: int) -> list[PartSpec]:
+        return [("raw", (rows, cols), self.raw_dtype)]
+
+    def as_sent(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` as the receiver reads it back from a raw-format part (rounded to ``raw_dtype``), in
+        float32: the sender reconstructs from this, so error feedback keeps any rounding."""
+        return t.float() if self.raw_dtype == torch.float32 else t.to(self.raw_dtype).float()
+
+    def raw_codec(self) -> Codec:
+        """The codec of a block this codec sends raw: the identity, in this codec's raw format."""
+        out = Codec()
+        out.raw_dtype = self.raw_dtype
+        return out
 
     def is_raw(self, rows: int, cols: int) -> bool:
         """Whether a ``rows x cols`` matrix travels uncompressed (the same at both ends)."""
         return [p[0] for p in self.parts(rows, cols)] == ["raw"]
 
 
-def make_codec(method: str, *, rank: int = 2, fraction: float = 0.01) -> Codec:
-    """The codec a ``compression.method`` names."""
+def make_codec(method: str, *, rank: int = 2, fraction: float = 0.01, precision: str = "fp32") -> Codec:
+    """The codec a ``compression.method`` names (``precision``: PowerSGD's factors on the wire)."""
     if method == "none":
         return Codec()
     if method == "powersgd":
         from fedrec.pipeline.powersgd import PowerSGD
 
-        return PowerSGD(rank)
+        return PowerSGD(rank, precision)
     if method == "topk":
         from fedrec.pipeline.topk import TopK
 

@@ -35,8 +35,9 @@ from fedrec.updates import ClientUpdate, State
 
 
 def plan_for(cfg) -> CompressionPlan:
-    """The codecs a compression config asks for (``cfg``: method, rank, fraction, apply_to)."""
-    return CompressionPlan.of(make_codec(cfg.method, rank=cfg.rank, fraction=cfg.fraction), cfg.apply_to)
+    """The codecs a compression config asks for (``cfg``: method, rank, fraction, precision, apply_to)."""
+    codec = make_codec(cfg.method, rank=cfg.rank, fraction=cfg.fraction, precision=getattr(cfg, "precision", "fp32"))
+    return CompressionPlan.of(codec, cfg.apply_to)
 
 
 def compressed_bytes(cfg, state: State, tables, touched: dict[str, np.ndarray], up: np.ndarray,

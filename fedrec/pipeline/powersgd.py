@@ -9,6 +9,10 @@ Error feedback (the caller adds the last residual before encoding) recovers what
 dropped. A matrix whose rank-r factors would not be smaller than itself (a vector, a 16 x 1
 weight) travels raw, as in the paper.
 
+``precision="fp16"`` sends the factors (and the matrices that travel raw) as float16, halving the
+bytes. The sender rounds them before it reconstructs what the receiver will, so error feedback
+keeps the rounding error too and both ends agree bit for bit.
+
 Why our own: ``torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook`` runs only as a DDP
 communication hook on a ``GradBucket`` inside an all-reduce; federated clients and gossip nodes
 encode one update at a time, outside DDP. This is the published algorithm, batched over messages.
@@ -20,6 +24,8 @@ import torch
 
 from fedrec.pipeline.codec import Codec, Memory, Parts, PartSpec, Seeds
 
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
 
 def orthonormalize(p: torch.Tensor) -> torch.Tensor:
     """Orthonormal columns spanning each P's columns ([B, rows, r]; reduced QR, which is
@@ -30,10 +36,13 @@ def orthonormalize(p: torch.Tensor) -> torch.Tensor:
 class PowerSGD(Codec):
     name = "powersgd"
 
-    def __init__(self, rank: int) -> None:
+    def __init__(self, rank: int, precision: str = "fp32") -> None:
         if rank < 1:
             raise ValueError(f"rank must be at least 1, got {rank}")
+        if precision not in _DTYPES:
+            raise ValueError(f"precision must be one of {sorted(_DTYPES)}, got {precision!r}")
         self.rank = rank
+        self.raw_dtype = _DTYPES[precision]  # the factors' format too
 
     def low_rank(self, rows: int, cols: int) -> bool:
         return self.rank * (rows + cols) < rows * cols
@@ -41,14 +50,14 @@ class PowerSGD(Codec):
     def parts(self, rows: int, cols: int, space: int | None = None) -> list[PartSpec]:
         if not self.low_rank(rows, cols):
             return self.raw(rows, cols)
-        return [("p", (rows, self.rank), torch.float32), ("q", (cols, self.rank), torch.float32)]
+        return [("p", (rows, self.rank), self.raw_dtype), ("q", (cols, self.rank), self.raw_dtype)]
 
     def encode(self, m: torch.Tensor, memory: Memory = None, seeds: Seeds = 0, valid: list[int] | None = None) -> Parts:
         batch, rows, cols = m.shape
         if not self.low_rank(rows, cols):
-            return {"raw": m.float()}
-        p = orthonormalize(torch.bmm(m, self._start(memory, seeds, batch, cols)))
-        q = torch.bmm(m.transpose(1, 2), p)
+            return {"raw": self.as_sent(m)}
+        p = self.as_sent(orthonormalize(torch.bmm(m, self._start(memory, seeds, batch, cols))))
+        q = self.as_sent(torch.bmm(m.transpose(1, 2), p))
         if isinstance(memory, list):
             for i, mem in enumerate(memory):
                 mem["q"] = q[i].clone()  # its own storage: a view would carry the whole batch into checkpoints
@@ -73,4 +82,4 @@ class PowerSGD(Codec):
     def decode(self, parts: Parts, rows: int, cols: int) -> torch.Tensor:
         if "raw" in parts:
             return parts["raw"].float()
-        return torch.bmm(parts["p"], parts["q"].transpose(1, 2))
+        return torch.bmm(parts["p"].float(), parts["q"].float().transpose(1, 2))

@@ -225,7 +225,7 @@ def _encode_table(name: str, blocks: list, table_rows: int, dim: int, schema: Wi
     rows = [ids.numel() for ids, _ in blocks]
     space = table_rows * dim
     for form, items in _groups(codec, rows, dim, space).items():
-        use = codec if form != ("raw",) else Codec()
+        use = codec if form != ("raw",) else codec.raw_codec()
         valid = [rows[i] for i in items]
         padded = torch.nn.utils.rnn.pad_sequence([blocks[i][1] for i in items], batch_first=True)
         height = padded.shape[1]
@@ -241,14 +241,14 @@ def _encode_table(name: str, blocks: list, table_rows: int, dim: int, schema: Wi
             decoded = use.decode(parts, height, dim)
             if not schema.whole_tables:
                 ids_bytes = _as_bytes(ids_padded, index_dtype(table_rows))
-        specs = codec.parts(valid[0], dim, space) if form != ("raw",) else Codec.raw(valid[0], dim)
+        specs = codec.parts(valid[0], dim, space) if form != ("raw",) else use.raw(valid[0], dim)
         arrays = {p: _as_bytes(parts[p], dtype) for p, _, dtype in specs}
         rest = (padded - decoded) if left is not None else None
         for j, i in enumerate(items):
             r = valid[j]
             if not addressed and not schema.whole_tables:
                 pieces[i].append(ids_bytes[j, : r * ids_bytes.shape[1] // height])
-            for p, shape, dtype in (codec.parts(r, dim, space) if form != ("raw",) else Codec.raw(r, dim)):
+            for p, shape, dtype in (codec.parts(r, dim, space) if form != ("raw",) else use.raw(r, dim)):
                 # parts padded along their first dimension (P, raw rows, top-k's largest-first
                 # entries) keep this sender's bytes as a prefix
                 pieces[i].append(arrays[p][j, : math.prod(shape) * np.dtype(_NP[dtype]).itemsize])
@@ -302,7 +302,7 @@ def _decode_table(name: str, encs: list[EncodedUpdate], rows: list[int], table_r
         if r == 0:
             sparse[i][name] = (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dim))
     for form, items in _groups(codec, rows, dim, space).items():
-        use = codec if form != ("raw",) else Codec()
+        use = codec if form != ("raw",) else codec.raw_codec()
         addressed = _addresses_table(codec, rows[items[0]], dim)
         ids_list, parts_list = [], []
         for i in items:
@@ -312,7 +312,7 @@ def _decode_table(name: str, encs: list[EncodedUpdate], rows: list[int], table_r
                 count = r * np.dtype(_NP[dtype]).itemsize
                 ids_list.append(torch.from_numpy(np.frombuffer(wire, _NP[dtype], r, cursors[i]).astype(np.int64)))
                 cursors[i] += count
-            specs = codec.parts(r, dim, space) if form != ("raw",) else Codec.raw(r, dim)
+            specs = codec.parts(r, dim, space) if form != ("raw",) else use.raw(r, dim)
             own = {}
             for p, shape, dtype in specs:
                 size = math.prod(shape)

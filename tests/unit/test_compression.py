@@ -291,3 +291,30 @@ def test_compression_and_gossip_sections_belong_to_their_modes():
         config_from_dict({"compression": {"method": "powersgd", "rank": 0}})
     ok = config_from_dict({"mode": "fedbuff", "compression": {"method": "int8"}})
     assert ok.compression.method == "int8" and isinstance(make_codec("none"), Codec)
+
+
+def test_powersgd_fp16_halves_its_floats_and_both_ends_read_the_same_update():
+    """``precision: fp16``: every factor (and raw matrix) PowerSGD sends is half as wide, the bytes
+    counted are still the bytes parsed, and the receiver decodes bit for bit what the sender
+    reconstructed (so error feedback keeps the rounding error, not a guess of it)."""
+    state = _state()
+    updates = _updates(state=state)
+    schema = WireSchema.of(state, TABLES)
+    half, full = PowerSGD(2, "fp16"), PowerSGD(2)
+    for rows, cols in [(16, 1), (16, 26), (1, 16), (120, 16), (7, 16)]:
+        assert 2 * half.nbytes(rows, cols) == full.nbytes(rows, cols)
+    plan = CompressionPlan.of(make_codec("powersgd", rank=2, precision="fp16"), "all")
+    enc = encode_updates(updates, schema, plan, [{} for _ in updates], list(range(len(updates))))
+    rows = {t: np.array([u.sparse[t][0].numel() for u in updates]) for t in TABLES}
+    assert [len(w) for w in enc.wires] == update_nbytes(schema, plan, rows).tolist()
+    got = decode_updates([EncodedUpdate(u.client, u.weight, w) for u, w in zip(updates, enc.wires)], schema, plan)
+    wide = encode_updates(updates, schema, CompressionPlan.of(PowerSGD(2), "all"), [{} for _ in updates],
+                          list(range(len(updates))))
+    for mine, theirs, ref in zip(enc.decoded, got, wide.decoded):
+        a, b, r = _dense_view(mine, state), _dense_view(theirs, state), _dense_view(ref, state)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert all(torch.allclose(a[k], r[k], rtol=1e-2, atol=1e-2) for k in a)  # fp16 rounding, not another update
+    assert any(not torch.equal(_dense_view(m, state)["w1"], _dense_view(r, state)["w1"])
+               for m, r in zip(enc.decoded, wide.decoded))  # and it did round
+    with pytest.raises(ConfigError, match="compression.precision"):
+        config_from_dict({"compression": {"method": "topk", "precision": "fp16"}})

@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from data_pipeline.errors import ConfigError
 from fedrec.config import config_from_dict
 from fedrec.gossip import NodeModels, build_graph, make_exchange, mixing_matrix, select_nodes, spectral_gap
 from fedrec.gossip.graphs import connect, torus_shape
@@ -363,3 +364,24 @@ def test_social_topology_reads_the_lastfm_friends_graph(tmp_path):
     assert pairs.min() >= 0 and pairs.max() < data.num_clients
     g, report = build_graph("social", data.num_clients, 0, pairs, source)
     assert nx.is_connected(g) and report.edges == len(pairs) + report.added_edges
+
+
+def test_gossip_update_compression_config():
+    """``compression`` compresses gossip's update messages; nodes download nothing, so a compressed
+    downlink is refused with the field named."""
+    cfg = config_from_dict({"mode": "gossip", "compression": {"method": "int8"}})
+    assert cfg.compression.method == "int8"
+    with pytest.raises(ConfigError, match="compression.downlink.*download nothing"):
+        config_from_dict({"mode": "gossip", "client": {"sparse_downloads": True},
+                          "compression": {"method": "int8", "downlink": "same"}})
+
+
+def test_apply_updates_counts_the_sizes_as_sent():
+    """With ``sizes`` (encoded messages), each trainer's bytes are degree x (its size + weight)."""
+    n = 6
+    models = _models(n)
+    w = mixing_matrix(build_graph("ring", n, 0)[0])
+    degree = np.asarray(w.getnnz(axis=1) - 1)
+    updates = _updates([1, 4])
+    sent = apply_updates(models, updates, as_torch(w), degree, sizes={1: 100, 4: 7})
+    assert sent.tolist() == [0, 2 * 108, 0, 0, 2 * 15, 0]
