@@ -34,6 +34,7 @@ from data_pipeline.atomic import atomic_path, write_json_atomic  # noqa: E402
 from fedrec.algorithms import run_config  # noqa: E402
 from fedrec.runtime import ClientPool, load_federated_data  # noqa: E402
 from fedrec.runtime.result import time_to_target  # noqa: E402
+from fedrec.runtime.run import ModelDiverged  # noqa: E402
 
 SETTINGS = {
     "none": {},
@@ -90,6 +91,39 @@ def _runner(cfg, data, pool):
     return lambda: run_config(cfg, data, pool, progress=True)
 
 
+class _Rows:
+    """A tracker that keeps every round's row (the history of a run that does not finish)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def log(self, run: str, rnd: int, row: dict) -> None:
+        self.rows.append(dict(row))
+
+    def close(self) -> None:
+        pass
+
+
+def _diverging_runner(cfg, data, pool):
+    """Like ``_runner``, but a run whose model diverges (non-finite weights) is recorded as such:
+    its rounds until then, scored at chance (AUC 0.5) from there on, with the round it diverged in."""
+    def go():
+        rows = _Rows()
+        try:
+            return run_config(cfg, data, pool, progress=True, trackers=[rows])
+        except ModelDiverged as exc:
+            print(f"  {cfg.mode} seed {cfg.seed}: diverged in round {exc.round}", file=sys.stderr, flush=True)
+            up, down = sum(r.get("bytes_up", 0) for r in rows.rows), sum(r.get("bytes_down", 0) for r in rows.rows)
+            return _Diverged({"final_auc": 0.5, "diverged_round": exc.round, "history": rows.rows,
+                              "bytes_up": up, "bytes_down": down})
+    return go
+
+
+class _Diverged(dict):
+    def to_dict(self) -> dict:
+        return dict(self)
+
+
 def part_fedbuff(pool, data, chosen: str, seeds, out: Path, updates: int, per_round: int, buffer: int,
                  targets: list[float]) -> tuple[list[dict], dict]:
     base = config("ml100k_fedbuff.yaml", eval_every=1, plot=None, target_auc=None)
@@ -99,14 +133,15 @@ def part_fedbuff(pool, data, chosen: str, seeds, out: Path, updates: int, per_ro
                          **{"async": {"buffer_size": buffer, "concurrency": 50}})
     methods = {"sync FedAvg": sync, f"sync + {chosen} + compressed downloads": sync.with_(**comp),
                "FedBuff": fedbuff, f"FedBuff + {chosen} + compressed downloads": fedbuff.with_(**comp)}
-    runs = {name: [cached_result(out, f"fedbuff-{name}", s, _runner(cfg.with_(seed=s), data, pool)) for s in seeds]
-            for name, cfg in methods.items()}
+    runs = {name: [cached_result(out, f"fedbuff-{name}", s, _diverging_runner(cfg.with_(seed=s), data, pool))
+                   for s in seeds] for name, cfg in methods.items()}
     rows = []
     ref = runs["sync FedAvg"]
     for name, rs in runs.items():
         row = {"method": name, "final_auc": float(np.mean([r["final_auc"] for r in rs])),
                "final_sd": float(np.std([r["final_auc"] for r in rs])),
-               "mb_total": float(np.mean([(r["bytes_up"] + r["bytes_down"]) / 1e6 for r in rs]))}
+               "mb_total": float(np.mean([(r["bytes_up"] + r["bytes_down"]) / 1e6 for r in rs])),
+               "diverged": [r["diverged_round"] for r in rs if "diverged_round" in r]}
         for t in targets:
             got = [time_to_target(r["history"], t) for r in rs]
             base_got = [time_to_target(r["history"], t) for r in ref]
@@ -196,7 +231,8 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
                        ("test_sd", "sd", ".4f"), ("test_vs_none", "vs none", "+.4f"), ("codec_share", "codec share", ".3f"),
                        ("wall_s", "train s", ".0f"), ("chosen", "chosen", "")])
     print(f"chosen on validation AUC (within {AUC_SLACK} of none, most compressed): {chosen}")
-    cols = [("method", "method", ""), ("final_auc", "final AUC", ".4f"), ("final_sd", "sd", ".4f"), ("mb_total", "MB total", ".1f")]
+    cols = [("method", "method", ""), ("final_auc", "final AUC", ".4f"), ("final_sd", "sd", ".4f"), ("mb_total", "MB total", ".1f"),
+            ("diverged", "diverged in round", "")]
     for t in targets:
         cols += [(f"reached@{t}", f"reached {t}", ""), (f"sim@{t}", "sim s", ".0f"), (f"mb@{t}", "MB to it", ".2f"),
                  (f"less@{t}", "x fewer bytes than sync", ".1f")]

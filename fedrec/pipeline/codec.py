@@ -86,7 +86,10 @@ class Codec:
     def as_sent(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` as the receiver reads it back from a raw-format part (rounded to ``raw_dtype``), in
         float32: the sender reconstructs from this, so error feedback keeps any rounding."""
-        return t.float() if self.raw_dtype == torch.float32 else t.to(self.raw_dtype).float()
+        if self.raw_dtype == torch.float32:
+            return t.float()
+        big = torch.finfo(self.raw_dtype).max  # saturate, not inf: error feedback keeps the excess
+        return t.clamp(-big, big).to(self.raw_dtype).float()
 
     def raw_codec(self) -> Codec:
         """The codec of a block this codec sends raw: the identity, in this codec's raw format."""

@@ -318,3 +318,12 @@ def test_powersgd_fp16_halves_its_floats_and_both_ends_read_the_same_update():
                for m, r in zip(enc.decoded, wide.decoded))  # and it did round
     with pytest.raises(ConfigError, match="compression.precision"):
         config_from_dict({"compression": {"method": "topk", "precision": "fp16"}})
+
+
+def test_fp16_saturates_instead_of_overflowing():
+    """A value beyond float16's range is sent as its largest finite value (error feedback keeps the
+    rest), never as inf: an inf would make the aggregate, and the model, non-finite."""
+    codec = PowerSGD(1, "fp16")
+    m = torch.tensor([[[1e6, -2.0, 3.0]]])  # a vector travels raw
+    got = codec.decode(codec.encode(m), 1, 3)
+    assert torch.isfinite(got).all() and got[0, 0, 0] == torch.finfo(torch.float16).max and got[0, 0, 1] == -2.0

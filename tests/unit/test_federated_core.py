@@ -256,7 +256,8 @@ def test_label_threshold_outside_the_ratings_is_named(ml100k_path):
 def test_configs_round_trip_and_overrides():
     from fedrec.config import config_to_dict, load_config
 
-    for name in ("ml100k_fedavg", "ml100k_fedbuff", "ml100k_fel", "ml100k_tiers_rf2", "ml100k_fedprox"):
+    for name in ("ml100k_fedavg", "ml100k_fedbuff", "ml100k_fel", "ml100k_tiers_rf2", "ml100k_fedprox", "ml100k_compressed",
+                 "ml100k_gossip", "lastfm_gossip_social"):
         cfg = load_config(f"configs/{name}.yaml")
         assert config_from_dict(config_to_dict(cfg)) == cfg
     cfg = load_config("configs/ml100k_fedavg.yaml", rounds=3, **{"client.lr": 0.2})
