@@ -97,6 +97,20 @@ def cached_result(out: Path, name: str, seed: int, make) -> dict:
     return result
 
 
+class RowsTracker:
+    """A tracker (``run_config(..., trackers=[...])``) that keeps a run's rows as they come, so a
+    run that diverges keeps its history up to then."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def log(self, run_name: str, rnd: int, row: dict) -> None:
+        self.rows.append(dict(row))
+
+    def close(self) -> None:
+        pass
+
+
 def pyplot():
     import matplotlib
 

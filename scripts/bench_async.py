@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _fedbench import config, mean_std, pm, print_table, pyplot, save, write_json
+from _fedbench import RowsTracker, config, mean_std, pm, print_table, pyplot, save, write_json
 
 from fedrec.algorithms import run_fedbuff
 from fedrec.runtime import ClientPool, FederatedRun, ModelDiverged, RoundLoop, load_federated_data
@@ -91,7 +91,7 @@ def run_seed(base, data, pool, args) -> dict[str, dict]:
         name = f"FedBuff K={args.buffer} C={c} {'1/sqrt(1+s)' if weighting == 'polynomial' else weighting}"
         cfg = base.with_(rounds=steps, eval_every=max(1, args.per_round // args.buffer),
                          **{"async": {"buffer_size": args.buffer, "concurrency": c, "staleness": weighting}})
-        rows = _Rows()
+        rows = RowsTracker()
         try:
             r = run_fedbuff(cfg, data, pool, progress=True, trackers=[rows])
             out[name] = {"history": r.history, "staleness": r.mean_staleness}
@@ -99,19 +99,6 @@ def run_seed(base, data, pool, args) -> dict[str, dict]:
             print(f"bench_async: {name} diverged at server step {exc.round}", flush=True)
             out[name] = {"history": rows.rows, "staleness": None, "diverged": exc.round}
     return out
-
-
-class _Rows:
-    """A tracker that keeps a run's rows as they come, so a run that diverges keeps its history."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-
-    def log(self, run_name: str, rnd: int, row: dict) -> None:
-        self.rows.append(dict(row))
-
-    def close(self) -> None:
-        pass
 
 
 def summarize(name: str, runs: list[dict], refs: list[dict], targets: list[float]) -> dict:

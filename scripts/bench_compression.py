@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fedbench import cached_result, config, print_table, pyplot  # noqa: E402
+from _fedbench import RowsTracker, cached_result, config, print_table, pyplot  # noqa: E402
 
 from data_pipeline.atomic import atomic_path, write_json_atomic  # noqa: E402
 from fedrec.algorithms import run_config  # noqa: E402
@@ -91,24 +91,11 @@ def _runner(cfg, data, pool):
     return lambda: run_config(cfg, data, pool, progress=True)
 
 
-class _Rows:
-    """A tracker that keeps every round's row (the history of a run that does not finish)."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-
-    def log(self, run: str, rnd: int, row: dict) -> None:
-        self.rows.append(dict(row))
-
-    def close(self) -> None:
-        pass
-
-
 def _diverging_runner(cfg, data, pool):
     """Like ``_runner``, but a run whose model diverges (non-finite weights) is recorded as such:
     its rounds until then, scored at chance (AUC 0.5) from there on, with the round it diverged in."""
     def go():
-        rows = _Rows()
+        rows = RowsTracker()
         try:
             return run_config(cfg, data, pool, progress=True, trackers=[rows])
         except ModelDiverged as exc:
