@@ -4,15 +4,20 @@ target item's exposure (its HR@10 over benign users, item promotion's measure).
 
 Stages (all arms of a stage that share the same training data run in lockstep on one pool):
 
-1. ``select``: seed 0, 20% attackers, clean + 7 attacks x 7 aggregators. The best aggregator is
+1. ``select``: seed 0, 20% attackers, clean + 7 attacks x every rule of the grid. The best rule is
    chosen on validation AUC only: among the rules that hold item promotion's exposure to within
    2x of the clean run's, the one whose worst validation AUC over the clean run and the untargeted
    attacks is highest.
 2. ``report``: the other seeds for plain mean and the chosen rule at 20%, and all seeds at 10%.
    Test AUC is reported once, as mean and spread over the seeds.
 
-Centered clipping's radius (0.03, 0.1, 0.3) is chosen the same way, as three entries of the grid;
-the trimmed fraction and Krum's f are the attacker share the defender plans for (0.2).
+Centered clipping's radius (0.03, 0.1, 0.3) and FoolsGold's variants are chosen the same way, as
+entries of the grid; the trimmed fraction and Krum's f are the attacker share the defender plans
+for (0.2).
+
+Each cell (share, seed, attack, rule) is cached on its own under ``<out>/cells`` (an arm's numbers
+do not depend on the arms trained beside it), so a rule added to the grid trains only its own
+arms; the one-file-per-group caches of earlier versions are read as a source of cells.
 
     .venv/bin/python scripts/bench_robust.py            # ~2-3 h on 2 shared cores
     .venv/bin/python scripts/bench_robust.py --quick    # 2 rounds, a few arms
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,6 +61,12 @@ AGGREGATORS = {
     "centered_clipping tau=0.03": {"name": "centered_clipping", "clip_radius": 0.03},
     "centered_clipping tau=0.3": {"name": "centered_clipping", "clip_radius": 0.3},
     "bucketing": {"name": "bucketing", "bucket_size": 2, "inner": "centered_clipping", "clip_radius": CC_RADIUS},
+    # FoolsGold as published (whole uploads compared, each client's history against every client
+    # seen), after bounding each upload to the round's median norm; and compared on the item
+    # embedding rows only, each dense tensor and embedding row bounded, with and without history.
+    "foolsgold": {"name": "foolsgold"},
+    "foolsgold item": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor"},
+    "foolsgold item, round only": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "history": False},
 }
 # Attack strengths: the defaults of fedrec.attacks.config, except ALIE's z (see the README: the
 # paper's z_max ~ 0.47 moves plain FedYogi's AUC by under 0.01 here, so it is strengthened).
@@ -109,18 +122,94 @@ def run_arms(base, data, pool, arms: list[tuple[str, str, dict]], fraction: floa
             continue
         run = by_arm[(a, label)]
         m = run.final_metrics()
+        report = run.pipeline.report()  # e.g. FoolsGold's share of zero weights
         out.append({**cell, "test_auc": m["auc"], "validation_auc": m["validation_auc"],
-                    "exposure": target_exposure(run.model, run.state, run.data, benign, target)})
+                    "exposure": target_exposure(run.model, run.state, run.data, benign, target), **report})
         print(f"  {fraction:.0%} seed {seed} {a:>14} {label:>17}: test {m['auc']:.4f} val {m['validation_auc']:.4f} "
               f"exposure {out[-1]['exposure']:.3f}", file=sys.stderr, flush=True)
     return out
 
 
+# Config fields added to the schema after cached cells were written, at defaults that leave what a
+# cell measures unchanged. Any new field changes ``config_to_dict`` and so every cache key; a cell
+# is looked up under the current key and under the keys without each group of these (when the
+# config holds them at these values), so adding a field here keeps the cache. A new field that can
+# change a cell's numbers at its default must not be listed.
+COMPATIBLE_ADDITIONS = [
+    {"eval_ranking": True},
+    {"aggregator.history": True, "aggregator.norm_bound": "median", "aggregator.kappa": 1.0, "aggregator.features": []},
+    {"compression.precision": "fp32"},
+]
+
+
+def _without(doc: dict, fields: dict) -> dict | None:
+    """``doc`` less ``fields`` (dotted paths), or None unless it holds each at the value given."""
+    doc = json.loads(json.dumps(doc, default=str))
+    for path, value in fields.items():
+        *outer, last = path.split(".")
+        d = doc
+        for part in outer:
+            d = d.get(part) if isinstance(d.get(part), dict) else {}
+        if last not in d or d[last] != value:
+            return None
+        del d[last]
+    return doc
+
+
+def config_docs(base) -> list[dict]:
+    """The workload's config as a dict: as it is now first, then as it was before each combination
+    of ``COMPATIBLE_ADDITIONS`` existed."""
+    docs = []
+    for r in range(len(COMPATIBLE_ADDITIONS) + 1):
+        for drop in itertools.combinations(COMPATIBLE_ADDITIONS, r):
+            doc = _without(config_to_dict(base), {k: v for group in drop for k, v in group.items()})
+            if doc is not None and doc not in docs:
+                docs.append(doc)
+    return docs
+
+
+def _digest(parts: list) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cell_paths(cache: Path, docs: list[dict], seed: int, fraction: float, attack: str, label: str, section: dict) -> list[Path]:
+    """Where one cell is cached, under each config of ``docs`` (the current one first). The key is
+    what its numbers depend on: the workload (less its aggregator section, which every arm
+    replaces), seed, attacker share, attack, the arm's aggregator section and the attack
+    strengths; not the other arms trained beside it (their runs are independent)."""
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
+    out = []
+    for doc in docs:
+        doc = {k: v for k, v in doc.items() if k != "aggregator"}
+        out.append(cache / f"arm-{attack}-{slug}-s{seed}-f{fraction}-"
+                           f"{_digest([doc, seed, fraction, attack, section, ATTACK_SETTINGS])}.json")
+    return out
+
+
+def legacy_cells(docs: list[dict], cache: Path, seed: int, fraction: float, group: str, aggregators: dict) -> dict:
+    """Cells of the earlier format (one file per group, keyed by the group's whole list of arms),
+    as {(attack, aggregator label): cell}. A file counts only if its name's hash is the old key
+    recomputed from this workload (``docs``), seed and share and the arms it holds (with this grid's
+    sections for their labels), so a file from another config or with a changed section is ignored."""
+    found: dict = {}
+    for path in sorted(cache.glob(f"{group}-s{seed}-f{fraction}-*.json")):
+        got = json.loads(path.read_text())
+        if any(c["aggregator"] not in aggregators for c in got):
+            continue
+        arms = [(c["attack"], c["aggregator"], aggregators[c["aggregator"]]) for c in got]
+        if path.stem.rsplit("-", 1)[-1] in {_digest([d, seed, fraction, arms, ATTACK_SETTINGS]) for d in docs}:
+            found.update({(c["attack"], c["aggregator"]): c for c in got})
+    return found
+
+
 def run_cells(base, pool, cells: list[tuple[float, int, str, str]], aggregators: dict, cache: Path | None = None) -> list[dict]:
     """Train (fraction, seed, attack, aggregator) cells, grouped so that arms sharing data run together.
-    Each group's cells are kept under ``cache`` (keyed by the config, the group and its arms), so an
-    interrupted benchmark resumes where it stopped."""
-    out = []
+    Each cell is kept under ``cache`` on its own (``cell_paths``), so an interrupted benchmark resumes
+    where it stopped and a new aggregator trains only its own arms (in lockstep, as ever); group
+    files of the earlier format are read as a source of cells."""
+    cells = list(dict.fromkeys(cells))
+    docs = config_docs(base) if cache is not None else []
+    done: dict = {}
     by_seed: dict = {}
     for f, s, a, g in cells:
         group = a if a in ("label_flip", "item_promotion") else "clean-data"
@@ -128,19 +217,30 @@ def run_cells(base, pool, cells: list[tuple[float, int, str, str]], aggregators:
     for seed, groups in sorted(by_seed.items()):
         data = target = None
         for (fraction, group), arms in groups.items():
-            key = json.dumps([config_to_dict(base), seed, fraction, arms, ATTACK_SETTINGS], sort_keys=True, default=str)
-            path = cache / f"{group}-s{seed}-f{fraction}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json" if cache else None
-            if path is not None and path.exists():
-                out += json.loads(path.read_text())
+            legacy = legacy_cells(docs, cache, seed, fraction, group, aggregators) if cache is not None else {}
+            missing = []
+            for a, label, section in arms:
+                paths = cell_paths(cache, docs, seed, fraction, a, label, section) if cache is not None else []
+                hit = next((p for p in paths if p.exists()), None)
+                if hit is None and (a, label) in legacy:
+                    write_json_atomic(paths[0], legacy[(a, label)])
+                    hit = paths[0]
+                if hit is not None:
+                    done[(fraction, seed, a, label)] = {**json.loads(hit.read_text()), "aggregator": label}
+                else:
+                    missing.append((a, label, section))
+            print(f"{fraction:.0%} seed {seed} {group}: {len(arms) - len(missing)} cached, training {len(missing)}",
+                  file=sys.stderr, flush=True)
+            if not missing:
                 continue
             if data is None:
                 data = load_federated_data(base.with_(seed=seed))
                 target = pick_target_item(data, seed)
-            got = run_arms(base, data, pool, arms, fraction, seed, target)
-            if path is not None:
-                write_json_atomic(path, got)
-            out += got
-    return out
+            for (a, label, section), cell in zip(missing, run_arms(base, data, pool, missing, fraction, seed, target)):
+                if cache is not None:
+                    write_json_atomic(cell_paths(cache, docs, seed, fraction, a, label, section)[0], cell)
+                done[(fraction, seed, a, label)] = cell
+    return [done[c] for c in cells]
 
 
 def ratio(x: float, clean: float, users: int) -> float:

@@ -1,6 +1,7 @@
 """Byzantine-robust aggregators: coordinate-wise median and trimmed mean, Krum and Multi-Krum,
-centered clipping, and bucketing around any of them. Each needs the individual updates (the
-pipeline's per-client path); ``stack`` says how each treats embedding rows a client did not touch."""
+centered clipping, bucketing around any of them, and FoolsGold (weights clients by how unlike the
+others their updates are). Each needs the individual updates (the pipeline's per-client path);
+``stack`` says how each treats embedding rows a client did not touch."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fedrec.lazy import exports_of, lazy_exports
 # Exports resolve on first use (``fedrec.lazy``): the run config imports ``AggregatorConfig`` without torch.
 _LAZY = exports_of({
     "bucketing": ("Bucketing", "bucket_means"), "clipping": ("CenteredClipping",), "config": ("AggregatorConfig",),
+    "foolsgold": ("FoolsGold", "bound_norms", "foolsgold_weights", "similarity_weights"),
     "coordinate": ("CoordinateMedian", "TrimmedMean", "median", "trimmed_mean"),
     "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "stack", "to_aggregate"),
 })
@@ -22,6 +24,7 @@ def make_aggregator(cfg, name: str | None = None):
     from fedrec.pipeline.robust.bucketing import Bucketing
     from fedrec.pipeline.robust.clipping import CenteredClipping
     from fedrec.pipeline.robust.coordinate import CoordinateMedian, TrimmedMean
+    from fedrec.pipeline.robust.foolsgold import FoolsGold
     from fedrec.pipeline.robust.krum import Krum, MultiKrum
 
     name = name or cfg.name
@@ -37,4 +40,6 @@ def make_aggregator(cfg, name: str | None = None):
         return MultiKrum(cfg.byzantine_fraction, cfg.keep)
     if name == "centered_clipping":
         return CenteredClipping(cfg.clip_radius, cfg.clip_iterations)
+    if name == "foolsgold":
+        return FoolsGold(cfg.history, cfg.norm_bound, cfg.kappa, cfg.features)
     return Bucketing(make_aggregator(cfg, cfg.inner), cfg.bucket_size)

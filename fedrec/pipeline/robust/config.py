@@ -12,7 +12,8 @@ Robust = Literal["median", "trimmed_mean", "krum", "multi_krum", "centered_clipp
 
 
 class AggregatorConfig(StrictModel):
-    name: Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping", "bucketing"] = "mean"
+    name: Literal["mean", "median", "trimmed_mean", "krum", "multi_krum", "centered_clipping", "bucketing",
+                  "foolsgold"] = "mean"
     trim_fraction: float = Field(0.2, ge=0, lt=0.5)  # trimmed_mean: dropped at each end, per coordinate
     rows: Literal["touched", "all"] = "touched"  # median, trimmed_mean: a row over its touchers, or all (zeros)
     byzantine_fraction: float = Field(0.2, ge=0, lt=0.5)  # krum, multi_krum: f = floor(this * clients)
@@ -21,6 +22,16 @@ class AggregatorConfig(StrictModel):
     clip_iterations: int = Field(1, ge=1)  # centered_clipping
     bucket_size: int = Field(2, ge=1)  # bucketing
     inner: Robust = "centered_clipping"  # bucketing: the robust rule applied to the bucket means
+    history: bool = True  # foolsgold: compare sums of uploads so far, over every client seen (False: this round)
+    norm_bound: Literal["median", "tensor", "none"] = "median"  # foolsgold: uploads (each tensor) to <= the median norm
+    kappa: float = Field(1.0, gt=0)  # foolsgold: the logit's confidence
+    features: list[str] = []  # foolsgold: compare only these features' embedding rows (empty: whole uploads)
+
+    @model_validator(mode="after")
+    def _foolsgold_fields_only_for_foolsgold(self):
+        if self.name != "foolsgold" and self.features:
+            raise ValueError("features is only for foolsgold")
+        return self
 
     @model_validator(mode="after")
     def _keep_only_for_multi_krum(self):

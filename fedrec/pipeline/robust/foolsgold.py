@@ -1,0 +1,299 @@
+"""FoolsGold (Fung, Yoon and Beschastnikh, "The Limitations of Federated Learning in Sybil
+Settings", RAID 2020), optionally after norm bounding (Sun et al., "Can You Really Backdoor
+Federated Learning?", 2019).
+
+Sybils that pursue one goal send updates that point the same way, while honest clients on non-IID
+data differ. FoolsGold therefore weights each client by how *unlike* every other client its update
+is, instead of looking for a majority (which the colluding attackers here hold on every row they
+upload: see ``fedrec.attacks.omniscient``). Given pairwise similarities:
+
+1. ``cs_ij``: cosine similarity of clients i and j (``cs_ii = 0``), ``v_i = max_j cs_ij`` (at
+   least 0: the diagonal's 0 counts, as in the reference code).
+2. Pardoning: where ``v_j > v_i``, ``cs_ij *= v_i / v_j`` (an honest client that merely resembles
+   a sybil is not punished as much as the sybil group resembles itself).
+3. ``alpha_i = 1 - max_j cs_ij`` clipped to [0, 1] (cosine 1 up to rounding counts as 1), divided
+   by the largest ``alpha``, 1 -> 0.99, then ``kappa * (ln(alpha / (1 - alpha)) + 0.5)`` clipped to
+   [0, 1]: at kappa 1 a rescaled alpha below 0.38 is weight 0, above 0.62 weight 1.
+4. The round's update is FedAvg's weighted mean with weight ``alpha_i * n_i`` (``n_i`` the client's
+   example count) of the (norm-bounded) uploads: dense tensors over all clients, each embedding row
+   over the clients that touched it. A client of weight 0 drops out entirely, so a row only such
+   clients touched does not move (it is absent from the aggregate), and a row's update is not
+   diluted by clients that never saw it. If every client gets weight 0 the round is empty and the
+   model stays as it is.
+
+What the cosine is over (``features``): by default each client's whole upload as one vector (dense
+deltas and every table's rows, an untouched row a zero there, as Krum does: ``Stacked.flat``). In
+a recommender that is a poor choice: the norm of an update is dominated by a few dense parameters
+every client moves (the output bias above all), so honest clients look alike (most pairwise
+cosines near +-1) and most of them get weight 0. The reference code likewise compares only one
+layer (the output layer, its "feature importance"). ``features=["item"]`` compares only the rows of
+those features' embedding tables: honest clients rated mostly different items, so their rows
+barely overlap, while colluders that upload one vector over every row, or sybils that all push one
+target item's row, are alike exactly there.
+
+``history`` (the reference's memory): each client's *sum of all its (compared, bounded) uploads so
+far* is kept per client id (server state, saved by ``state_dict``), and the similarities are those
+of these sums among *every client seen so far*, not only this round's: with partial participation
+a round holds a handful of the sybils, the population all of them, and a sum averages out an honest
+client's round-to-round noise while a sybil's consistent direction stays. ``v``, pardoning and the
+rescaling run over all of them; this round's clients take their weights. For a pair of this
+round's clients the similarity is the larger of their sums' and of this round's uploads' (colluders
+sending one identical vector now need not have identical sums over different earlier rounds). The
+inner products of the sums are kept up to date for the clients whose sum changed, so a round costs
+``O(round clients x clients seen x compared size)``. Off, only this round's uploads are compared.
+
+What enters the similarity is the compared part of each upload as sent, scaled as a whole to at
+most the round's median norm of those parts (as the reference bounds each update before adding
+it to its memory): its direction is what the client sent, and no single round dominates a sum.
+
+``norm_bound``: what enters the mean is each upload scaled down to at most the median norm of the
+round. Cosine similarity ignores length, so FoolsGold alone cannot see a boosted update (scaling,
+a boosted sign flip) or noise; bounding limits any one client's pull to a typical client's.
+``"median"`` bounds the whole upload's norm. ``"tensor"`` bounds each dense tensor to the median
+of that tensor's norms and each embedding row to the median norm of the table's uploaded rows: a
+whole-upload bound leaves noise spread over the rows far larger than any honest row's update when
+one small tensor dominates the norm (as the output bias does here), and a bound on a table's whole
+upload would shrink the rows of clients who rated many items. (Bounding each row before comparing
+would hide the signal: a sybil's boosted target row would look like any other row.) An upload
+with a non-finite value gets weight 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fedrec.model import table_name
+from fedrec.pipeline.base import Aggregator, ServerContext
+from fedrec.pipeline.robust.stacking import stack
+from fedrec.updates import AggregatedUpdate, ClientUpdate
+
+NORM_BOUNDS = ("median", "tensor", "none")
+
+
+def _cosines(vectors: torch.Tensor) -> torch.Tensor:
+    x = vectors.to(torch.float64)
+    unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300)  # a zero vector is similar to nothing
+    cs = unit @ unit.T
+    cs.fill_diagonal_(0.0)
+    return cs
+
+
+def similarity_weights(cs: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
+    """FoolsGold's weight in [0, 1] for each client from the pairwise similarities ``cs [n, n]``
+    (diagonal 0)."""
+    n = cs.shape[0]
+    if n == 1:
+        return torch.ones(1, dtype=torch.float64)
+    cs = cs.to(torch.float64)
+    v = cs.max(dim=1).values.clamp_min(0.0)
+    pardon = v[:, None] < v[None, :]  # v_j > v_i >= 0, so v_j > 0
+    cs = torch.where(pardon, cs * (v[:, None] / v[None, :].clamp_min(1e-300)), cs)
+    alpha = (1.0 - cs.max(dim=1).values).clamp(0.0, 1.0)
+    alpha = torch.where(alpha < 1e-9, torch.zeros_like(alpha), alpha)  # cosine 1 up to rounding: a copy
+    top = alpha.max()
+    if top <= 0:
+        return torch.zeros(n, dtype=torch.float64)
+    alpha = alpha / top
+    alpha = torch.where(alpha >= 1.0, torch.full_like(alpha, 0.99), alpha)
+    logit = kappa * (torch.log(alpha / (1.0 - alpha)) + 0.5)  # alpha 0 -> -inf -> 0
+    return logit.clamp(0.0, 1.0)
+
+
+def foolsgold_weights(vectors: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
+    """FoolsGold's weight in [0, 1] for each row of ``vectors [n, D]``."""
+    return similarity_weights(_cosines(vectors), kappa)
+
+
+def _sq(t: torch.Tensor) -> float:
+    return float((t.to(torch.float64) ** 2).sum())
+
+
+def _finite(u: ClientUpdate) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in (*u.dense.values(), *(r for _, r in u.sparse.values())))
+
+
+def _median_bound(norms: torch.Tensor) -> torch.Tensor:
+    """Per norm, the factor that scales it down to at most the median of ``norms``."""
+    if norms.numel() == 0:
+        return norms
+    bound = torch.quantile(norms, 0.5)
+    return torch.where(norms > bound, bound / norms.clamp_min(1e-300), torch.ones_like(norms))
+
+
+def bound_norms(updates: list[ClientUpdate], per_tensor: bool) -> list[ClientUpdate]:
+    """Each upload scaled down to at most the median norm over ``updates``: its whole norm, or
+    (``per_tensor``) each dense tensor to the median of that tensor's norms and each embedding row
+    to the median norm of all the rows of its table uploaded this round."""
+    if not updates:
+        return []
+    if not per_tensor:
+        norms = torch.tensor([math.sqrt(sum(map(_sq, (*u.dense.values(), *(r for _, r in u.sparse.values())))))
+                              for u in updates], dtype=torch.float64)
+        return [u if f == 1.0 else u.scaled(f) for u, f in zip(updates, _median_bound(norms).tolist())]
+    dense = {}
+    for k in updates[0].dense:
+        f = _median_bound(torch.tensor([math.sqrt(_sq(u.dense[k])) for u in updates], dtype=torch.float64))
+        dense[k] = [u.dense[k] * float(s) if s < 1.0 else u.dense[k] for u, s in zip(updates, f.tolist())]
+    rows = {}
+    for k in updates[0].sparse:
+        vals = [u.sparse[k][1] for u in updates]
+        f = _median_bound(torch.cat([v.to(torch.float64).norm(dim=1) for v in vals]))
+        rows[k] = [v * part.to(v.dtype).unsqueeze(1) for v, part in zip(vals, f.split([len(v) for v in vals]))]
+    return [ClientUpdate(u.client, u.weight, {k: dense[k][i] for k in dense},
+                         {k: (u.sparse[k][0], rows[k][i]) for k in rows}, u.whole_tables) for i, u in enumerate(updates)]
+
+
+def _accumulate(old: ClientUpdate | None, new: ClientUpdate) -> ClientUpdate:
+    """``old + new`` (rows coalesced by id)."""
+    if old is None:
+        return ClientUpdate(new.client, 1.0, {k: d.clone() for k, d in new.dense.items()},
+                            {k: (ids.clone(), rows.clone()) for k, (ids, rows) in new.sparse.items()}, new.whole_tables)
+    both = AggregatedUpdate.combine([AggregatedUpdate.from_clients([ClientUpdate(new.client, 1.0, u.dense, u.sparse)])
+                                     for u in (old, new)])
+    return ClientUpdate(new.client, 1.0, both.dense, {k: (r.ids, r.delta_sum) for k, r in both.sparse.items()},
+                        new.whole_tables)
+
+
+class _Gram:
+    """The clients' history vectors laid out densely (one slot per client; each dense tensor and
+    each table a block, a table growing with the largest row id seen) and their inner products,
+    recomputed only for the slots whose vector changed."""
+
+    def __init__(self) -> None:
+        self.slot: dict[int, int] = {}
+        self.blocks: dict[str, torch.Tensor] = {}  # name -> [capacity, numel] or [capacity, rows, dim]
+        self.gram = torch.zeros(0, 0, dtype=torch.float64)
+
+    def _capacity(self, n: int) -> None:
+        cap = self.gram.shape[0]
+        if n <= cap:
+            return
+        new = max(n, 2 * cap, 64)
+        self.blocks = {k: torch.cat([b, b.new_zeros(new - cap, *b.shape[1:])]) for k, b in self.blocks.items()}
+        gram = torch.zeros(new, new, dtype=torch.float64)
+        gram[:cap, :cap] = self.gram
+        self.gram = gram
+
+    def _block(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        cap = self.gram.shape[0]
+        b = self.blocks.get(name)
+        if b is None:
+            b = self.blocks[name] = torch.zeros(cap, *shape, dtype=torch.float64)
+        elif len(shape) == 2 and shape[0] > b.shape[1]:  # a table: room for a larger row id
+            b = self.blocks[name] = torch.cat([b, b.new_zeros(cap, shape[0] - b.shape[1], shape[1])], dim=1)
+        return b
+
+    def update(self, vectors: list[ClientUpdate]) -> None:
+        for u in vectors:
+            self.slot.setdefault(u.client, len(self.slot))
+        self._capacity(len(self.slot))
+        changed = torch.tensor([self.slot[u.client] for u in vectors], dtype=torch.int64)
+        for u in vectors:
+            s = self.slot[u.client]
+            for k, d in u.dense.items():
+                self._block(k, (d.numel(),))[s] = d.reshape(-1).to(torch.float64)
+            for k, (ids, rows) in u.sparse.items():
+                b = self._block(k, (int(ids.max()) + 1 if len(ids) else 0, rows.shape[1]))
+                b[s].zero_()
+                b[s, ids] = rows.to(torch.float64)
+        n = len(self.slot)
+        part = torch.zeros(len(changed), n, dtype=torch.float64)
+        for b in self.blocks.values():
+            flat = b[:n].reshape(n, -1)
+            part += flat[changed] @ flat.T
+        self.gram[changed, :n] = part
+        self.gram[:n, changed] = part.T
+
+    def cosines(self) -> tuple[list[int], torch.Tensor]:
+        """The clients in slot order and their pairwise cosine similarities (diagonal 0)."""
+        n = len(self.slot)
+        g = self.gram[:n, :n]
+        norms = g.diagonal().clamp_min(0).sqrt().clamp_min(1e-300)
+        cs = (g / norms[:, None] / norms[None, :]).clamp(-1.0, 1.0)
+        cs.fill_diagonal_(0.0)
+        return sorted(self.slot, key=self.slot.get), cs
+
+
+class FoolsGold(Aggregator):
+    name = "foolsgold"
+
+    def __init__(self, history: bool = True, norm_bound: str = "median", kappa: float = 1.0,
+                 features: list[str] | tuple[str, ...] = ()) -> None:
+        if norm_bound not in NORM_BOUNDS:
+            raise ValueError(f"norm_bound must be one of {NORM_BOUNDS}, not {norm_bound!r}")
+        self.history = history
+        self.norm_bound = norm_bound
+        self.kappa = kappa
+        self.features = tuple(features)
+        self.memory: dict[int, ClientUpdate] = {}  # client id -> sum of the parts it is compared on
+        self._gram: _Gram | None = None  # derived from memory (rebuilt after a restore)
+        self.last_weights: dict[int, float] = {}  # client id -> weight, the last round (diagnostics)
+        self._rounds = 0
+        self._zeroed = 0  # uploads given weight 0, over all rounds
+        self._seen = 0
+
+    def _compared(self, u: ClientUpdate) -> ClientUpdate:
+        """The part of an upload the similarity is over (see ``features``)."""
+        if not self.features:
+            return u
+        wanted = {f"embedding_bags.{table_name(f)}.weight" for f in self.features} | set(self.features)
+        sparse = {k: r for k, r in u.sparse.items() if k in wanted or any(k.endswith("." + w) for w in wanted)}
+        if not sparse:
+            raise ValueError(f"foolsgold features {list(self.features)} match none of the tables {sorted(u.sparse)}")
+        return ClientUpdate(u.client, u.weight, {}, sparse, u.whole_tables)
+
+    def _weights(self, compared: list[ClientUpdate]) -> torch.Tensor:
+        now = _cosines(stack(compared).flat())
+        if not self.history:
+            return similarity_weights(now, self.kappa)
+        for u in compared:
+            self.memory[u.client] = _accumulate(self.memory.get(u.client), u)
+        if self._gram is None:  # first round, or restored from a checkpoint
+            self._gram = _Gram()
+            self._gram.update(list(self.memory.values()))
+        else:
+            self._gram.update([self.memory[u.client] for u in compared])
+        clients, cs = self._gram.cosines()
+        pos = {c: i for i, c in enumerate(clients)}
+        idx = torch.tensor([pos[u.client] for u in compared], dtype=torch.int64)
+        cs[idx[:, None], idx[None, :]] = torch.maximum(cs[idx[:, None], idx[None, :]], now)
+        return similarity_weights(cs, self.kappa)[idx]
+
+    def aggregate(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate:
+        n = len(updates)
+        good = [i for i, u in enumerate(updates) if _finite(u)]
+        ups = [updates[i] for i in good]
+        alpha = torch.zeros(n, dtype=torch.float64)
+        if ups:
+            # compared as sent, each scaled as a whole (shape kept) to at most the median norm
+            alpha[good] = self._weights(bound_norms([self._compared(u) for u in ups], per_tensor=False))
+        if self.norm_bound != "none":
+            ups = bound_norms(ups, per_tensor=self.norm_bound == "tensor")
+        self.last_weights = {u.client: float(a) for u, a in zip(updates, alpha.tolist())}
+        self._rounds += 1
+        self._seen += n
+        self._zeroed += int((alpha == 0).sum())
+        kept = [ClientUpdate(u.client, float(alpha[i]) * float(u.weight), u.dense, u.sparse, u.whole_tables)
+                for i, u in zip(good, ups) if alpha[i] > 0 and float(u.weight) > 0]
+        if not kept:
+            return AggregatedUpdate()  # nothing trusted this round: the model does not move
+        out = AggregatedUpdate.from_clients(kept)
+        out.clients = n
+        return out
+
+    def state_dict(self) -> dict:
+        return {"memory": {c: {"dense": u.dense, "sparse": u.sparse, "whole_tables": u.whole_tables}
+                           for c, u in self.memory.items()},
+                "counts": [self._rounds, self._seen, self._zeroed]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory = {int(c): ClientUpdate(int(c), 1.0, dict(m["dense"]), dict(m["sparse"]), bool(m.get("whole_tables")))
+                       for c, m in (state.get("memory") or {}).items()}
+        self._gram = None
+        self._rounds, self._seen, self._zeroed = state.get("counts", [0, 0, 0])
+
+    def report(self) -> dict:
+        """Share of the uploads given weight 0 over the run."""
+        return {"foolsgold": {"rounds": self._rounds, "zero_weight_share": self._zeroed / self._seen if self._seen else 0.0}}
