@@ -121,9 +121,8 @@ class GossipRun(FederatedRun):
         t["bytes_up"] += int(sent.sum())
         t["update_bytes"] = t.get("update_bytes", 0) + update_bytes
         t["bytes_down"] += int(sent.sum())  # every message sent is received once
-        # what the same messages weigh uncompressed (all touched rows with their ids, or whole tables)
-        plain = self.facts.sparse_bytes if self.cfg.client.sparse_updates else np.full(len(self.degree), self.facts.model_bytes)
-        raw = sum(int(self.degree[u.client]) * (int(plain[u.client]) + 8) for u in updates if u.weight > 0)
+        raw = sum(int(self.degree[u.client]) * (int(self.facts.uncompressed_up[u.client]) + 8)  # the same, uncompressed
+                  for u in updates if u.weight > 0)
         dense = int(self.degree.sum()) * self.facts.model_bytes + raw
         t["dense_bytes_up"] += dense
         t["dense_bytes_down"] = t.get("dense_bytes_down", 0) + dense

@@ -74,30 +74,23 @@ class GossipPipeline(UpdatePipeline):
     packed to pickle as numpy. With ``compression`` (the run's ``compression`` section), a trained
     node's update message to its neighbours is encoded on the node as an upload is in sync mode
     (``fedrec.pipeline.compress.Compress``: the same codecs, error feedback kept on the node) and
-    ``decode`` reads it back on the driver, where the neighbours' copies are applied."""
+    ``decode`` reads it back on the driver (``Decompress``, a server step as in sync mode), where
+    the neighbours' copies are applied."""
 
     def __init__(self, compression=None, schema=None) -> None:
         super().__init__(force_per_client=True)
-        self.decompress = None
         if compression is not None and compression.method != "none":
             from fedrec.pipeline.compress import Compress, Decompress
 
             self.client_steps.append(Compress(compression, schema))
-            self.decompress = Decompress(compression, schema)
+            self.server_steps.append(Decompress(compression, schema))
 
     def pack(self, updates: list) -> Arrivals:
-        return Arrivals(updates=[u if self.decompress is not None else PortableUpdate.of(u) for u in updates])
+        """Plain updates as numpy; encoded ones are bytes already."""
+        return Arrivals(updates=[PortableUpdate.of(u) if isinstance(u, ClientUpdate) else u for u in updates])
 
     def decode(self, updates: list, ctx) -> list[ClientUpdate]:
         """The updates as the neighbours read them (the encoded ones decoded)."""
-        return self.decompress.on_clients(updates, ctx) if self.decompress is not None else updates
-
-    def report(self) -> dict:
-        return self.decompress.report() if self.decompress is not None else {}
-
-    def state_dict(self) -> dict:
-        return {"decompress": self.decompress.state_dict()} if self.decompress is not None else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.decompress is not None:
-            self.decompress.load_state_dict(state.get("decompress", {}))
+        for step in self.server_steps:
+            updates = step.on_clients(updates, ctx)
+        return updates

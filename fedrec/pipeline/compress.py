@@ -36,7 +36,7 @@ from fedrec.updates import ClientUpdate, State
 
 def plan_for(cfg) -> CompressionPlan:
     """The codecs a compression config asks for (``cfg``: method, rank, fraction, precision, apply_to)."""
-    codec = make_codec(cfg.method, rank=cfg.rank, fraction=cfg.fraction, precision=getattr(cfg, "precision", "fp32"))
+    codec = make_codec(cfg.method, rank=cfg.rank, fraction=cfg.fraction, precision=cfg.precision)
     return CompressionPlan.of(codec, cfg.apply_to)
 
 

@@ -241,14 +241,14 @@ def _encode_table(name: str, blocks: list, table_rows: int, dim: int, schema: Wi
             decoded = use.decode(parts, height, dim)
             if not schema.whole_tables:
                 ids_bytes = _as_bytes(ids_padded, index_dtype(table_rows))
-        specs = codec.parts(valid[0], dim, space) if form != ("raw",) else use.raw(valid[0], dim)
+        specs = use.parts(valid[0], dim, space)
         arrays = {p: _as_bytes(parts[p], dtype) for p, _, dtype in specs}
         rest = (padded - decoded) if left is not None else None
         for j, i in enumerate(items):
             r = valid[j]
             if not addressed and not schema.whole_tables:
                 pieces[i].append(ids_bytes[j, : r * ids_bytes.shape[1] // height])
-            for p, shape, dtype in (codec.parts(r, dim, space) if form != ("raw",) else use.raw(r, dim)):
+            for p, shape, dtype in use.parts(r, dim, space):
                 # parts padded along their first dimension (P, raw rows, top-k's largest-first
                 # entries) keep this sender's bytes as a prefix
                 pieces[i].append(arrays[p][j, : math.prod(shape) * np.dtype(_NP[dtype]).itemsize])
@@ -312,7 +312,7 @@ def _decode_table(name: str, encs: list[EncodedUpdate], rows: list[int], table_r
                 count = r * np.dtype(_NP[dtype]).itemsize
                 ids_list.append(torch.from_numpy(np.frombuffer(wire, _NP[dtype], r, cursors[i]).astype(np.int64)))
                 cursors[i] += count
-            specs = codec.parts(r, dim, space) if form != ("raw",) else use.raw(r, dim)
+            specs = use.parts(r, dim, space)
             own = {}
             for p, shape, dtype in specs:
                 size = math.prod(shape)

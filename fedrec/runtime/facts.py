@@ -101,7 +101,9 @@ class ClientFacts:
         sizes = np.array([len(p) for p in data.partitions])
         self.local_steps = cfg.client.local_epochs * -(-sizes // cfg.client.batch_size)
         c, spec = cfg.client, cfg.tiers.tiers
-        self.up = self.sparse_bytes if c.sparse_updates else np.full(data.num_clients, self.model_bytes)
+        # what each client's update weighs uncompressed (its touched rows with their ids, or whole tables)
+        self.uncompressed_up = self.sparse_bytes if c.sparse_updates else np.full(data.num_clients, self.model_bytes)
+        self.up = self.uncompressed_up
         self.down = self.sparse_bytes if c.sparse_downloads else np.full(data.num_clients, self.model_bytes)
         shared = {n: t for n, t in state.items() if n not in private}  # private tables never travel
         self.up, self.down = compressed_bytes(cfg, shared, [t for t in layout.tables if t not in private], touched,
