@@ -23,7 +23,20 @@ class ClientTrainConfig(StrictModel):
     sparse_downloads: bool = False
     batched: bool = True  # train an actor's clients together (fedrec.client.batched); same results
     private_lr: float | None = Field(None, gt=0)  # SGD lr of private tables (model.private); None: lr
+    # Federated Reconstruction (Singhal et al., 2021): a client's private rows were last trained
+    # against an older global model, so before using the new one it refits them. Epochs over its
+    # training rows that move only the private rows (the shared weights frozen as received):
+    # before local training (kept, part of training) and before scoring at evaluation (on a copy,
+    # discarded, so evaluating never changes training). 0: off.
+    refit_private_epochs: int = Field(0, ge=0)
+    eval_refit_private_epochs: int = Field(0, ge=0)
 
     @property
     def lr_private(self) -> float:
         return self.lr if self.private_lr is None else self.private_lr
+
+    def private_only(self, epochs: int) -> ClientTrainConfig:
+        """This config for a reconstruction pass: ``epochs`` in which only private rows move (the
+        shared weights' lr 0, no proximal term)."""
+        return self.model_copy(update={"lr": 0.0, "private_lr": self.lr_private, "local_epochs": epochs,
+                                       "proximal_mu": 0.0, "sparse_updates": True})

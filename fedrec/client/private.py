@@ -71,6 +71,13 @@ class PrivateRows:
         out[torch.from_numpy(self.ids[name])] = torch.from_numpy(np.asarray(self.rows[name]))
         return out
 
+    def copy(self) -> PrivateRows:
+        """An in-memory copy (evaluation refits its rows and throws it away)."""
+        out = PrivateRows({n: (self.ids[n], np.asarray(self.rows[n])) for n in self.ids}, max_bytes=1 << 62)
+        for n in self.ids:
+            out.trained[n][:] = self.trained[n]
+        return out
+
     @property
     def nbytes(self) -> int:
         return sum(r.nbytes for r in self.rows.values())

@@ -32,6 +32,8 @@ from fedrec.model import ModelConfig, is_plain_dlrm, predict
 from fedrec.pipeline import Arrivals, ClientContext, UpdatePipeline
 from fedrec.updates import ClientStart, State, StateChange
 
+REFIT_SEED = 1 << 40  # offsets a client's seed for its reconstruction passes (apart from its training epochs')
+
 
 @dataclass
 class ClientStat:
@@ -63,6 +65,7 @@ class _Slot:
     trainers: dict = field(default_factory=dict)
     private: PrivateRows | None = None  # this actor's clients' rows of the model's private tables
     model_fn: object = None
+    refitted: tuple | None = None  # (version, epochs, rows): evaluation's refit copy of ``private``
 
     @property
     def batched(self) -> bool:
@@ -178,27 +181,51 @@ class ClientActorImpl:
         """Train ``clients`` of model ``key`` from its current global version; client steps run on
         each update before it is packed for the driver."""
         slot = self._sync(key, sync, payload)
-        if cfg.batched and slot.batched:
-            trainer = slot.trainers.get("batched") or slot.trainers.setdefault("batched", BatchedTrainer(self.data, slot.layout))
-            results = trainer.train_many(clients, slot.state, cfg, seeds, slot.private)
-        else:
-            trainer = self._local(slot)
-            trainer.load_global(slot.state)
-            results = [trainer.train(c, slot.state, cfg, s, slot.private) for c, s in zip(clients, seeds)]
+        if slot.private is not None and cfg.refit_private_epochs:
+            self._fit(slot, clients, cfg.private_only(cfg.refit_private_epochs), [s + REFIT_SEED for s in seeds],
+                      slot.private)
+        results = self._fit(slot, clients, cfg, seeds, slot.private)
         if slot.private is not None:
             for r in results:
                 if set(r.update.sparse) & set(slot.private.ids):  # never: the trainers keep them on the device
                     raise AssertionError(f"client {r.update.client}: a private table is in its upload")
         return self._send(key, results, seeds, pipeline, rnd)
 
-    def evaluate(self, key: str, split: str, ranking: bool = False, k: int = 10) -> dict:
+    def _fit(self, slot: _Slot, clients: list[int], cfg: ClientTrainConfig, seeds: list[int],
+             private: PrivateRows | None) -> list:
+        """Train ``clients`` from the slot's global model (batched where the model allows)."""
+        if cfg.batched and slot.batched:
+            trainer = slot.trainers.get("batched") or slot.trainers.setdefault("batched", BatchedTrainer(self.data, slot.layout))
+            return trainer.train_many(clients, slot.state, cfg, seeds, private)
+        trainer = self._local(slot)
+        trainer.load_global(slot.state)
+        return [trainer.train(c, slot.state, cfg, s, private) for c, s in zip(clients, seeds)]
+
+    def _eval_rows(self, slot: _Slot, refit: ClientTrainConfig | None) -> PrivateRows | None:
+        """The private rows evaluation scores with: the stored ones, or (``refit``) a copy every
+        owned client has refitted to the current global model on its training rows, made once
+        per model version (validation and test share it) and never written back."""
+        epochs = refit.eval_refit_private_epochs if refit is not None else 0
+        if slot.private is None or not epochs:
+            return slot.private
+        if slot.refitted is None or slot.refitted[:2] != (slot.version, epochs):
+            rows = slot.private.copy()
+            clients = [int(c) for c in self.owned() if len(self.data.partitions.get(int(c), ()))]
+            # Seeds by client only: the same refit after a resume (whose model versions restart).
+            self._fit(slot, clients, refit.private_only(epochs), [REFIT_SEED + c for c in clients], rows)
+            slot.refitted = (slot.version, epochs, rows)
+        return slot.refitted[2]
+
+    def evaluate(self, key: str, split: str, ranking: bool = False, k: int = 10,
+                 refit: ClientTrainConfig | None = None) -> dict:
         """This actor's clients score their own ``split`` rows (global weights + their private
-        rows): the rows' positions and probabilities, whether each row's client has trained its
-        private rows, and with ``ranking`` the clients' summed HR@k / nDCG@k over the catalogue."""
+        rows, refitted first with ``refit.eval_refit_private_epochs``): the rows' positions and
+        probabilities, whether each row's client has trained its private rows, and with
+        ``ranking`` the clients' summed HR@k / nDCG@k over the catalogue."""
         slot = self.slots[key]
         ex, row_client, rows = self.extra.heldout[split]
         owned = self.owned()
-        score = self._scorer(slot)
+        score = self._scorer(slot, self._eval_rows(slot, refit))
         probs = score(ex)
         trained = np.zeros(len(rows), dtype=bool)
         if slot.private is not None:
@@ -216,9 +243,9 @@ class ClientActorImpl:
             slot.trainers["local"] = LocalTrainer(self.data, slot.model_cfg, slot.model_fn)
         return slot.trainers["local"]
 
-    def _scorer(self, slot: _Slot):
-        """examples -> probabilities under the global weights with this actor's private rows."""
-        tables = model_tables(slot.state, slot.private)
+    def _scorer(self, slot: _Slot, private: PrivateRows | None):
+        """examples -> probabilities under the global weights with ``private`` rows."""
+        tables = model_tables(slot.state, private)
         if slot.batched:
             return lambda ex: dlrm_probs(ex, slot.state, slot.layout, tables)
         model = self._local(slot).model

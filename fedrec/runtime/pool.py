@@ -244,10 +244,10 @@ class ClientPool:
         return Gathered(arrivals, stats, failed)
 
     # --- on the clients: evaluation and device state ---
-    def evaluate(self, key: str, split: str, ranking: bool = False) -> list[dict]:
+    def evaluate(self, key: str, split: str, ranking: bool = False, refit=None) -> list[dict]:
         """Every actor's clients score their own ``split`` rows (see ``ClientActor.evaluate``)."""
         self._ensure_synced(key)
-        return ray.get([a.evaluate.remote(key, split, ranking) for a in self.actors])
+        return ray.get([a.evaluate.remote(key, split, ranking, refit=refit) for a in self.actors])
 
     def _ensure_synced(self, key: str) -> None:
         """Bring every actor's copy of ``key`` to the current version (an actor that trained none

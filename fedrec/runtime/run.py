@@ -321,7 +321,8 @@ class FederatedRun:
         """The clients score their own held-out rows (with their private rows): labels, probs and
         the ranking / trained-client extras."""
         examples, _ = self.data.heldout(split)
-        parts = self.pool.evaluate(self.key, split, ranking)
+        refit = self.cfg.client if self.private_tables and self.cfg.client.eval_refit_private_epochs else None
+        parts = self.pool.evaluate(self.key, split, ranking, refit)
         probs = np.full(len(examples), np.nan, dtype=np.float64)
         trained = np.zeros(len(examples), dtype=bool)
         for p in parts:
