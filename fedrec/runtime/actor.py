@@ -65,7 +65,7 @@ class _Slot:
     trainers: dict = field(default_factory=dict)
     private: PrivateRows | None = None  # this actor's clients' rows of the model's private tables
     model_fn: object = None
-    refitted: tuple | None = None  # (version, epochs, rows): evaluation's refit copy of ``private``
+    refitted: tuple | None = None  # (version, refit config, rows): evaluation's refit copy of ``private``
 
     @property
     def batched(self) -> bool:
@@ -208,12 +208,13 @@ class ClientActorImpl:
         epochs = refit.eval_refit_private_epochs if refit is not None else 0
         if slot.private is None or not epochs:
             return slot.private
-        if slot.refitted is None or slot.refitted[:2] != (slot.version, epochs):
+        spec = refit.private_only(epochs)
+        if slot.refitted is None or slot.refitted[:2] != (slot.version, spec):
             rows = slot.private.copy()
             clients = [int(c) for c in self.owned() if len(self.data.partitions.get(int(c), ()))]
             # Seeds by client only: the same refit after a resume (whose model versions restart).
-            self._fit(slot, clients, refit.private_only(epochs), [REFIT_SEED + c for c in clients], rows)
-            slot.refitted = (slot.version, epochs, rows)
+            self._fit(slot, clients, spec, [REFIT_SEED + c for c in clients], rows)
+            slot.refitted = (slot.version, spec, rows)
         return slot.refitted[2]
 
     def evaluate(self, key: str, split: str, ranking: bool = False, k: int = 10,
@@ -272,6 +273,7 @@ class ClientActorImpl:
         slot = self.slots.get(key)
         if slot is not None and slot.private is not None:
             slot.private.load_state_dict(blob)
+            slot.refitted = None  # refitted from the rows just replaced
         else:
             self._pending_private[key] = blob
         return True

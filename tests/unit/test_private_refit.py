@@ -114,5 +114,10 @@ def test_evaluation_refits_a_copy_once_per_version(fed):
     assert actor.evaluate("m", "validation", refit=cfg) is not None and slot.refitted[2] is copy  # reused
     assert actor.evaluate("m", "test", refit=cfg.model_copy(update={"eval_refit_private_epochs": 1}))
     assert slot.refitted[2] is not copy  # another setting: refitted again
+    again = slot.refitted[2]
+    actor.evaluate("m", "test", refit=cfg.model_copy(update={"eval_refit_private_epochs": 1, "private_lr": 0.1}))
+    assert slot.refitted[2] is not again  # another private lr too
+    actor.import_private("m", slot.private.state_dict())  # rows restored from a checkpoint
+    assert slot.refitted is None  # the copy came from the rows just replaced
     # Every client with training rows was refitted, including those that never trained in a round.
     assert slot.refitted[2].trained[user].all() and not stored[1].all()
