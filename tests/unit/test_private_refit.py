@@ -117,7 +117,7 @@ def test_evaluation_refits_a_copy_once_per_version(fed):
     again = slot.refitted[2]
     actor.evaluate("m", "test", refit=cfg.model_copy(update={"eval_refit_private_epochs": 1, "private_lr": 0.1}))
     assert slot.refitted[2] is not again  # another private lr too
-    actor.import_private("m", slot.private.state_dict())  # rows restored from a checkpoint
-    assert slot.refitted is None  # the copy came from the rows just replaced
     # Every client with training rows was refitted, including those that never trained in a round.
     assert slot.refitted[2].trained[user].all() and not stored[1].all()
+    actor.import_private("m", slot.private.state_dict())  # rows restored from a checkpoint
+    assert slot.refitted is None  # the copy came from the rows just replaced
