@@ -193,3 +193,19 @@ def test_bench_async_summary_counts_a_diverged_seed_without_a_final_auc():
     assert row["final_auc"] == pytest.approx(0.62) and row["final_auc_std"] is None  # the diverged seed has none
     assert row["diverged"] == "1/2 (steps 7)" and row["staleness"] == 2.0
     assert row["reached@0.6"] == "2/2"  # it reached 0.6 before diverging
+
+
+def test_bench_robust_cache_keys_survive_each_compatible_addition():
+    """Every field in bench_robust's COMPATIBLE_ADDITIONS is in its workload's config at the listed
+    value (else a renamed field or changed default silently drops the cells cached before it), and
+    the key without all of them differs from the current one."""
+    from fedrec.config import config_to_dict, load_config
+
+    robust = load_script("bench_robust")
+    base = load_config(SCRIPTS.parent / "configs" / "ml100k_fedyogi_tuned.yaml")
+    doc = config_to_dict(base)
+    for group in robust.COMPATIBLE_ADDITIONS:
+        assert robust._without(doc, group) is not None, group
+    docs = robust.config_docs(base)
+    assert docs[0] == json.loads(json.dumps(doc, default=str))
+    assert len(docs) == 2 ** len(robust.COMPATIBLE_ADDITIONS)  # every combination dropped, all distinct
