@@ -103,11 +103,10 @@ class ClientFacts:
         c, spec = cfg.client, cfg.tiers.tiers
         # what each client's update weighs uncompressed (its touched rows with their ids, or whole tables)
         self.uncompressed_up = self.sparse_bytes if c.sparse_updates else np.full(data.num_clients, self.model_bytes)
-        self.up = self.uncompressed_up
-        self.down = self.sparse_bytes if c.sparse_downloads else np.full(data.num_clients, self.model_bytes)
+        uncompressed_down = self.sparse_bytes if c.sparse_downloads else np.full(data.num_clients, self.model_bytes)
         shared = {n: t for n, t in state.items() if n not in private}  # private tables never travel
         self.up, self.down = compressed_bytes(cfg, shared, [t for t in layout.tables if t not in private], touched,
-                                              self.up, self.down)
+                                              self.uncompressed_up, uncompressed_down)
         per_tier = {k: np.array([getattr(t, k) for t in spec])[tiers] for k in ("speed", "down_mbps", "up_mbps")}
         self.seconds = round_seconds(self.local_steps, self.down, self.up, **per_tier, clock=cfg.clock)
         self.dropout = np.array([t.dropout for t in spec])[tiers]
