@@ -276,6 +276,10 @@ class FederatedConfig(StrictModel):
             why = {"fel": "FEL's server-side over-arch cannot read private tables",
                    "gossip": "gossip nodes exchange whole models, private tables included"}[self.mode]
             raise ConfigError("model.private", f"{why}; use mode sync or fedbuff")
+        for refit in ("refit_private_epochs", "eval_refit_private_epochs"):
+            if getattr(self.client, refit) and not self.model.private:
+                raise ConfigError(f"client.{refit}", "refits the model's private tables, and there are none: "
+                                  "set model.private (e.g. [user]) or leave it 0")
         if self.model.private and self.compression.downlink == "same":
             raise ConfigError("compression.downlink", "compressed downloads keep a copy of the whole model per client, "
                               "private tables included; use downlink none with model.private")

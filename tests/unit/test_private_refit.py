@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from data_pipeline.errors import ConfigError
 from fedrec.client.batched import BatchedTrainer
 from fedrec.client.config import ClientTrainConfig
 from fedrec.client.data import ClientData
 from fedrec.client.local import LocalTrainer
 from fedrec.client.private import PrivateRows, owned_rows
+from fedrec.config import config_from_dict
 from fedrec.model import ModelConfig
 from fedrec.pipeline import UpdatePipeline
 from fedrec.runtime.actor import REFIT_SEED, ActorData, ClientActorImpl, ModelSync
@@ -121,3 +123,11 @@ def test_evaluation_refits_a_copy_once_per_version(fed):
     assert slot.refitted[2].trained[user].all() and not stored[1].all()
     actor.import_private("m", slot.private.state_dict())  # rows restored from a checkpoint
     assert slot.refitted is None  # the copy came from the rows just replaced
+
+
+@pytest.mark.parametrize("field", ["refit_private_epochs", "eval_refit_private_epochs"])
+def test_a_refit_without_private_tables_is_a_config_error(field):
+    with pytest.raises(ConfigError, match=f"client.{field}.*model.private"):
+        config_from_dict({"client": {field: 3}})
+    cfg = config_from_dict({"data": {"features": ["user", "item"]}, "model": {"private": ["user"]}, "client": {field: 3}})
+    assert getattr(cfg.client, field) == 3
