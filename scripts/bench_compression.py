@@ -11,6 +11,8 @@ validation AUC is within 0.005 of the uncompressed run's; its test AUC is then r
 Part 2 measures simulated seconds and bytes (up + down) until the test AUC first reaches the
 target, for sync FedAvg and FedBuff, each as shipped and with the chosen compression plus
 compressed downloads of the model's change since each client's last copy (``downlink: same``).
+Each method trains with its own client lr, chosen among ``--lrs`` on the first seed's validation
+AUC (a run that diverges there counts at chance).
 
 Every run is cached under OUT/runs/ (a rerun skips what is there); delete the folder to start over.
 
@@ -111,8 +113,18 @@ class _Diverged(dict):
         return dict(self)
 
 
+def choose_lr(val_auc: dict[float, float]) -> float:
+    """The client lr with the best validation AUC (a diverged run counts at chance, 0.5); ties go
+    to the larger lr, the shipped configs' order."""
+    return max(val_auc, key=lambda lr: (val_auc[lr], lr))
+
+
 def part_fedbuff(pool, data, chosen: str, seeds, out: Path, updates: int, per_round: int, buffer: int,
-                 targets: list[float]) -> tuple[list[dict], dict]:
+                 targets: list[float], lrs: list[float]) -> tuple[list[dict], dict]:
+    """Each method's client lr is chosen among ``lrs`` on the first seed's validation AUC (its
+    best setting, as the other side gets its own); its test AUC is then reported over all seeds.
+    FedBuff's local training from a compressed copy of the model diverges at the configs' lr 1.0
+    on some seeds, which is why the lr is chosen per method rather than shared."""
     base = config("ml100k_fedbuff.yaml", eval_every=1, plot=None, target_auc=None)
     comp = {"compression": {**SETTINGS[chosen], "downlink": "same"}, "client.sparse_downloads": True}
     sync = base.with_(mode="sync", rounds=updates // per_round, clients_per_round=per_round)
@@ -120,12 +132,23 @@ def part_fedbuff(pool, data, chosen: str, seeds, out: Path, updates: int, per_ro
                          **{"async": {"buffer_size": buffer, "concurrency": 50}})
     methods = {"sync FedAvg": sync, f"sync + {chosen} + compressed downloads": sync.with_(**comp),
                "FedBuff": fedbuff, f"FedBuff + {chosen} + compressed downloads": fedbuff.with_(**comp)}
-    runs = {name: [cached_result(out, f"fedbuff-{name}", s, _diverging_runner(cfg.with_(seed=s), data, pool))
-                   for s in seeds] for name, cfg in methods.items()}
+
+    def run(name: str, cfg, lr: float, seed: int) -> dict:
+        # The configs' own lr keeps its old cache name, so runs cached before the sweep are reused.
+        label = f"fedbuff-{name}" if lr == cfg.client.lr else f"fedbuff-{name} lr{lr:g}"
+        return cached_result(out, label, seed, _diverging_runner(cfg.with_(seed=seed, **{"client.lr": lr}), data, pool))
+
+    runs, chosen_lr, sweep = {}, {}, {}
+    for name, cfg in methods.items():
+        sweep[name] = {lr: run(name, cfg, lr, seeds[0]).get("validation_auc") or 0.5 for lr in lrs}
+        chosen_lr[name] = choose_lr(sweep[name])
+        runs[name] = [run(name, cfg, chosen_lr[name], s) for s in seeds]
+        print(f"  {name}: validation AUC by client lr {sweep[name]} -> lr {chosen_lr[name]:g}", flush=True)
     rows = []
     ref = runs["sync FedAvg"]
     for name, rs in runs.items():
-        row = {"method": name, "final_auc": float(np.mean([r["final_auc"] for r in rs])),
+        row = {"method": name, "lr": chosen_lr[name], "val_by_lr": sweep[name],
+               "final_auc": float(np.mean([r["final_auc"] for r in rs])),
                "final_sd": float(np.std([r["final_auc"] for r in rs])),
                "mb_total": float(np.mean([(r["bytes_up"] + r["bytes_down"]) / 1e6 for r in rs])),
                "diverged": [r["diverged_round"] for r in rs if "diverged_round" in r]}
@@ -187,14 +210,16 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
     ap.add_argument("--rounds", type=int, default=None, help="override the tuned config's 60 rounds")
     ap.add_argument("--updates", type=int, default=1500, help="client updates per method in part 2")
     ap.add_argument("--targets", default="0.60,0.65")
+    ap.add_argument("--lrs", default="1.0,0.5,0.3", help="client lrs tried per method in part 2 (chosen on validation)")
     ap.add_argument("--quick", action="store_true", help="3 rounds, one seed, three settings")
     ap.add_argument("--out", default="results/bench_compression")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     names = [n.strip() for n in args.settings.split(",")]
     targets = [float(t) for t in args.targets.split(",")]
+    lrs = [float(v) for v in args.lrs.split(",")]
     if args.quick:
-        seeds, names, args.rounds, args.updates, targets = [0], list(QUICK_SETTINGS), 3, 60, [0.5]
+        seeds, names, args.rounds, args.updates, targets, lrs = [0], list(QUICK_SETTINGS), 3, 60, [0.5], [1.0, 0.5]
     unknown = [n for n in names if n not in SETTINGS]
     if unknown or "none" not in names:
         ap.error(f"--settings must include none and name only {sorted(SETTINGS)}; got {unknown or names}")
@@ -209,7 +234,7 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
             pool.set_data(data)
         rows, _ = part_settings(pool, data, base, names, seeds, out)
         chosen = next((r["setting"] for r in rows if r["chosen"]), None)
-        fb_rows, fb_runs = part_fedbuff(pool, data, chosen or "none", seeds, out, args.updates, 50, 10, targets)
+        fb_rows, fb_runs = part_fedbuff(pool, data, chosen or "none", seeds, out, args.updates, 50, 10, targets, lrs)
     finally:
         if owned:
             pool.stop()
@@ -218,7 +243,7 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
                        ("test_sd", "sd", ".4f"), ("test_vs_none", "vs none", "+.4f"), ("codec_share", "codec share", ".3f"),
                        ("wall_s", "train s", ".0f"), ("chosen", "chosen", "")])
     print(f"chosen on validation AUC (within {AUC_SLACK} of none, most compressed): {chosen}")
-    cols = [("method", "method", ""), ("final_auc", "final AUC", ".4f"), ("final_sd", "sd", ".4f"), ("mb_total", "MB total", ".1f"),
+    cols = [("method", "method", ""), ("lr", "client lr", "g"), ("final_auc", "final AUC", ".4f"), ("final_sd", "sd", ".4f"), ("mb_total", "MB total", ".1f"),
             ("diverged", "diverged in round", "")]
     for t in targets:
         cols += [(f"reached@{t}", f"reached {t}", ""), (f"sim@{t}", "sim s", ".0f"), (f"mb@{t}", "MB to it", ".2f"),

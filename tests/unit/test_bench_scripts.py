@@ -209,3 +209,10 @@ def test_bench_robust_cache_keys_survive_each_compatible_addition():
     docs = robust.config_docs(base)
     assert docs[0] == json.loads(json.dumps(doc, default=str))
     assert len(docs) == 2 ** len(robust.COMPATIBLE_ADDITIONS)  # every combination dropped, all distinct
+
+
+def test_bench_compression_chooses_each_methods_lr_on_validation_and_a_diverged_run_loses():
+    bench = load_script("bench_compression")
+    assert bench.choose_lr({1.0: 0.5, 0.5: 0.64, 0.3: 0.61}) == 0.5  # 0.5: lr 1.0 diverged (scored at chance)
+    assert bench.choose_lr({1.0: 0.63, 0.5: 0.59}) == 1.0
+    assert bench.choose_lr({1.0: 0.6, 0.5: 0.6}) == 1.0  # a tie keeps the larger, the configs' lr
