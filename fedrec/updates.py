@@ -115,10 +115,17 @@ class AggregatedUpdate:
         sparse = {n: SparseRows(r.ids, r.delta_sum * w, r.weight) for n, r in self.sparse.items()}
         return AggregatedUpdate(self.weight, self.clients, {n: d * w for n, d in self.dense.items()}, sparse)
 
-    def mean(self) -> MeanUpdate:
-        """Dense: sum / total weight. Rows: each row's sum / the weight of the clients that touched it."""
+    def mean(self, rows: str = "touchers") -> MeanUpdate:
+        """Dense: sum / total weight. Rows (``rows``): each row's sum / the weight of the clients
+        that touched it (``touchers``), or / the total weight (``cohort``: what dense FedAvg gives,
+        every client that left a row alone counting a zero change, so a row many clients move
+        moves further than one a single client moves)."""
         dense = {n: d / self.weight for n, d in self.dense.items()} if self.weight > 0 else {}
-        sparse = {n: (r.ids, r.delta_sum / r.weight.clamp_min(1e-12).unsqueeze(1)) for n, r in self.sparse.items()}
+        if rows == "cohort":
+            total = max(self.weight, 1e-12)
+            sparse = {n: (r.ids, r.delta_sum / total) for n, r in self.sparse.items()}
+        else:
+            sparse = {n: (r.ids, r.delta_sum / r.weight.clamp_min(1e-12).unsqueeze(1)) for n, r in self.sparse.items()}
         return MeanUpdate(dense, sparse, self.clients)
 
     def nbytes(self) -> int:

@@ -140,6 +140,7 @@ COMPATIBLE_ADDITIONS = [
     {"aggregator.history": True, "aggregator.norm_bound": "median", "aggregator.kappa": 1.0, "aggregator.features": []},
     {"compression.precision": "fp32"},
     {"client.refit_private_epochs": 0, "client.eval_refit_private_epochs": 0},  # act only on private tables
+    {"strategy.row_mean": "touchers"},  # the average every cell was trained with
 ]
 
 

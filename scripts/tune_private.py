@@ -108,8 +108,10 @@ def main() -> None:
     path = write_json(Path(args.out), "tune_private.json", {
         "config": args.config, "grid": grid, "rounds": base.rounds, "seed": base.seed, "rows": rows, "metric": args.metric, "chosen": best,
         "diverged": diverged,
-        # Per point and evaluation: (round, validation AUC, test AUC), to see how settled the last round is.
-        "history": {k: [(h.get("round"), h.get("validation_auc"), h.get("auc")) for h in r.history
+        # Per point and evaluation: (round, validation AUC, test AUC, validation nDCG@10), to see how
+        # settled the last round is.
+        "history": {k: [(h.get("round"), h.get("validation_auc"), h.get("auc"), h.get("validation_ndcg_at_10"))
+                        for h in r.history
                         if h.get("validation_auc") is not None] for k, r in results.items()},
         "test": {"auc": chosen.final_auc, "hr_at_10": chosen.test_hr_at_10, "ndcg_at_10": chosen.test_ndcg_at_10},
         "seconds": seconds})

@@ -57,7 +57,7 @@ class Strategy(ABC):
         only where touched) and return it. An empty round leaves the model as it is."""
         if update.clients == 0:
             return state
-        mean = update.mean()
+        mean = update.mean(self.cfg.row_mean)
         with torch.no_grad():
             self.step(state, mean)
         return state

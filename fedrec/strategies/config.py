@@ -22,3 +22,6 @@ class StrategyConfig(StrictModel):
     beta1: float = Field(0.9, ge=0, lt=1)  # FedOpt family (Reddi et al. 2021)
     beta2: float = Field(0.99, ge=0, lt=1)
     tau: float = Field(1e-3, gt=0)  # adaptivity
+    # An embedding row's average: over the clients that touched it (``touchers``), or over the
+    # whole cohort, as dense FedAvg (``cohort``; AggregatedUpdate.mean).
+    row_mean: Literal["touchers", "cohort"] = "touchers"

@@ -43,6 +43,24 @@ def test_rows_are_averaged_over_the_clients_that_touched_them():
     assert agg.clients == 2 and agg.weight == 4.0
 
 
+def test_cohort_row_mean_divides_every_row_by_the_whole_cohorts_weight():
+    """``row_mean: cohort`` is dense FedAvg's average: a client that left a row alone counts a zero
+    change, so row 0 (one client of weight 1 out of 4) moves a quarter as far as under ``touchers``."""
+    agg = AggregatedUpdate.from_clients([
+        _update(0, 1, [1.0, 1.0, 1.0], ([0, 1], [[2.0, 2.0], [4.0, 4.0]])),
+        _update(1, 3, [4.0, 4.0, 4.0], ([1], [[1.0, 1.0]])),
+    ])
+    cohort, touchers = agg.mean("cohort"), agg.mean()
+    ids, rows = cohort.sparse["emb"]
+    assert ids.tolist() == [0, 1]
+    assert rows[0].tolist() == [0.5, 0.5]  # 1*2 / 4
+    assert rows[1].tolist() == [1.75, 1.75]  # touched by the whole cohort: the same either way
+    assert torch.equal(cohort.dense["w"], touchers.dense["w"])
+    state = {"w": torch.zeros(3), "emb": torch.zeros(3, 2)}
+    FedAvg(StrategyConfig(row_mean="cohort", server_lr=2.0), ClientTrainConfig()).aggregate_fit(state, agg)
+    assert state["emb"].tolist() == [[1.0, 1.0], [3.5, 3.5], [0.0, 0.0]]  # the strategy takes the config's average
+
+
 def test_pre_aggregation_equals_flat_aggregation():
     rng = np.random.default_rng(0)
     ups = [_update(c, int(rng.integers(1, 9)), rng.normal(size=3).tolist(),
@@ -237,6 +255,7 @@ def test_clock_and_tiers():
         ({"mode": "fel", "ensemble": {"submodels": [{"embedding_dim": 8}]}}, "ensemble.submodels"),
         ({"data": {"validation_fraction": 0.5, "test_fraction": 0.5}}, "data.test_fraction"),
         ({"sampling": "everyone"}, "sampling"),
+        ({"strategy": {"row_mean": "clients"}}, "strategy.row_mean"),
     ],
 )
 def test_bad_configs_name_the_field(doc, field):
