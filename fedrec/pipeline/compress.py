@@ -75,7 +75,7 @@ class Compress(ClientStep):
         started = time.perf_counter()
         carry = [c.state.get("residual", {}) for c in ctxs] if self.error_feedback else None
         enc = encode_updates(updates, self.schema, self.plan, [c.state.setdefault("codec", {}) for c in ctxs],
-                             [c.seed for c in ctxs], carry=carry, keep_left=self.error_feedback)
+                             [c.seed for c in ctxs], carry=carry, keep_left=self.error_feedback, keep_decoded=False)
         if self.error_feedback:
             for c, rest in zip(ctxs, enc.left):
                 c.state["residual"] = rest

@@ -59,8 +59,8 @@ class PowerSGD(Codec):
         p = self.as_sent(orthonormalize(torch.bmm(m, self._start(memory, seeds, batch, cols))))
         q = self.as_sent(torch.bmm(m.transpose(1, 2), p))
         if isinstance(memory, list):
-            for i, mem in enumerate(memory):
-                mem["q"] = q[i].clone()  # its own storage: a view would carry the whole batch into checkpoints
+            for mem, own in zip(memory, q.unbind(0)):  # one unbind, not an index per message
+                mem["q"] = own.clone()  # its own storage: a view would carry the whole batch into checkpoints
         elif memory is not None:
             memory["q"] = q
         return {"p": p, "q": q}
@@ -71,8 +71,9 @@ class PowerSGD(Codec):
         shape = (cols, self.rank)
         if isinstance(memory, list):
             seeds = seeds if isinstance(seeds, list) else [seeds + i for i in range(batch)]
+            gen = torch.Generator()  # reseeded per message (same draws as a fresh one), built once per batch
             return torch.stack([mem["q"] if mem.get("q") is not None and mem["q"].shape == shape
-                                else torch.randn(shape, generator=torch.Generator().manual_seed(int(s)))
+                                else torch.randn(shape, generator=gen.manual_seed(int(s)))
                                 for mem, s in zip(memory, seeds)])
         q = memory.get("q") if memory is not None else None
         if q is None or q.shape != (batch, *shape):
