@@ -216,3 +216,24 @@ def test_bench_compression_chooses_each_methods_lr_on_validation_and_a_diverged_
     assert bench.choose_lr({1.0: 0.5, 0.5: 0.64, 0.3: 0.61}) == 0.5  # 0.5: lr 1.0 diverged (scored at chance)
     assert bench.choose_lr({1.0: 0.63, 0.5: 0.59}) == 1.0
     assert bench.choose_lr({1.0: 0.6, 0.5: 0.6}) == 1.0  # a tie keeps the larger, the configs' lr
+
+
+def test_tune_private_chooses_on_the_mean_over_seeds_and_skips_a_point_that_diverged_on_one():
+    tune = load_script("tune_private")
+    from types import SimpleNamespace as R
+
+    points = [{"strategy.row_mean": "touchers"}, {"strategy.row_mean": "cohort"}, {"strategy.server_lr": 1.0}]
+    t, c, big = (tune.point_name(p) for p in points)
+
+    def res(auc, ndcg):
+        return R(validation_auc=auc, validation_ndcg_at_10=ndcg)
+
+    by_seed = {0: ({t: res(0.80, 0.041), c: res(0.81, 0.058), big: res(0.70, 0.090)}, {}),
+               1: ({t: res(0.80, 0.043), c: res(0.60, 0.011)}, {big: 12}),
+               2: ({t: res(0.81, 0.047), c: res(0.81, 0.054)}, {big: 7})}
+    rows, best = tune.summarize(points, by_seed, "validation_ndcg_at_10")
+    assert best == t  # cohort's best seed is not its mean (0.041 < 0.0437); the diverged point is out
+    assert rows[0]["validation_ndcg_at_10"] == pytest.approx(0.131 / 3)
+    assert rows[1]["validation_ndcg_at_10_by_seed"] == [0.058, 0.011, 0.054]
+    assert rows[2]["validation_ndcg_at_10"] is None and rows[2]["diverged_round"] == [12, 7]
+    assert tune.summarize(points, by_seed, "validation_auc")[1] == t  # 0.8033 against 0.74
