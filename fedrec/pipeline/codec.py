@@ -83,13 +83,18 @@ class Codec:
     def raw(self, rows: int, cols: int) -> list[PartSpec]:
         return [("raw", (rows, cols), self.raw_dtype)]
 
-    def as_sent(self, t: torch.Tensor) -> torch.Tensor:
-        """``t`` as the receiver reads it back from a raw-format part (rounded to ``raw_dtype``), in
-        float32: the sender reconstructs from this, so error feedback keeps any rounding."""
+    def as_wire(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` as a raw-format part is written: in ``raw_dtype``, saturated. The wire writes
+        these bytes directly, so the values are not rounded, widened and narrowed again."""
         if self.raw_dtype == torch.float32:
             return t.float()
         big = torch.finfo(self.raw_dtype).max  # saturate, not inf: error feedback keeps the excess
-        return t.clamp(-big, big).to(self.raw_dtype).float()
+        return t.clamp(-big, big).to(self.raw_dtype)
+
+    def as_sent(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` as the receiver reads it back from a raw-format part (rounded to ``raw_dtype``), in
+        float32: the sender reconstructs from this, so error feedback keeps any rounding."""
+        return self.as_wire(t).float()
 
     def raw_codec(self) -> Codec:
         """The codec of a block this codec sends raw: the identity, in this codec's raw format."""
