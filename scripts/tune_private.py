@@ -67,10 +67,13 @@ def train_grid(base, data, points: list[dict]) -> tuple[dict[str, FederatedResul
         return {r.key: FederatedResult.from_run(r, seconds) for r in runs}, diverged, seconds
 
 
-def summarize(points: list[dict], by_seed: dict[int, tuple[dict, dict]], metric: str) -> tuple[list[dict], str | None]:
+def summarize(points: list[dict], by_seed: dict[int, tuple[dict, dict]], metric: str,
+              min_auc: float | None = None) -> tuple[list[dict], str | None]:
     """One row per point: each validation metric's mean over the seeds (and the per-seed values),
     the rounds it diverged in; and the point whose mean ``metric`` is highest among those that
-    trained on every seed. A point the seeds disagree on loses to one that holds on all of them."""
+    trained on every seed and, with ``min_auc``, kept validation AUC >= it on every seed (a
+    point that ranks well on average but whose model failed to learn on some seed is out). A
+    point the seeds disagree on loses to one that holds on all of them."""
     rows, best, best_value = [], None, None
     for p in points:
         name = point_name(p)
@@ -80,8 +83,9 @@ def summarize(points: list[dict], by_seed: dict[int, tuple[dict, dict]], metric:
             values = [getattr(r, m) for r in got]
             row[m] = float(np.mean(values)) if values and len(got) == len(by_seed) else None
             row[f"{m}_by_seed"] = values
+        row["below_min_auc"] = min_auc is not None and any(v < min_auc for v in row["validation_auc_by_seed"])
         rows.append(row)
-        if row[metric] is not None and (best_value is None or row[metric] > best_value):
+        if row[metric] is not None and not row["below_min_auc"] and (best_value is None or row[metric] > best_value):
             best, best_value = name, row[metric]
     return rows, best
 
@@ -97,6 +101,8 @@ def main() -> None:
                     "over them (a setting whose result moves with the seed is chosen on all of them)")
     ap.add_argument("--metric", choices=["validation_auc", "validation_ndcg_at_10"], default="validation_auc",
                     help="what the choice maximises")
+    ap.add_argument("--min-auc", type=float, default=None,
+                    help="leave out points whose validation AUC falls below this on any seed")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/tune_private")
     args = ap.parse_args()
@@ -120,18 +126,20 @@ def main() -> None:
         cfg = base.with_(seed=seed)
         results, diverged, took = train_grid(cfg, load_federated_data(cfg), points)  # the split depends on the seed
         by_seed[seed], seconds = (results, diverged), seconds + took
-    rows, best = summarize(points, by_seed, args.metric)
+    rows, best = summarize(points, by_seed, args.metric, args.min_auc)
     if best is None:
-        raise SystemExit("every point diverged on some seed")
+        raise SystemExit("every point diverged, or fell below --min-auc, on some seed")
     chosen = [results[best] for results, _ in by_seed.values()]
     test = {k: float(np.mean([getattr(r, a) for r in chosen])) for k, a in
             (("auc", "final_auc"), ("hr_at_10", "test_hr_at_10"), ("ndcg_at_10", "test_ndcg_at_10"))}
     print_table(rows, [(k, k, "") for k in grid] + [("validation_auc", "val AUC", ".4f"),
-                       ("validation_ndcg_at_10", "val nDCG@10", ".4f"), ("diverged_round", "diverged", "")])
+                       ("validation_ndcg_at_10", "val nDCG@10", ".4f"), ("diverged_round", "diverged", ""),
+                       ("below_min_auc", "AUC < min on a seed", "")])
     print(f"chosen on {args.metric} (mean over seeds {seeds}): {best}: test AUC {test['auc']:.4f}, "
           f"HR@10 {test['hr_at_10']:.4f}, nDCG@10 {test['ndcg_at_10']:.4f}")
     path = write_json(Path(args.out), "tune_private.json", {
         "config": args.config, "grid": grid, "rounds": base.rounds, "seeds": seeds, "rows": rows, "metric": args.metric,
+        "min_auc": args.min_auc,
         "chosen": best, "diverged": {s: d for s, (_, d) in by_seed.items()},
         # Per seed, point and evaluation: (round, validation AUC, test AUC, validation nDCG@10), to
         # see how settled the last round is.

@@ -237,3 +237,7 @@ def test_tune_private_chooses_on_the_mean_over_seeds_and_skips_a_point_that_dive
     assert rows[1]["validation_ndcg_at_10_by_seed"] == [0.058, 0.011, 0.054]
     assert rows[2]["validation_ndcg_at_10"] is None and rows[2]["diverged_round"] == [12, 7]
     assert tune.summarize(points, by_seed, "validation_auc")[1] == t  # 0.8033 against 0.74
+    by_seed[1][0][c] = res(0.79, 0.050)  # cohort now leads on the mean (0.054); its lowest AUC is 0.79
+    assert tune.summarize(points, by_seed, "validation_ndcg_at_10", min_auc=0.79)[1] == c
+    rows, best = tune.summarize(points, by_seed, "validation_ndcg_at_10", min_auc=0.795)
+    assert best == t and rows[1]["below_min_auc"] and not rows[0]["below_min_auc"]  # touchers' lowest is 0.80
