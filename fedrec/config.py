@@ -290,6 +290,10 @@ class FederatedConfig(StrictModel):
         e, k = self.ensemble, len(self.tiers.tiers)
         if self.mode in ("fel", "fairness") and e.clustering == "tier" and len(e.submodels) != k:
             raise ConfigError("ensemble.submodels", f"tier clustering needs one sub-model per tier ({k}), got {len(e.submodels)}")
+        if self.mode == "gossip" and self.strategy.row_mean != "touchers":
+            raise ConfigError("strategy.row_mean", "gossip nodes average their neighbours' updates per row over the "
+                              "neighbours that touched it (fedrec/gossip/updates.py), with no server strategy: "
+                              "use touchers")
         if self.mode == "gossip" and self.compression.downlink != "none":
             raise ConfigError("compression.downlink", "gossip nodes train from their own models and download nothing: "
                               "use downlink none")

@@ -256,6 +256,7 @@ def test_clock_and_tiers():
         ({"data": {"validation_fraction": 0.5, "test_fraction": 0.5}}, "data.test_fraction"),
         ({"sampling": "everyone"}, "sampling"),
         ({"strategy": {"row_mean": "clients"}}, "strategy.row_mean"),
+        ({"mode": "gossip", "strategy": {"row_mean": "cohort"}}, "strategy.row_mean"),  # nodes, no server
     ],
 )
 def test_bad_configs_name_the_field(doc, field):
