@@ -106,7 +106,7 @@ class _Reader:
         self.rows, self.at = rows, 0
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        width = math.prod(shape) * np.dtype(_NP[dtype]).itemsize
+        width = math.prod(shape) * dtype.itemsize
         chunk = np.ascontiguousarray(self.rows[:, self.at : self.at + width])
         self.at += width
         return torch.from_numpy(chunk.view(_NP[dtype]).copy()).view(len(self.rows), *shape)
@@ -137,7 +137,7 @@ class _Section:
     @property
     def counts(self) -> np.ndarray:
         """How many values each item sends."""
-        return self.widths // spec_nbytes([(self.name, (1,), self.dtype)])
+        return self.widths // self.dtype.itemsize
 
 
 @dataclass
@@ -182,7 +182,7 @@ def _group(codec: Codec, form: tuple, items: list[int], rows: list[int], table_r
     sections = []
     if not addressed and not whole_tables:
         dtype = index_dtype(table_rows)
-        sections.append(_Section("ids", dtype, (height,), np.array(valid) * spec_nbytes([("ids", (1,), dtype)])))
+        sections.append(_Section("ids", dtype, (height,), np.array(valid) * dtype.itemsize))
     for k, (p, shape, dtype) in enumerate(use.parts(height, dim, space)):
         sections.append(_Section(p, dtype, shape, np.array([sizes[r][k] for r in valid])))
     return _Group(use, np.array(items), height, addressed, sections)
@@ -311,7 +311,7 @@ def _encode_dense(updates: list[ClientUpdate], schema: WireSchema, codec: Codec,
     wire_all = raw.as_wire(m_all)  # every entry as a raw section writes it (wasted on the compressed few)
     raw_bytes = _as_bytes(wire_all, raw.raw_dtype)
     sent_all = wire_all.float()
-    itemsize = raw_bytes.shape[1] // m_all.shape[1]
+    itemsize = raw.raw_dtype.itemsize
     values, at = [], 0
     for name, shape in schema.dense:
         rows, cols = matrix_shape(shape)
