@@ -3,6 +3,7 @@ data path resolved, a fixed-width table, JSON output and matplotlib set-up."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from contextlib import contextmanager
@@ -27,6 +28,18 @@ def parse_value(text: str):
         except ValueError:
             pass
     return text
+
+
+def comma_list(kind):
+    """An argparse ``type``: '0,1,2' -> [0, 1, 2] of ``kind``; anything else is argparse's usage
+    error (exit 2) naming the option and the bad item."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
 
 
 def parse_assignment(text: str, ap, option: str, example: str) -> tuple[str, str]:

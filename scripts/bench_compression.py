@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fedbench import RowsTracker, cached_result, config, print_table, pyplot  # noqa: E402
+from _fedbench import RowsTracker, cached_result, comma_list, config, print_table, pyplot  # noqa: E402
 
 from data_pipeline.atomic import atomic_path, write_json_atomic  # noqa: E402
 from fedrec.algorithms import run_config  # noqa: E402
@@ -205,19 +205,17 @@ def plot(rows: list[dict], fb_runs: dict, target: float, path: Path) -> None:
 
 def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2])
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names from SETTINGS")
     ap.add_argument("--rounds", type=int, default=None, help="override the tuned config's 60 rounds")
     ap.add_argument("--updates", type=int, default=1500, help="client updates per method in part 2")
-    ap.add_argument("--targets", default="0.60,0.65")
-    ap.add_argument("--lrs", default="1.0,0.5,0.3", help="client lrs tried per method in part 2 (chosen on validation)")
+    ap.add_argument("--targets", type=comma_list(float), default=[0.60, 0.65])
+    ap.add_argument("--lrs", type=comma_list(float), default=[1.0, 0.5, 0.3], help="client lrs tried per method in part 2 (chosen on validation)")
     ap.add_argument("--quick", action="store_true", help="3 rounds, one seed, three settings")
     ap.add_argument("--out", default="results/bench_compression")
     args = ap.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds, targets, lrs = args.seeds, args.targets, args.lrs
     names = [n.strip() for n in args.settings.split(",")]
-    targets = [float(t) for t in args.targets.split(",")]
-    lrs = [float(v) for v in args.lrs.split(",")]
     if args.quick:
         seeds, names, args.rounds, args.updates, targets, lrs = [0], list(QUICK_SETTINGS), 3, 60, [0.5], [1.0, 0.5]
     unknown = [n for n in names if n not in SETTINGS]

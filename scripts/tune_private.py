@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _fedbench import config, parse_assignment, parse_value, print_table, write_json
+from _fedbench import comma_list, config, parse_assignment, parse_value, print_table, write_json
 
 from data_pipeline.errors import FedrecError
 from fedrec.runtime import ClientPool, FederatedResult, FederatedRun, RoundLoop, load_federated_data
@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="an axis of the grid")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds; the choice maximises the metric's mean "
+    ap.add_argument("--seeds", type=comma_list(int), default=None, help="comma-separated seeds; the choice maximises the metric's mean "
                     "over them (a setting whose result moves with the seed is chosen on all of them)")
     ap.add_argument("--metric", choices=["validation_auc", "validation_ndcg_at_10"], default="validation_auc",
                     help="what the choice maximises")
@@ -116,11 +116,9 @@ def main() -> None:
         base = config(args.config, **overrides).with_(checkpoint_dir=None)
         for p in points:
             base.with_(**p)
-        seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [base.seed]
     except FedrecError as exc:
         ap.error(str(exc))
-    except ValueError:
-        ap.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    seeds = args.seeds or [base.seed]
     by_seed, seconds = {}, 0.0
     for seed in seeds:
         cfg = base.with_(seed=seed)

@@ -241,3 +241,22 @@ def test_tune_private_chooses_on_the_mean_over_seeds_and_skips_a_point_that_dive
     assert tune.summarize(points, by_seed, "validation_ndcg_at_10", min_auc=0.79)[1] == c
     rows, best = tune.summarize(points, by_seed, "validation_ndcg_at_10", min_auc=0.795)
     assert best == t and rows[1]["below_min_auc"] and not rows[0]["below_min_auc"]  # touchers' lowest is 0.80
+
+
+def test_comma_lists_parse_or_stop_with_a_usage_error_naming_the_option(capsys):
+    import argparse
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from _fedbench import comma_list
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=comma_list(int))
+    ap.add_argument("--lrs", type=comma_list(float))
+    assert ap.parse_args(["--seeds", "0,1,2", "--lrs", "1,0.5"]) == argparse.Namespace(seeds=[0, 1, 2], lrs=[1.0, 0.5])
+    with pytest.raises(SystemExit) as exit_:
+        ap.parse_args(["--seeds", "0,x"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seeds" in err and "'0,x'" in err and "ints" in err
