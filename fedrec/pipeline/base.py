@@ -82,6 +82,13 @@ class ServerStep:
     def on_aggregate(self, aggregate: AggregatedUpdate, ctx: ServerContext) -> AggregatedUpdate:
         return aggregate
 
+    def sum_clients(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate | None:
+        """``AggregatedUpdate.from_clients(self.on_clients(updates, ctx))``, for a step that can
+        compute it without building the individual updates (a decoder sums the batch it decoded);
+        None where it cannot. The pipeline asks when nothing else needs the individual updates."""
+        del updates, ctx
+        return None
+
     def state_dict(self) -> dict:
         return {}
 

@@ -10,7 +10,9 @@ with it between the rounds it takes part in, and checkpoints save them.
 
 ``Decompress`` needs the individual updates (a sum of low-rank or sparse updates is neither), so
 a compressed run takes the pipeline's per-client path: each actor returns its clients' encoded
-bytes, the driver decodes them, and the aggregator averages as usual. What is counted as
+bytes, the driver decodes them, and the aggregator averages as usual. Where nothing else needs
+the individual updates, the driver sums the decoded batch directly (``sum_clients``), bit for bit
+the aggregator's sum, without building an update per client. What is counted as
 uploaded is the length of those bytes.
 """
 
@@ -26,12 +28,13 @@ from fedrec.pipeline.wire import (
     CompressionPlan,
     EncodedUpdate,
     WireSchema,
+    decode_batch,
     decode_updates,
     encode_updates,
     update_nbytes,
 )
 from fedrec.threads import single_threaded
-from fedrec.updates import ClientUpdate, State
+from fedrec.updates import AggregatedUpdate, ClientUpdate, State
 
 
 def plan_for(cfg) -> CompressionPlan:
@@ -97,9 +100,25 @@ class Decompress(ServerStep):
         encoded = [u for u in updates if isinstance(u, EncodedUpdate)]
         started = time.perf_counter()
         decoded = iter(decode_updates(encoded, self.schema, self.plan))
+        self._count(encoded, started)
+        return [next(decoded) if isinstance(u, EncodedUpdate) else u for u in updates]
+
+    @single_threaded
+    def sum_clients(self, updates: list, ctx: ServerContext) -> AggregatedUpdate | None:
+        """The decoded updates' weighted sum, taken over the decoded batch
+        (``DecodedBatch.weighted_sum``), when every update arrived encoded. Decoding is timed
+        as the codec's; the sum is the aggregation every run does (the per-client path leaves it
+        to the aggregator, the uncompressed fast path to the actors), so it is not."""
+        if not all(isinstance(u, EncodedUpdate) for u in updates):
+            return None
+        started = time.perf_counter()
+        batch = decode_batch(updates, self.schema, self.plan)
+        self._count(updates, started)
+        return batch.weighted_sum()
+
+    def _count(self, encoded: list[EncodedUpdate], started: float) -> None:
         self.seconds["decode"] += time.perf_counter() - started
         self.seconds["encode"] += sum(u.encode_seconds for u in encoded)
-        return [next(decoded) if isinstance(u, EncodedUpdate) else u for u in updates]
 
     def report(self) -> dict:
         """Seconds spent encoding (summed over clients, in the actors) and decoding (driver)."""

@@ -63,15 +63,26 @@ class UpdatePipeline:
         """The round's aggregated update from everything that arrived."""
         if self.per_client:
             updates = [u for a in arrivals for u in (a.updates or [])]
-            for step in self.server_steps:
-                if step.needs_per_client:
-                    updates = step.on_clients(updates, ctx)
-            aggregate = self.aggregator.aggregate(updates, ctx) if updates else AggregatedUpdate()
+            aggregate = self._summed(updates, ctx)
+            if aggregate is None:
+                for step in self.server_steps:
+                    if step.needs_per_client:
+                        updates = step.on_clients(updates, ctx)
+                aggregate = self.aggregator.aggregate(updates, ctx) if updates else AggregatedUpdate()
         else:
             aggregate = AggregatedUpdate.combine(a.aggregate for a in arrivals if a.aggregate is not None)
         for step in self.server_steps:
             aggregate = step.on_aggregate(aggregate, ctx)
         return aggregate
+
+    def _summed(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate | None:
+        """The sum straight from the one step that needs per-client updates (``sum_clients``),
+        where the aggregator only sums them (``needs_per_client`` False: the sum the fast path's
+        actors take) and nothing else reads them; None otherwise."""
+        steps = [s for s in self.server_steps if s.needs_per_client]
+        if self.force_per_client or self.aggregator.needs_per_client or len(steps) != 1 or not updates:
+            return None
+        return steps[0].sum_clients(updates, ctx)
 
     def state_dict(self) -> dict:
         out = {f"server{i}": s.state_dict() for i, s in enumerate(self.server_steps)}

@@ -32,11 +32,15 @@ def fed_data(base):
 
 def test_reported_bytes_are_the_encoded_bytes_that_reach_the_driver(pool, base, fed_data, monkeypatch):
     arrived, downloaded = [], []
-    real_decode, real_download = Decompress.on_clients, DeltaDownloads.download
+    real_decode, real_sum, real_download = Decompress.on_clients, Decompress.sum_clients, DeltaDownloads.download
 
     def spy_decode(self, updates, ctx):
         arrived.extend(len(u.wire) for u in updates)
         return real_decode(self, updates, ctx)
+
+    def spy_sum(self, updates, ctx):  # the server only averages: the decoded batch is summed
+        arrived.extend(len(u.wire) for u in updates)
+        return real_sum(self, updates, ctx)
 
     def spy_download(self, client, state):
         copy = real_download(self, client, state)
@@ -44,6 +48,7 @@ def test_reported_bytes_are_the_encoded_bytes_that_reach_the_driver(pool, base, 
         return copy
 
     monkeypatch.setattr(Decompress, "on_clients", spy_decode)
+    monkeypatch.setattr(Decompress, "sum_clients", spy_sum)
     monkeypatch.setattr(DeltaDownloads, "download", spy_download)
     cfg = base.with_(**{"client.sparse_downloads": True},
                      compression={"method": "powersgd", "rank": 1, "downlink": "same"})

@@ -13,6 +13,7 @@ from fedrec.config import config_from_dict
 from fedrec.pipeline import ClientContext, Compress, Decompress, ServerContext, build_pipeline
 from fedrec.pipeline.codec import Codec, make_codec
 from fedrec.pipeline.downlink import DeltaDownloads
+from fedrec.pipeline.mean import WeightedMean
 from fedrec.pipeline.powersgd import PowerSGD
 from fedrec.pipeline.quantize import RowwiseQuantizer
 from fedrec.pipeline.topk import TopK
@@ -20,11 +21,12 @@ from fedrec.pipeline.wire import (
     CompressionPlan,
     EncodedUpdate,
     WireSchema,
+    decode_sum,
     decode_updates,
     encode_updates,
     update_nbytes,
 )
-from fedrec.updates import ClientUpdate
+from fedrec.updates import AggregatedUpdate, ClientUpdate
 
 TABLES = ("t_item", "t_user")
 
@@ -180,6 +182,61 @@ def test_server_scales_decoded_updates_for_fedbuff_discounts():
     e = EncodedUpdate(0, 1.0, encode_updates([u], schema, plan, [{}], [0]).wires[0])
     full, half = decode_updates([e, e.scaled(0.5)], schema, plan)
     assert _close({k: v * 0.5 for k, v in _dense_view(full, state).items()}, _dense_view(half, state), atol=1e-6)
+
+
+def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return torch.equal(a.view(torch.int32), b.view(torch.int32)) if a.is_floating_point() else torch.equal(a, b)
+
+
+def _same_sum(a: AggregatedUpdate, b: AggregatedUpdate) -> bool:
+    return (a.weight == b.weight and a.clients == b.clients and list(a.dense) == list(b.dense)
+            and list(a.sparse) == list(b.sparse) and all(_bits_equal(a.dense[k], b.dense[k]) for k in a.dense)
+            and all(_bits_equal(getattr(a.sparse[k], f), getattr(b.sparse[k], f))
+                    for k in a.sparse for f in ("ids", "delta_sum", "weight")))
+
+
+@pytest.mark.parametrize("method,apply_to,whole", [("powersgd", "all", False), ("powersgd", "dense", False),
+                                                   ("topk", "all", False), ("int8", "all", False),
+                                                   ("powersgd", "all", True), ("none", "all", False)])
+def test_decoding_into_a_sum_is_the_aggregators_sum_bit_for_bit(method, apply_to, whole):
+    """``decode_sum`` skips building each client's update; the server's sum must not move by a bit
+    (fractional weights, FedBuff scales, an empty block, raw and compressed blocks of one table)."""
+    state = _state()
+    updates = _updates(9, state=state)
+    if whole:
+        updates = [ClientUpdate(u.client, u.weight, u.dense, {t: (torch.arange(len(state[t])), torch.randn(state[t].shape))
+                                                             for t in TABLES}, True) for u in updates]
+    plan = CompressionPlan.of(make_codec(method, rank=2, fraction=0.05), apply_to)
+    schema = WireSchema.of(state, TABLES, whole_tables=whole)
+    enc = encode_updates(updates, schema, plan, [{} for _ in updates], list(range(9)), keep_decoded=False)
+    sent = [EncodedUpdate(u.client, u.weight * (0.37 if i % 2 else 1.0), w, scale=1.0 if i % 3 else 0.5 + 0.1 * i)
+            for i, (u, w) in enumerate(zip(updates, enc.wires))]
+    for some in (sent, sent[:1], sent[2:5]):
+        assert _same_sum(decode_sum(some, schema, plan), AggregatedUpdate.from_clients(decode_updates(some, schema, plan)))
+
+
+def test_a_pipeline_that_only_averages_sums_the_decoded_batch_and_the_same_sum_otherwise():
+    state = _state()
+    updates = _updates(6, state=state)
+    ctx = ServerContext(1, 0, 6)
+    fused = build_pipeline(_cfg(method="powersgd", rank=2), state=state, tables=TABLES)
+    calls = []
+    server = fused.server_steps[0]
+    server.on_clients = lambda u, c: calls.append(len(u)) or Decompress.on_clients(server, u, c)
+    arrivals = [fused.pack(fused.client_side_many(updates[:3], [ClientContext(i, 1, i) for i in range(3)])),
+                fused.pack(fused.client_side_many(updates[3:], [ClientContext(i, 1, i) for i in range(3, 6)]))]
+    total = fused.server_side(arrivals, ctx)
+    assert calls == []  # nothing built the individual updates
+
+    class Summing(WeightedMean):  # the same sum, but asks for the individual updates
+        needs_per_client = True
+
+    plain = build_pipeline(_cfg(method="powersgd", rank=2), state=state, tables=TABLES)
+    plain.aggregator = Summing()
+    assert _same_sum(plain.server_side(arrivals, ctx), total)
+    assert server.report()["decode_seconds"] > 0
 
 
 # --- error feedback, as a pipeline step ---
