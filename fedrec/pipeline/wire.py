@@ -281,9 +281,9 @@ def encode_updates(updates: list[ClientUpdate], schema: WireSchema, plan: Compre
     carry = carry or [{}] * n
     packer = _Packer(n)
     shared: list[np.ndarray] = []  # [n, bytes] sections, the same size in every message
+    counts = [[u.sparse[t][0].numel() for u in updates] for t, _, _ in schema.tables]  # rows, per table
     if not schema.whole_tables:
-        counts = torch.tensor([[u.sparse[t][0].numel() for t, _, _ in schema.tables] for u in updates], dtype=torch.int32)
-        shared.append(_as_bytes(counts, torch.int32))
+        shared.append(np.ascontiguousarray(np.array(counts, dtype=np.int32).T).view(np.uint8).reshape(n, -1))
     dense: list[dict] = [{} for _ in updates]
     left: list[dict] = [{"dense": None, "sparse": {}} for _ in updates]
     carried = _carried_dense(schema, carry)
@@ -295,15 +295,15 @@ def encode_updates(updates: list[ClientUpdate], schema: WireSchema, plan: Compre
         packer.add(np.arange(n), joined, np.full(n, joined.shape[1]))
     sparse: list[dict] = [{} for _ in updates]
     kept = sparse if keep_decoded else None
-    for name, table_rows, dim in schema.tables:
-        blocks = [_with_carry(u.sparse[name], c.get("sparse", {}).get(name) if c else None)
-                  for u, c in zip(updates, carry)]
-        for i, (ids, rows, old) in enumerate(blocks):
-            if ids.numel() == 0:
-                block = rows if old is None else rows + old
-                sparse[i][name] = (ids, block)
-                left[i]["sparse"][name] = (ids, block)
-        _encode_table(name, blocks, table_rows, dim, schema, plan.tables,
+    carried_rows = [c.get("sparse") or {} if c else {} for c in carry]
+    for (name, table_rows, dim), rows in zip(schema.tables, counts):
+        blocks = [_with_carry(u.sparse[name], c.get(name)) for u, c in zip(updates, carried_rows)]
+        for i in (i for i, r in enumerate(rows) if r == 0):
+            ids, delta, old = blocks[i]
+            block = delta if old is None else delta + old
+            sparse[i][name] = (ids, block)
+            left[i]["sparse"][name] = (ids, block)
+        _encode_table(name, blocks, rows, table_rows, dim, schema, plan.tables,
                       [mem.setdefault(name, {}) for mem in memories], seeds, packer, kept, left if keep_left else None)
     wires = packer.wires()
     decoded = ([ClientUpdate(u.client, u.weight, dense[i], sparse[i], u.whole_tables) for i, u in enumerate(updates)]
@@ -333,11 +333,11 @@ def _encode_dense(updates: list[ClientUpdate], schema: WireSchema, codec: Codec,
     for name, shape in schema.dense:
         rows, cols = matrix_shape(shape)
         width = rows * cols
-        mems = [mem.setdefault(name, {}) for mem in memories]
         if codec.is_raw(rows, cols):  # what ``codec.encode`` sends for it: the entries, in the raw format
             shared.append(raw_bytes[:, at * itemsize : (at + width) * itemsize])
             values.append(sent_all[:, at : at + width])
-        else:
+        else:  # only a compressed tensor has codec state (a memory per sender)
+            mems = [mem.setdefault(name, {}) for mem in memories]
             parts = codec.encode(m_all[:, at : at + width].reshape(n, rows, cols).contiguous(), mems, seeds)
             shared.extend(_as_bytes(parts[p], dtype) for p, _, dtype in codec.parts(rows, cols))
             if dense is not None or left is not None:
@@ -351,8 +351,8 @@ def _encode_dense(updates: list[ClientUpdate], schema: WireSchema, codec: Codec,
                 d[name] = v
     if left is not None:
         flat = m_all - torch.cat(values, dim=1)
-        for i, lf in enumerate(left):
-            lf["dense"] = flat[i].clone()  # one tensor per sender: all its dense residuals, in schema order
+        for lf, rest in zip(left, flat.unbind(0)):
+            lf["dense"] = rest.clone()  # one tensor per sender: all its dense residuals, in schema order
 
 
 def _carried_dense(schema: WireSchema, carry: list[dict]) -> torch.Tensor | None:
@@ -393,12 +393,12 @@ def _summed(blocks: list, items: list[int], valid: list[int]) -> torch.Tensor:
     return _pad([blocks[i][1] if o is None else blocks[i][1] + o for i, o in zip(items, olds)], valid)
 
 
-def _encode_table(name: str, blocks: list, table_rows: int, dim: int, schema: WireSchema, codec: Codec,
-                  memories: list[dict], seeds: list[int], packer: _Packer, sparse: list[dict] | None,
+def _encode_table(name: str, blocks: list, rows: list[int], table_rows: int, dim: int, schema: WireSchema,
+                  codec: Codec, memories: list[dict], seeds: list[int], packer: _Packer, sparse: list[dict] | None,
                   left: list[dict] | None) -> None:
-    """One table's row blocks of all senders: added to their payloads (``packer``), decoded into
-    ``sparse``, and what was left out into ``left`` (each skipped when None)."""
-    rows = [b[0].numel() for b in blocks]
+    """One table's row blocks of all senders (``rows``: how many each has): added to their
+    payloads (``packer``), decoded into ``sparse``, and what was left out into ``left`` (each
+    skipped when None)."""
     for group in _table_groups(codec, rows, table_rows, dim, schema.whole_tables):
         items, use = group.items.tolist(), group.codec
         valid = [rows[i] for i in items]
