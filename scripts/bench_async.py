@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _fedbench import RowsTracker, config, mean_std, pm, print_table, pyplot, save, write_json
+from _fedbench import RowsTracker, comma_list, config, mean_std, pm, print_table, pyplot, save, write_json
 
 from fedrec.algorithms import run_fedbuff
 from fedrec.runtime import ClientPool, FederatedRun, ModelDiverged, RoundLoop, load_federated_data
@@ -30,18 +30,17 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=1500, help="client updates per method")
     ap.add_argument("--per-round", type=int, default=50, help="sync clients per round")
     ap.add_argument("--buffer", type=int, default=10, help="FedBuff K")
-    ap.add_argument("--concurrency", default="50,100", help="FedBuff max concurrency values")
-    ap.add_argument("--targets", default="0.60,0.65")
-    ap.add_argument("--seeds", default="0,1,2", help="each seed reruns every method; the table is mean ± std")
+    ap.add_argument("--concurrency", type=comma_list(int), default="50,100", help="FedBuff max concurrency values")
+    ap.add_argument("--targets", type=comma_list(float), default="0.60,0.65")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2", help="each seed reruns every method; the table is mean ± std")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sparse-downloads", action="store_true",
                     help="clients download only their rows (client.sparse_downloads) instead of the whole model")
     ap.add_argument("--out", default="results/bench_async")
     args = ap.parse_args()
     if args.quick:
-        args.updates, args.concurrency, args.targets, args.seeds = 100, "50", "0.5", "0"
-    targets = [float(t) for t in args.targets.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
+        args.updates, args.concurrency, args.targets, args.seeds = 100, [50], [0.5], [0]
+    targets, seeds = args.targets, args.seeds
     base = config("ml100k_fedbuff.yaml", eval_every=1, plot=None)
     if args.sparse_downloads:
         base = base.with_(**{"client.sparse_downloads": True})
@@ -84,7 +83,7 @@ def run_seed(base, data, pool, args) -> dict[str, dict]:
     out = {name: {"history": s.history, "staleness": 0.0} for name, s in sync.items()}
 
     steps = args.updates // args.buffer
-    variants = [(int(c), "polynomial") for c in args.concurrency.split(",")]
+    variants = [(c, "polynomial") for c in args.concurrency]
     if not args.quick:
         variants.append((variants[0][0], "constant"))
     for c, weighting in variants:

@@ -36,6 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _fedbench import comma_list  # noqa: E402
+
 from data_pipeline.atomic import AtomicOutputs  # noqa: E402
 from sampling.distill import DistillCF, _holdout  # noqa: E402
 from sampling.harness import user_split  # noqa: E402
@@ -201,7 +203,7 @@ def plot(report: dict, path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="generated data, budgets 1%% and 10%%, one seed, 40 steps")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", type=comma_list(int), default="0,1,2")
     parser.add_argument("--tune", action="store_true", help="run Distill-CF's hyper-parameter grid at 1%% on validation")
     parser.add_argument("--out", default=str(ROOT / "results" / "sampling"))
     args = parser.parse_args(argv)
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best on validation: {result['best']}")
         return 0
     budgets = (0.01, 0.1) if args.quick else BUDGETS
-    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    seeds = [0] if args.quick else args.seeds
     params = {"steps": 40, "eval_every": 10} if args.quick else {}
     report = run(data, budgets, seeds, params)
     name = "distill_quick" if args.quick else "distill"

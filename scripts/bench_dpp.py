@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 from _bench_common import REPO_ROOT, format_table, line_chart, machine, write_json
+from _fedbench import comma_list
 
 DEFAULT_FILE = Path("/tmp/fedrec-dpp/synth10m.tsv")
 DEFAULT_ROWS = 10_000_000
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--file", type=Path, default=DEFAULT_FILE, help="Criteo TSV (made with fedrec data synth if missing)")
     ap.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows to generate when --file is missing")
-    ap.add_argument("--workers", default="0,1,2,4")
+    ap.add_argument("--workers", type=comma_list(int), default="0,1,2,4")
     ap.add_argument("--rows-per-run", type=int, default=2_000_000, help="rows each run streams (0: the whole file)")
     ap.add_argument("--kinds", default="prep,accel,dlrm")
     ap.add_argument("--batch-size", type=int, default=4096)
@@ -212,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.file = args.out / "quick.tsv" if args.file == DEFAULT_FILE else args.file
-        args.rows, args.workers, args.dlrm_steps, args.rows_per_run = QUICK_ROWS, "0,1,2", 20, 0
-    workers = [int(w) for w in args.workers.split(",")]
+        args.rows, args.workers, args.dlrm_steps, args.rows_per_run = QUICK_ROWS, [0, 1, 2], 20, 0
+    workers = args.workers
     kinds = args.kinds.split(",")
     path = ensure_file(args.file, args.rows)
     base = {"input": str(path), "format": "criteo", "batch_size": args.batch_size, "buckets": args.buckets}
@@ -301,13 +302,15 @@ def summarize(runs: list[dict], workers: list[int], kinds: list[str], args, bloc
                "start-up s", "load"]  # fmt: skip
     table = format_table(headers, rows, [None, None, ",d", ",.0f", ",.0f", ",.0f", ",.0f", ".3f", ".3f", ".1f", ".1f"])
     model = model_rows(runs, args, blocks)
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "child"}
+    params["workers"] = ",".join(map(str, args.workers))  # recorded as a comma-separated string, as before
     return {
         "runs": runs,
         "summary": {f"{k}/{w}": v for (k, w), v in cells.items()},
         "table": table,
         "model": model["rows"],
         "model_table": model["table"],
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "child"},
+        "params": params,
         "stall_target": STALL_TARGET,
     }
 

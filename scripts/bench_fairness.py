@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _fedbench import config, mean_std, pm, print_table, pyplot, save, write_json
+from _fedbench import comma_list, config, mean_std, pm, print_table, pyplot, save, write_json
 
 from fedrec.algorithms import run_fairness
 from fedrec.runtime import ClientPool, load_federated_data
@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=None, help="default: the config's")
     ap.add_argument("--per-round", type=int, default=None)
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2")
     ap.add_argument("--optimizations", default="deadline,over_selection,fel")
     ap.add_argument("--tier-statistic", default="rows", choices=("rows", "inverse_rows"),
                     help="correlated tiers: more data on faster devices (rows) or on slower ones")
@@ -49,7 +49,7 @@ def main() -> None:
     t0 = time.perf_counter()
     pool = ClientPool.from_config(cfg).start()
     results = {}
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in args.seeds:
         seeded = cfg.with_(seed=seed)  # the split is per-user temporal: the same data, other tiers and client draws
         r = run_fairness(seeded, load_federated_data(seeded), pool, progress=True)
         results[seed] = {"mdac": r.mdac, "mdac_random": r.mdac_random, "understatement": r.understatement, "runs": r.runs}

@@ -20,7 +20,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _fedbench import config, mean_std, pm, print_table, pyplot, save, write_json
+from _fedbench import comma_list, config, mean_std, pm, print_table, pyplot, save, write_json
 
 from data_pipeline.errors import ConfigError
 from fedrec.algorithms import run_fel
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--per-round", type=int, default=None)
     ap.add_argument("--workloads", default="ml100k,criteo-synth")
     ap.add_argument("--clusterings", default="tier,data,random")
-    ap.add_argument("--seeds", default="0,1,2", help="each seed reruns every row; the summary is mean ± std")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2", help="each seed reruns every row; the summary is mean ± std")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/bench_fel")
     args = ap.parse_args()
@@ -46,7 +46,7 @@ def main() -> None:
         args.rounds, args.per_round, args.clusterings = 2, 12, "tier"
         CRITEO.update(num_clients=200)
     t0 = time.perf_counter()
-    seeds = [int(x) for x in args.seeds.split(",")] if not args.quick else [0]
+    seeds = args.seeds if not args.quick else [0]
     results, rows = {}, []
     pool = ClientPool().start()
     for seed in seeds:

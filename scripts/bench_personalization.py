@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _fedbench import config, parse_assignment, parse_value, print_table, pyplot, save, write_json
+from _fedbench import comma_list, config, parse_assignment, parse_value, print_table, pyplot, save, write_json
 
 import fedrec
 from data_pipeline.errors import FedrecError
@@ -43,7 +43,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2")
     ap.add_argument("--rounds", type=int, default=None, help="default: each config's")
     ap.add_argument("--central-epochs", type=int, default=5)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
@@ -52,8 +52,8 @@ def main() -> None:
     ap.add_argument("--out", default="results/bench_personalization")
     args = ap.parse_args()
     if args.quick:
-        args.workloads, args.seeds, args.rounds, args.central_epochs = "ml100k", "0", 3, 1
-    seeds = [int(s) for s in args.seeds.split(",")]
+        args.workloads, args.seeds, args.rounds, args.central_epochs = "ml100k", [0], 3, 1
+    seeds = args.seeds
     sets = (parse_assignment(item, ap, "--set", "client.lr=0.1") for item in args.set)
     overrides = ({"rounds": args.rounds} if args.rounds else {}) | {k: parse_value(v) for k, v in sets}
     try:  # a bad field or value stops here, with the field named, before the pool starts

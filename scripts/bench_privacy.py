@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from _bench_common import format_table, machine, write_json
-from _fedbench import pyplot, save
+from _fedbench import comma_list, pyplot, save
 from _trustbench import mean_spread, with_sections
 
 from data_pipeline.datasets import REPO_ROOT, dataset_path
@@ -105,13 +105,12 @@ def bench(name: str, pool, seeds: list[int], clips: list[float], quick: bool) ->
 def main(argv: list[str] | None = None, pool: ClientPool | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", default="both", choices=("both", "ml100k", "synthetic"))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--clips", default="0.1,0.3,1.0", help="clipping norms swept on validation (seed 0)")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2")
+    ap.add_argument("--clips", type=comma_list(float), default="0.1,0.3,1.0", help="clipping norms swept on validation (seed 0)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/bench_privacy")
     args = ap.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    clips = [float(c) for c in args.clips.split(",")]
+    seeds, clips = args.seeds, args.clips
     if args.quick:
         seeds, clips = [0], [0.3]
     names = ["ml100k", "synthetic"] if args.workload == "both" else [args.workload]

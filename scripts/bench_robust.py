@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from _bench_common import format_table, machine, write_json
-from _fedbench import pyplot, save
+from _fedbench import comma_list, pyplot, save
 from _trustbench import mean_spread, with_sections
 
 from data_pipeline.atomic import write_json_atomic
@@ -325,8 +325,8 @@ def plot(path: Path, cells: list[dict], attacks: list[str], aggregators: list[st
 def main(argv: list[str] | None = None, pool: ClientPool | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO_ROOT / "configs" / "ml100k_fedyogi_tuned.yaml"))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--fractions", default="0.2,0.1")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2")
+    ap.add_argument("--fractions", type=comma_list(float), default="0.2,0.1")
     ap.add_argument("--best", default=None, help="skip selection and use this aggregator")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="results/bench_robust")
@@ -334,8 +334,7 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None) -> dict:
     base = load_config(args.config, **{"data.path": str(dataset_path("ml-100k"))})
     base = base.with_(eval_every=base.rounds)
     attacks, aggregators = list(ATTACKS), dict(AGGREGATORS)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    fractions = [float(f) for f in args.fractions.split(",")]
+    seeds, fractions = args.seeds, args.fractions
     if args.quick:
         base = base.with_(rounds=2, eval_every=2, clients_per_round=10)
         attacks, seeds, fractions = ["none", "sign_flip", "item_promotion"], [0], [0.2]

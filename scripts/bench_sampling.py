@@ -25,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _fedbench import comma_list  # noqa: E402
+
 from data_pipeline.atomic import write_json_atomic  # noqa: E402
 from sampling import DataGenie, evaluate, meta_features  # noqa: E402
 from sampling.genie import MODEL_FILE  # noqa: E402
@@ -75,7 +77,7 @@ def rate_needed(curve: dict[float, float], tau: float) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: generated data, 3 samplers, 2 rates")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", type=comma_list(int), default="0,1,2")
     parser.add_argument("--out", default=str(ROOT / "results" / "sampling"))
     parser.add_argument("--cache", default=None, help="harness cache (default: <out>/cache)")
     parser.add_argument("--fresh", action="store_true", help="time a cold sweep: use an empty throwaway cache")
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = ["random", "user", "svp-cf-prop"] if args.quick else list(SAMPLER_NAMES)
     rates = [0.2, 0.6] if args.quick else list(DEFAULT_RATES)
     models = ["popularity", "item-knn", "ease"] if args.quick else list(DEFAULT_MODELS)
-    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    seeds = [0] if args.quick else args.seeds
 
     cache = args.cache or out / "cache"
     if args.fresh:

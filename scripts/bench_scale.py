@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psutil
 import ray
+from _fedbench import comma_list
 
 from fedrec.config import config_from_dict
 from fedrec.runtime import ClientPool, FederatedRun, RoundLoop
@@ -283,7 +284,7 @@ def spot_check(run, pool, rounds: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clients", default="1000,10000,100000")
+    ap.add_argument("--clients", type=comma_list(int), default="1000,10000,100000")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--per-round", type=int, default=100)
     ap.add_argument("--max-cardinality", type=int, default=20_000)
@@ -293,12 +294,12 @@ def main() -> None:
     ap.add_argument("--out", default="results/bench_scale")
     args = ap.parse_args()
     if args.quick:
-        args.clients, args.rounds, args.per_round = "1000,5000", 3, 50
+        args.clients, args.rounds, args.per_round = [1000, 5000], 3, 50
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ensure_ray(num_cpus=os.cpu_count())
-    rows = [measure(int(n), args.rounds, args.per_round, args.max_cardinality, args.private_user, args.rows_per_client)
-            for n in args.clients.split(",")]
+    rows = [measure(n, args.rounds, args.per_round, args.max_cardinality, args.private_user, args.rows_per_client)
+            for n in args.clients]
     base = rows[0]["client_updates_per_second"]
     print(f"{'clients':>9} {'rows':>9} {'updates':>8} {'wall s':>7} {'updates/s':>10} {'vs first':>8} {'driver MB':>9} {'actors MB':>9}")
     for r in rows:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fedbench import cached_result, config, pool_and_data, print_table, pyplot  # noqa: E402
+from _fedbench import cached_result, comma_list, config, pool_and_data, print_table, pyplot  # noqa: E402
 
 from data_pipeline.atomic import atomic_path, write_json_atomic  # noqa: E402
 from fedrec.algorithms import run_config  # noqa: E402
@@ -107,7 +107,7 @@ def run_policies(pool, data, base, seeds, out: Path, policies=POLICIES, tag: str
 
 def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2")
     ap.add_argument("--rounds", type=int, default=None, help="override the config's rounds")
     ap.add_argument("--clients", type=int, default=None, help="override the config's clients per round")
     ap.add_argument("--target", type=float, default=None, help="override the config's target AUC")
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None, data=Non
     ap.add_argument("--out", default="results/bench_selection")
     ap.add_argument("--json", default=None, help="where the JSON goes (default OUT/bench_selection.json)")
     args = ap.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     overrides = {k: v for k, v in (("rounds", args.rounds), ("clients_per_round", args.clients)) if v is not None}
     if args.quick:
         seeds, overrides = [0], {"rounds": 3, "clients_per_round": 5}

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fedbench import cached_result, config, pool_and_data, print_table, write_json  # noqa: E402
+from _fedbench import cached_result, comma_list, config, pool_and_data, print_table, write_json  # noqa: E402
 from bench_selection import CONFIG, to_target  # noqa: E402
 
 from fedrec.algorithms import run_config  # noqa: E402
@@ -25,11 +25,11 @@ GRID = {"epsilon": (0.0, 0.1), "utility_weight": (0.0, 0.5)}  # utility 0: clien
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="100")
+    ap.add_argument("--seeds", type=comma_list(int), default="100")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--out", default="results/sweep_autofl")
     args = ap.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     base = config(CONFIG, plot=None, **({"rounds": args.rounds} if args.rounds else {}))
     target = base.target_auc
     out = Path(args.out)
