@@ -545,7 +545,7 @@ def decode_batch(encs: list[EncodedUpdate], schema: WireSchema, plan: Compressio
     # windows never run off the buffer
     buf = np.frombuffer(b"".join([*(e.wire for e in encs), bytes(int(lengths.max()))]), dtype=np.uint8)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    reader = _Reader(buf[starts[:, None] + np.arange(width)])
+    reader = _Reader(_gather(buf, starts, width, np.full(n, width)))
     counts = (reader.take((tables,), torch.int32).numpy().astype(np.int64) if not schema.whole_tables
               else np.tile(np.array([rows for _, rows, _ in schema.tables], dtype=np.int64), (n, 1)))
     if (counts < 0).any():
@@ -565,7 +565,7 @@ def decode_batch(encs: list[EncodedUpdate], schema: WireSchema, plan: Compressio
     for t, (_, _, dim) in enumerate(schema.tables):
         rows = counts[:, t].tolist()
         batch.empty.append([i for i, r in enumerate(rows) if r == 0])
-        blocks, singles = _decode_table(encs, rows, dim, *layouts[t], buf)
+        blocks, singles = _decode_table(encs, scale, rows, dim, *layouts[t], buf)
         batch.blocks.append(blocks)
         batch.singles.append(singles)
     return batch
@@ -600,24 +600,24 @@ def _gather(buf: np.ndarray, starts: np.ndarray, width: int, widths: np.ndarray)
     once (a row-wise memcpy, twice as fast as gathering byte by byte), and a mask multiply
     clears what lies past each item's own width. ``buf`` must extend at least ``width`` bytes
     past the last start (``decode_updates`` pads it)."""
-    out = np.lib.stride_tricks.as_strided(buf, (len(buf) - width + 1, width), (buf.strides[0], buf.strides[0]),
-                                          writeable=False)[starts]
+    # the window view built directly: numpy's ``as_strided`` wrapper costs more than the read
+    out = np.ndarray((len(buf) - width + 1, width), dtype=np.uint8, buffer=buf, strides=(1, 1))[starts]
     if widths.min() < width:
         out *= np.arange(width) < widths[:, None]
     return out
 
 
-def _decode_table(encs: list[EncodedUpdate], rows: list[int], dim: int, groups: list[_Group],
+def _decode_table(encs: list[EncodedUpdate], scales: torch.Tensor, rows: list[int], dim: int, groups: list[_Group],
                   located: list[list[np.ndarray]], buf: np.ndarray) -> tuple[list[_Blocks], list[tuple]]:
     """One table's groups decoded: batched blocks, and top-k's blocks one item at a time (each
-    item's own positions, coalesced into rows)."""
+    item's own positions, coalesced into rows). ``scales``: every payload's scale, float32."""
     blocks, singles = [], []
     for group, starts in zip(groups, located):
         items = group.items.tolist()
         parts = {s.name: torch.from_numpy(_gather(buf, at, s.nbytes, s.widths).view(_NP[s.dtype])).view(len(items), *s.shape)
                  for s, at in zip(group.sections, starts)}
-        scale = [encs[i].scale for i in items]
         if group.addressed:
+            scale = [encs[i].scale for i in items]
             sent = next(s for s in group.sections if s.name == "idx").counts.tolist()  # each item's k
             for j, i in enumerate(items):
                 k = sent[j]
@@ -628,7 +628,7 @@ def _decode_table(encs: list[EncodedUpdate], rows: list[int], dim: int, groups: 
                 singles.append((i, ids, block * scale[j]))
             continue
         ids = parts.pop("ids").long() if "ids" in parts else None
-        decoded = group.codec.decode(parts, group.height, dim) * torch.tensor(scale).view(-1, 1, 1)
+        decoded = group.codec.decode(parts, group.height, dim) * scales[torch.from_numpy(group.items)].view(-1, 1, 1)
         blocks.append(_Blocks(items, ids, decoded, [rows[i] for i in items]))
     return blocks, singles
 
