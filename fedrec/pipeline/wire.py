@@ -273,7 +273,7 @@ def encode_updates(updates: list[ClientUpdate], schema: WireSchema, plan: Compre
     """Each sender's message (its update plus ``carry[i]``, its error-feedback residual:
     ``{"dense": flat tensor of every dense entry in schema order, "sparse": {name: (ids, rows)}}``,
     or empty) encoded. ``memories``
-    hold each sender's codec state per tensor (PowerSGD's Q) between messages. All senders are
+    hold each sender's codec state per compressed tensor (PowerSGD's Q) between messages. All senders are
     encoded together: dense tensors stacked, each table's row blocks zero-padded to one batch.
     ``keep_decoded=False`` skips building the decoded updates, which a client that only sends
     (``Compress``) never reads: one tensor view per sender and tensor fewer."""
@@ -565,7 +565,7 @@ def decode_batch(encs: list[EncodedUpdate], schema: WireSchema, plan: Compressio
     for t, (_, _, dim) in enumerate(schema.tables):
         rows = counts[:, t].tolist()
         batch.empty.append([i for i, r in enumerate(rows) if r == 0])
-        blocks, singles = _decode_table(encs, scale, rows, dim, *layouts[t], buf)
+        blocks, singles = _decode_table(scale, rows, dim, *layouts[t], buf)
         batch.blocks.append(blocks)
         batch.singles.append(singles)
     return batch
@@ -599,7 +599,7 @@ def _gather(buf: np.ndarray, starts: np.ndarray, width: int, widths: np.ndarray)
     one contiguous run, so one fancy-indexed read of a strided window view copies every run at
     once (a row-wise memcpy, twice as fast as gathering byte by byte), and a mask multiply
     clears what lies past each item's own width. ``buf`` must extend at least ``width`` bytes
-    past the last start (``decode_updates`` pads it)."""
+    past the last start (``decode_batch`` pads it)."""
     # the window view built directly: numpy's ``as_strided`` wrapper costs more than the read
     out = np.ndarray((len(buf) - width + 1, width), dtype=np.uint8, buffer=buf, strides=(1, 1))[starts]
     if widths.min() < width:
@@ -607,7 +607,7 @@ def _gather(buf: np.ndarray, starts: np.ndarray, width: int, widths: np.ndarray)
     return out
 
 
-def _decode_table(encs: list[EncodedUpdate], scales: torch.Tensor, rows: list[int], dim: int, groups: list[_Group],
+def _decode_table(scales: torch.Tensor, rows: list[int], dim: int, groups: list[_Group],
                   located: list[list[np.ndarray]], buf: np.ndarray) -> tuple[list[_Blocks], list[tuple]]:
     """One table's groups decoded: batched blocks, and top-k's blocks one item at a time (each
     item's own positions, coalesced into rows). ``scales``: every payload's scale, float32."""
@@ -617,7 +617,6 @@ def _decode_table(encs: list[EncodedUpdate], scales: torch.Tensor, rows: list[in
         parts = {s.name: torch.from_numpy(_gather(buf, at, s.nbytes, s.widths).view(_NP[s.dtype])).view(len(items), *s.shape)
                  for s, at in zip(group.sections, starts)}
         if group.addressed:
-            scale = [encs[i].scale for i in items]
             sent = next(s for s in group.sections if s.name == "idx").counts.tolist()  # each item's k
             for j, i in enumerate(items):
                 k = sent[j]
@@ -625,7 +624,7 @@ def _decode_table(encs: list[EncodedUpdate], scales: torch.Tensor, rows: list[in
                 ids, where = torch.unique(pos // dim, sorted=True, return_inverse=True)
                 block = torch.zeros(len(ids), dim)
                 block[where, pos % dim] = parts["val"][j, :k]
-                singles.append((i, ids, block * scale[j]))
+                singles.append((i, ids, block * scales[i]))
             continue
         ids = parts.pop("ids").long() if "ids" in parts else None
         decoded = group.codec.decode(parts, group.height, dim) * scales[torch.from_numpy(group.items)].view(-1, 1, 1)
