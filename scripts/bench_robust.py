@@ -67,6 +67,10 @@ AGGREGATORS = {
     "foolsgold": {"name": "foolsgold"},
     "foolsgold item": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor"},
     "foolsgold item, round only": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "history": False},
+    # The row-agreement gate (fedrec/pipeline/robust/agreement.py) in front of plain mean and of
+    # FoolsGold on item rows: it drops clients whose item rows disagree with the other touchers'.
+    "mean, agreement": {"name": "mean", "agreement": ["item"]},
+    "foolsgold item, agreement": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "agreement": ["item"]},
 }
 # Attack strengths: the defaults of fedrec.attacks.config, except ALIE's z (see the README: the
 # paper's z_max ~ 0.47 moves plain FedYogi's AUC by under 0.01 here, so it is strengthened).

@@ -1,6 +1,7 @@
 """Byzantine-robust aggregators: coordinate-wise median and trimmed mean, Krum and Multi-Krum,
-centered clipping, bucketing around any of them, and FoolsGold (weights clients by how unlike the
-others their updates are). Each needs the individual updates (the pipeline's per-client path);
+centered clipping, bucketing around any of them, FoolsGold (weights clients by how unlike the
+others their updates are), and the row-agreement gate in front of any of them (drops clients whose
+embedding rows disagree with the other touchers'). Each needs the individual updates (the pipeline's per-client path);
 ``stack`` says how each treats embedding rows a client did not touch."""
 
 from __future__ import annotations
@@ -9,17 +10,23 @@ from fedrec.lazy import exports_of, lazy_exports
 
 # Exports resolve on first use (``fedrec.lazy``): the run config imports ``AggregatorConfig`` without torch.
 _LAZY = exports_of({
-    "bucketing": ("Bucketing", "bucket_means"), "clipping": ("CenteredClipping",), "config": ("AggregatorConfig",),
+    "agreement": ("AgreementGate", "row_agreement"), "bucketing": ("Bucketing", "bucket_means"),
+    "clipping": ("CenteredClipping",), "config": ("AggregatorConfig",),
     "foolsgold": ("FoolsGold", "bound_norms", "foolsgold_weights", "similarity_weights"),
     "coordinate": ("CoordinateMedian", "TrimmedMean", "median", "trimmed_mean"),
-    "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "stack", "to_aggregate"),
+    "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "is_finite", "stack", "tables_of", "to_aggregate"),
 })
 __getattr__ = lazy_exports(__name__, _LAZY)
 __all__ = sorted([*_LAZY, "make_aggregator"])
 
 
 def make_aggregator(cfg, name: str | None = None):
-    """The aggregator ``cfg`` (an ``AggregatorConfig``) names, or the rule ``name`` with its settings."""
+    """The aggregator ``cfg`` (an ``AggregatorConfig``) names, or the rule ``name`` with its settings;
+    behind the row-agreement gate when ``cfg.agreement`` names features."""
+    if name is None and cfg.agreement:
+        from fedrec.pipeline.robust.agreement import AgreementGate
+
+        return AgreementGate(make_aggregator(cfg, cfg.name), cfg.agreement)
     from fedrec.pipeline.mean import WeightedMean
     from fedrec.pipeline.robust.bucketing import Bucketing
     from fedrec.pipeline.robust.clipping import CenteredClipping

@@ -26,6 +26,9 @@ class AggregatorConfig(StrictModel):
     norm_bound: Literal["median", "tensor", "none"] = "median"  # foolsgold: uploads (each tensor) to <= the median norm
     kappa: float = Field(1.0, gt=0)  # foolsgold: the logit's confidence
     features: list[str] = []  # foolsgold: compare only these features' embedding rows (empty: whole uploads)
+    # Any rule: first drop the clients whose rows of these features disagree, over their rounds so far,
+    # with the other touchers' (``agreement.py``; empty: no gate).
+    agreement: list[str] = []
 
     @model_validator(mode="after")
     def _foolsgold_fields_only_for_foolsgold(self):
@@ -42,4 +45,4 @@ class AggregatorConfig(StrictModel):
     @property
     def robust(self) -> bool:
         """Whether the rule needs the individual updates (anything but the weighted mean)."""
-        return self.name != "mean"
+        return self.name != "mean" or bool(self.agreement)

@@ -64,9 +64,8 @@ import math
 
 import torch
 
-from fedrec.model import table_name
 from fedrec.pipeline.base import Aggregator, ServerContext
-from fedrec.pipeline.robust.stacking import stack
+from fedrec.pipeline.robust.stacking import is_finite, stack, tables_of
 from fedrec.updates import AggregatedUpdate, ClientUpdate
 
 NORM_BOUNDS = ("median", "tensor", "none")
@@ -108,10 +107,6 @@ def foolsgold_weights(vectors: torch.Tensor, kappa: float = 1.0) -> torch.Tensor
 
 def _sq(t: torch.Tensor) -> float:
     return float((t.to(torch.float64) ** 2).sum())
-
-
-def _finite(u: ClientUpdate) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in (*u.dense.values(), *(r for _, r in u.sparse.values())))
 
 
 def _median_bound(norms: torch.Tensor) -> torch.Tensor:
@@ -238,10 +233,7 @@ class FoolsGold(Aggregator):
         """The part of an upload the similarity is over (see ``features``)."""
         if not self.features:
             return u
-        wanted = {f"embedding_bags.{table_name(f)}.weight" for f in self.features} | set(self.features)
-        sparse = {k: r for k, r in u.sparse.items() if k in wanted or any(k.endswith("." + w) for w in wanted)}
-        if not sparse:
-            raise ValueError(f"foolsgold features {list(self.features)} match none of the tables {sorted(u.sparse)}")
+        sparse = {k: u.sparse[k] for k in tables_of(self.features, u.sparse, "foolsgold")}
         return ClientUpdate(u.client, u.weight, {}, sparse, u.whole_tables)
 
     def _weights(self, compared: list[ClientUpdate]) -> torch.Tensor:
@@ -263,7 +255,7 @@ class FoolsGold(Aggregator):
 
     def aggregate(self, updates: list[ClientUpdate], ctx: ServerContext) -> AggregatedUpdate:
         n = len(updates)
-        good = [i for i, u in enumerate(updates) if _finite(u)]
+        good = [i for i, u in enumerate(updates) if is_finite(u)]
         ups = [updates[i] for i in good]
         alpha = torch.zeros(n, dtype=torch.float64)
         if ups:

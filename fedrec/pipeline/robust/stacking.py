@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fedrec.model import table_name
 from fedrec.updates import AggregatedUpdate, ClientUpdate, SparseRows
 
 
@@ -94,3 +95,18 @@ def sorted_with_counts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     column."""
     counts = (~torch.isnan(x)).sum(0)
     return torch.sort(x, dim=0).values, counts
+
+
+def is_finite(u: ClientUpdate) -> bool:
+    """Whether every value of the upload is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in (*u.dense.values(), *(r for _, r in u.sparse.values())))
+
+
+def tables_of(features: tuple[str, ...], tables, what: str) -> list[str]:
+    """The names among ``tables`` of the embedding tables of ``features`` (a feature's name or its
+    table's parameter name); ``what`` names the setting in the error when none match."""
+    wanted = {f"embedding_bags.{table_name(f)}.weight" for f in features} | set(features)
+    found = [k for k in tables if k in wanted or any(k.endswith("." + w) for w in wanted)]
+    if not found:
+        raise ValueError(f"{what} features {list(features)} match none of the tables {sorted(tables)}")
+    return found
