@@ -71,6 +71,11 @@ AGGREGATORS = {
     # FoolsGold on item rows: it drops clients whose item rows disagree with the other touchers'.
     "mean, agreement": {"name": "mean", "agreement": ["item"]},
     "foolsgold item, agreement": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "agreement": ["item"]},
+    # ... and the coordinated-row guard (fedrec/pipeline/robust/coordinated.py) behind the gate: a row
+    # whose touchers push it in concert round after round is held still (item promotion).
+    **{f"foolsgold item, agreement, guard {t}": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor",
+                                                 "agreement": ["item"], "promotion_guard": ["item"], "promotion_threshold": t}
+       for t in (0.4, 0.5, 0.6)},
 }
 # Attack strengths: the defaults of fedrec.attacks.config, except ALIE's z (see the README: the
 # paper's z_max ~ 0.47 moves plain FedYogi's AUC by under 0.01 here, so it is strengthened).

@@ -1,8 +1,9 @@
 """Byzantine-robust aggregators: coordinate-wise median and trimmed mean, Krum and Multi-Krum,
 centered clipping, bucketing around any of them, FoolsGold (weights clients by how unlike the
-others their updates are), and the row-agreement gate in front of any of them (drops clients whose
-embedding rows disagree with the other touchers'). Each needs the individual updates (the pipeline's per-client path);
-``stack`` says how each treats embedding rows a client did not touch."""
+others their updates are); and, in front of any of them, the row-agreement gate (drops clients
+whose embedding rows disagree with the other touchers') and the coordinated-row guard (holds still
+a row whose touchers push it in concert: item promotion). Each needs the individual updates (the
+pipeline's per-client path); ``stack`` says how each treats embedding rows a client did not touch."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fedrec.lazy import exports_of, lazy_exports
 _LAZY = exports_of({
     "agreement": ("AgreementGate", "row_agreement"), "bucketing": ("Bucketing", "bucket_means"),
     "clipping": ("CenteredClipping",), "config": ("AggregatorConfig",),
+    "coordinated": ("CoordinatedRowGuard", "row_coordination"),
     "foolsgold": ("FoolsGold", "bound_norms", "foolsgold_weights", "similarity_weights"),
     "coordinate": ("CoordinateMedian", "TrimmedMean", "median", "trimmed_mean"),
     "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "is_finite", "stack", "tables_of", "to_aggregate"),
@@ -22,11 +24,16 @@ __all__ = sorted([*_LAZY, "make_aggregator"])
 
 def make_aggregator(cfg, name: str | None = None):
     """The aggregator ``cfg`` (an ``AggregatorConfig``) names, or the rule ``name`` with its settings;
-    behind the row-agreement gate when ``cfg.agreement`` names features."""
-    if name is None and cfg.agreement:
+    behind the coordinated-row guard (``cfg.promotion_guard``) and the row-agreement gate
+    (``cfg.agreement``) when they name features, the gate first."""
+    if name is None and (cfg.agreement or cfg.promotion_guard):
         from fedrec.pipeline.robust.agreement import AgreementGate
+        from fedrec.pipeline.robust.coordinated import CoordinatedRowGuard
 
-        return AgreementGate(make_aggregator(cfg, cfg.name), cfg.agreement)
+        rule = make_aggregator(cfg, cfg.name)
+        if cfg.promotion_guard:
+            rule = CoordinatedRowGuard(rule, cfg.promotion_guard, cfg.promotion_threshold)
+        return AgreementGate(rule, cfg.agreement) if cfg.agreement else rule
     from fedrec.pipeline.mean import WeightedMean
     from fedrec.pipeline.robust.bucketing import Bucketing
     from fedrec.pipeline.robust.clipping import CenteredClipping

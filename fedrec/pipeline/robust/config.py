@@ -29,6 +29,10 @@ class AggregatorConfig(StrictModel):
     # Any rule: first drop the clients whose rows of these features disagree, over their rounds so far,
     # with the other touchers' (``agreement.py``; empty: no gate).
     agreement: list[str] = []
+    # Any rule: hold still the rows of these features whose touchers push them in concert, round after
+    # round (mean pairwise cosine, averaged over rounds, above promotion_threshold; ``coordinated.py``).
+    promotion_guard: list[str] = []
+    promotion_threshold: float = Field(0.5, gt=-1, lt=1)
 
     @model_validator(mode="after")
     def _foolsgold_fields_only_for_foolsgold(self):
@@ -45,4 +49,4 @@ class AggregatorConfig(StrictModel):
     @property
     def robust(self) -> bool:
         """Whether the rule needs the individual updates (anything but the weighted mean)."""
-        return self.name != "mean" or bool(self.agreement)
+        return self.name != "mean" or bool(self.agreement) or bool(self.promotion_guard)
