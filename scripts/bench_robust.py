@@ -67,9 +67,8 @@ AGGREGATORS = {
     "foolsgold": {"name": "foolsgold"},
     "foolsgold item": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor"},
     "foolsgold item, round only": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "history": False},
-    # The row-agreement gate (fedrec/pipeline/robust/agreement.py) in front of plain mean and of
-    # FoolsGold on item rows: it drops clients whose item rows disagree with the other touchers'.
-    "mean, agreement": {"name": "mean", "agreement": ["item"]},
+    # The row-agreement gate (fedrec/pipeline/robust/agreement.py) in front of FoolsGold on item
+    # rows: it drops clients whose item rows disagree with the other touchers'.
     "foolsgold item, agreement": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "agreement": ["item"]},
     # ... and the coordinated-row guard (fedrec/pipeline/robust/coordinated.py) behind the gate: a row
     # whose touchers push it in concert round after round is held still (item promotion).

@@ -1,7 +1,7 @@
-"""The row-agreement gate against hand-computed cases: per-row cosines to the other touchers'
-unit-vector sum (rows one client touched, and zero rows, are not scored), a flipped client dropped
-and the rest handed to the inner rule unchanged, the running mean cosine across rounds (saved and
-restored by ``state_dict``), non-finite uploads kept out of the references, and the config."""
+"""Row agreement against hand-computed cases: per-row cosines to the other trusted touchers'
+unit-vector sum (rows without another trusted toucher, and zero rows, are not scored), the running
+mean across rounds (saved and restored by ``state_dict``), and FoolsGold's option: a flipped client
+dropped, colluders given weight 0 never the reference, non-finite uploads left out, the config."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import pytest
 import torch
 
 from fedrec.pipeline import ServerContext
-from fedrec.pipeline.mean import WeightedMean
-from fedrec.pipeline.robust import AggregatorConfig, AgreementGate, FoolsGold, make_aggregator, row_agreement
-from fedrec.updates import AggregatedUpdate
+from fedrec.pipeline.robust import AggregatorConfig, FoolsGold, RowAgreement, make_aggregator, row_agreement
 from tests.factories import toy_update
 
 CTX = ServerContext(1, 0, 10)
@@ -38,71 +36,85 @@ def test_row_agreement_by_hand():
     # (client 0's zero row has no direction; client 1's only other toucher there sent nothing).
     assert sums.tolist() == pytest.approx([R, R + 1.0, 1.0])
     assert counts.tolist() == [1.0, 2.0, 2.0]
+    # only client 2 as a reference: 0 and 1 score 0 on row 1 (e1 against -e2), 1 scores 1 on row
+    # 3; client 2 has no other trusted toucher anywhere
+    sums, counts = row_agreement(ups, [T], reference=torch.tensor([False, False, True]))
+    assert sums.tolist() == pytest.approx([0.0, 1.0, 0.0]) and counts.tolist() == [1.0, 2.0, 0.0]
 
 
-def test_a_flipped_client_is_dropped_and_the_rest_go_to_the_inner_rule_unchanged():
-    honest = [upd(0, {1: [1.0, 0.2], 2: [0.5, 0.5]}, [1.0]), upd(1, {1: [0.8, -0.1], 2: [0.4, 0.6]}, [2.0], 2.0),
-              upd(2, {1: [1.2, 0.0], 3: [1.0, 1.0]}, [3.0])]
-    flipped = upd(3, {1: [-4.0, -0.4], 2: [-2.0, -2.0]}, [-40.0])
-    gate = AgreementGate(WeightedMean(), [T])
-    got = gate.aggregate([*honest, flipped], CTX)
-    want = AggregatedUpdate.from_clients(honest)
-    assert got.clients == 4
-    assert torch.equal(got.mean().dense["w"], want.mean().dense["w"])
-    assert torch.equal(got.mean().sparse[T][1], want.mean().sparse[T][1])
-    assert gate.report()["agreement"]["dropped_share"] == 0.25
-    assert gate.score[3][0] < 0 < min(gate.score[c][0] for c in range(3))
-
-
-def test_the_score_runs_over_every_round_and_survives_a_checkpoint():
+def test_the_record_runs_over_every_round_and_survives_a_checkpoint():
     agree = {i: [1.0, 0.0] for i in range(4)}
     r1 = [upd(0, agree), upd(1, agree), upd(2, agree)]
     # round 2: client 0 disagrees on one row (cosine -1 to the others' e1 + e1)
     r2 = [upd(0, {9: [-1.0, 0.0]}), upd(1, {9: [1.0, 0.0]}), upd(2, {9: [1.0, 0.0]})]
-    gate = AgreementGate(WeightedMean(), [T])
-    gate.aggregate(r1, CTX)
-    assert gate.score[0] == pytest.approx([4.0, 4.0])
+    record = RowAgreement([T])
+    assert record.kept(r1) == [True, True, True]
+    assert record.score[0] == pytest.approx([4.0, 4.0])
     buf = io.BytesIO()
-    torch.save(gate.state_dict(), buf)
+    torch.save(record.state_dict(), buf)
     buf.seek(0)
-    restored = AgreementGate(WeightedMean(), [T])
+    restored = RowAgreement([T])
     restored.load_state_dict(torch.load(buf, weights_only=False))
-    for g in (gate, restored):
-        assert g.kept(r2) == [True, True, True]  # (4 - 1) / 5 >= 0: its record outweighs one row
-        assert g.score[0] == pytest.approx([3.0, 5.0])
-    fresh = AgreementGate(WeightedMean(), [T])
+    for r in (record, restored):
+        assert r.kept(r2) == [True, True, True]  # (4 - 1) / 5 >= 0: its record outweighs one row
+        assert r.score[0] == pytest.approx([3.0, 5.0])
+    fresh = RowAgreement([T])
     assert fresh.kept(r2) == [False, True, True]  # on this round alone it disagrees
-
-
-def test_a_client_without_a_scored_row_is_kept_and_an_all_dropped_round_is_empty():
-    gate = AgreementGate(WeightedMean(), [T])
-    # rows nobody else touched: no evidence, kept
-    assert gate.kept([upd(0, {1: [1.0, 0.0]}), upd(1, {2: [1.0, 0.0]})]) == [True, True]
-    # two clients exactly opposed on their one shared row: each disagrees with the only other
-    gate = AgreementGate(WeightedMean(), [T])
-    got = gate.aggregate([upd(0, {1: [1.0, 0.0]}), upd(1, {1: [-1.0, 0.0]})], CTX)
-    assert got.clients == 0
-
-
-def test_non_finite_uploads_take_no_part_and_are_left_to_the_inner_rule():
-    ups = [upd(0, {1: [1.0, 0.0]}), upd(1, {1: [1.0, 0.1]}), upd(2, {1: [0.9, 0.0]})]
-    bad = upd(3, {1: [float("nan"), 0.0]})
-    with_bad, without = AgreementGate(FoolsGold(history=False), [T]), AgreementGate(FoolsGold(history=False), [T])
-    assert with_bad.kept([*ups, bad]) == [True, True, True, True]
-    without.kept(ups)
-    assert with_bad.score == without.score  # the NaN row is no one's reference
-    agg = AgreementGate(FoolsGold(history=False), [T]).aggregate([*ups, bad], CTX)
-    assert torch.isfinite(agg.mean().sparse[T][1]).all()  # FoolsGold gives it weight 0
-
-
-def test_config_puts_the_gate_in_front_of_any_rule():
-    gate = make_aggregator(AggregatorConfig(name="foolsgold", features=["item"], norm_bound="tensor", agreement=["item"]))
-    assert isinstance(gate, AgreementGate) and isinstance(gate.inner, FoolsGold)
-    assert gate.features == ("item",) and gate.inner.norm_bound == "tensor"
-    cfg = AggregatorConfig(agreement=["item"])
-    assert cfg.robust and isinstance(make_aggregator(cfg).inner, WeightedMean)
-    assert not isinstance(make_aggregator(AggregatorConfig(name="median")), AgreementGate)
+    assert fresh.report() == {"agreement": {"dropped_share": 1 / 3}}
+    # no scored row yet: kept
+    assert RowAgreement([T]).kept([upd(0, {1: [1.0, 0.0]}), upd(1, {2: [1.0, 0.0]})]) == [True, True]
     with pytest.raises(ValueError, match="agreement features"):
-        AgreementGate(WeightedMean(), ["genre"]).kept([upd(0, {1: [1.0, 0.0]}), upd(1, {1: [1.0, 0.0]})])
+        RowAgreement(["genre"]).kept(r1)
     with pytest.raises(ValueError, match="at least one feature"):
-        AgreementGate(WeightedMean(), [])
+        RowAgreement([])
+
+
+def _honest(client, shared):
+    """A client FoolsGold trusts: one shared row and a large row of its own (unlike everyone)."""
+    return upd(client, {1: shared, 10 + client: [3.0, 3.0]})
+
+
+def test_foolsgold_drops_a_flipper_that_its_similarity_cannot_see():
+    ups = [_honest(0, [1.0, 0.0]), _honest(1, [1.0, 0.1]), _honest(2, [0.9, -0.1]), _honest(3, [-1.0, 0.0])]
+    plain = FoolsGold(history=False, features=[T])
+    plain.aggregate(ups, CTX)
+    assert plain.last_weights == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}  # no one alike: all trusted
+    gated = FoolsGold(history=False, features=[T], agreement=[T])
+    gated.aggregate(ups, CTX)
+    assert gated.last_weights == {0: 1.0, 1: 1.0, 2: 1.0, 3: 0.0}
+    assert gated.report()["agreement"]["dropped_share"] == 0.25
+
+
+def test_colluders_given_weight_zero_are_never_the_reference():
+    # the honest client is alone on row 1 with two colluders that send minus its update (IPM's
+    # "minus the benign mean" on a row one benign client touched)
+    ups = [_honest(0, [1.0, 0.0]), _honest(1, [0.0, 1.0]), upd(2, {1: [-1.0, 0.0], 5: [2.0, 2.0]}),
+           upd(3, {1: [-1.0, 0.0], 5: [2.0, 2.0]})]
+    sums, _ = row_agreement(ups, [T])
+    assert sums[0] < 0  # with everyone as the reference the colluders outvote it
+    fg = FoolsGold(history=False, features=[T], agreement=[T])
+    fg.aggregate(ups, CTX)
+    assert fg.last_weights == {0: 1.0, 1: 1.0, 2: 0.0, 3: 0.0}
+
+
+def test_non_finite_uploads_take_no_part():
+    ups = [_honest(0, [1.0, 0.0]), _honest(1, [1.0, 0.1]), _honest(2, [0.9, 0.0])]
+    bad = upd(3, {1: [float("nan"), 0.0]})
+    with_bad, without = FoolsGold(history=False, features=[T], agreement=[T]), FoolsGold(history=False, features=[T], agreement=[T])
+    agg = with_bad.aggregate([*ups, bad], CTX)
+    without.aggregate(ups, CTX)
+    assert with_bad.agreement.score == without.agreement.score  # the NaN row is no one's reference
+    assert with_bad.last_weights[3] == 0.0 and torch.isfinite(agg.mean().sparse[T][1]).all()
+
+
+def test_config_builds_the_option_and_checkpoints_it():
+    fg = make_aggregator(AggregatorConfig(name="foolsgold", features=["item"], norm_bound="tensor", agreement=["item"]))
+    assert isinstance(fg, FoolsGold) and fg.agreement.features == ("item",) and fg.guard is None
+    assert make_aggregator(AggregatorConfig(name="foolsgold")).agreement is None
+    with pytest.raises(ValueError, match="only for foolsgold"):
+        AggregatorConfig(name="median", agreement=["item"])
+    src = FoolsGold(history=False, features=[T], agreement=[T])
+    src.aggregate([_honest(0, [1.0, 0.0]), _honest(1, [-1.0, 0.0])], CTX)
+    dst = FoolsGold(history=False, features=[T], agreement=[T])
+    dst.load_state_dict(src.state_dict())
+    assert dst.agreement.score == src.agreement.score and dst.agreement.score

@@ -1,8 +1,7 @@
 """Byzantine-robust aggregators: coordinate-wise median and trimmed mean, Krum and Multi-Krum,
 centered clipping, bucketing around any of them, FoolsGold (weights clients by how unlike the
-others their updates are); and, in front of any of them, the row-agreement gate (drops clients
-whose embedding rows disagree with the other touchers') and the coordinated-row guard (holds still
-a row whose touchers push it in concert: item promotion). Each needs the individual updates (the
+others their updates are; optionally it then drops clients whose embedding rows disagree with the
+trusted other touchers', and holds still the rows the trusted push in concert: item promotion). Each needs the individual updates (the
 pipeline's per-client path); ``stack`` says how each treats embedding rows a client did not touch."""
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ from fedrec.lazy import exports_of, lazy_exports
 
 # Exports resolve on first use (``fedrec.lazy``): the run config imports ``AggregatorConfig`` without torch.
 _LAZY = exports_of({
-    "agreement": ("AgreementGate", "row_agreement"), "bucketing": ("Bucketing", "bucket_means"),
+    "agreement": ("RowAgreement", "row_agreement"), "bucketing": ("Bucketing", "bucket_means"),
     "clipping": ("CenteredClipping",), "config": ("AggregatorConfig",),
-    "coordinated": ("CoordinatedRowGuard", "row_coordination"),
+    "coordinated": ("CoordinatedRows", "row_coordination"),
     "foolsgold": ("FoolsGold", "bound_norms", "foolsgold_weights", "similarity_weights"),
     "coordinate": ("CoordinateMedian", "TrimmedMean", "median", "trimmed_mean"),
     "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "is_finite", "stack", "tables_of", "to_aggregate"),
@@ -23,17 +22,7 @@ __all__ = sorted([*_LAZY, "make_aggregator"])
 
 
 def make_aggregator(cfg, name: str | None = None):
-    """The aggregator ``cfg`` (an ``AggregatorConfig``) names, or the rule ``name`` with its settings;
-    behind the coordinated-row guard (``cfg.promotion_guard``) and the row-agreement gate
-    (``cfg.agreement``) when they name features, the gate first."""
-    if name is None and (cfg.agreement or cfg.promotion_guard):
-        from fedrec.pipeline.robust.agreement import AgreementGate
-        from fedrec.pipeline.robust.coordinated import CoordinatedRowGuard
-
-        rule = make_aggregator(cfg, cfg.name)
-        if cfg.promotion_guard:
-            rule = CoordinatedRowGuard(rule, cfg.promotion_guard, cfg.promotion_threshold)
-        return AgreementGate(rule, cfg.agreement) if cfg.agreement else rule
+    """The aggregator ``cfg`` (an ``AggregatorConfig``) names, or the rule ``name`` with its settings."""
     from fedrec.pipeline.mean import WeightedMean
     from fedrec.pipeline.robust.bucketing import Bucketing
     from fedrec.pipeline.robust.clipping import CenteredClipping
@@ -55,5 +44,6 @@ def make_aggregator(cfg, name: str | None = None):
     if name == "centered_clipping":
         return CenteredClipping(cfg.clip_radius, cfg.clip_iterations)
     if name == "foolsgold":
-        return FoolsGold(cfg.history, cfg.norm_bound, cfg.kappa, cfg.features)
+        return FoolsGold(cfg.history, cfg.norm_bound, cfg.kappa, cfg.features, cfg.agreement, cfg.promotion_guard,
+                         cfg.promotion_threshold)
     return Bucketing(make_aggregator(cfg, cfg.inner), cfg.bucket_size)

@@ -26,18 +26,18 @@ class AggregatorConfig(StrictModel):
     norm_bound: Literal["median", "tensor", "none"] = "median"  # foolsgold: uploads (each tensor) to <= the median norm
     kappa: float = Field(1.0, gt=0)  # foolsgold: the logit's confidence
     features: list[str] = []  # foolsgold: compare only these features' embedding rows (empty: whole uploads)
-    # Any rule: first drop the clients whose rows of these features disagree, over their rounds so far,
-    # with the other touchers' (``agreement.py``; empty: no gate).
+    # foolsgold: then drop the clients whose rows of these features disagree, over their rounds so far,
+    # with the trusted other touchers' (``agreement.py``; empty: no test).
     agreement: list[str] = []
-    # Any rule: hold still the rows of these features whose touchers push them in concert, round after
+    # foolsgold: hold still the rows of these features that the trusted push in concert, round after
     # round (mean pairwise cosine, averaged over rounds, above promotion_threshold; ``coordinated.py``).
     promotion_guard: list[str] = []
     promotion_threshold: float = Field(0.5, gt=-1, lt=1)
 
     @model_validator(mode="after")
     def _foolsgold_fields_only_for_foolsgold(self):
-        if self.name != "foolsgold" and self.features:
-            raise ValueError("features is only for foolsgold")
+        if self.name != "foolsgold" and (self.features or self.agreement or self.promotion_guard):
+            raise ValueError("features, agreement and promotion_guard are only for foolsgold")
         return self
 
     @model_validator(mode="after")
@@ -49,4 +49,4 @@ class AggregatorConfig(StrictModel):
     @property
     def robust(self) -> bool:
         """Whether the rule needs the individual updates (anything but the weighted mean)."""
-        return self.name != "mean" or bool(self.agreement) or bool(self.promotion_guard)
+        return self.name != "mean"

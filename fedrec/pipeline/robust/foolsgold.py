@@ -46,6 +46,13 @@ What enters the similarity is the compared part of each upload as sent, scaled a
 most the round's median norm of those parts (as the reference bounds each update before adding
 it to its memory): its direction is what the client sent, and no single round dominates a sum.
 
+Two options for what FoolsGold's similarity cannot see (each a module of its own):
+``agreement`` (``agreement.py``) then drops the clients whose embedding rows, over their rounds so
+far, point away from the trusted other touchers' (sign- and label-flippers, who do not collude),
+and ``promotion_guard`` (``coordinated.py``) holds still the rows that the trusted push in concert
+round after round (fake users promoting one item). Both take the clients FoolsGold trusts this
+round (weight > 0) as their reference, so colluders it caught cannot sway them.
+
 ``norm_bound``: what enters the mean is each upload scaled down to at most the median norm of the
 round. Cosine similarity ignores length, so FoolsGold alone cannot see a boosted update (scaling,
 a boosted sign flip) or noise; bounding limits any one client's pull to a typical client's.
@@ -65,6 +72,8 @@ import math
 import torch
 
 from fedrec.pipeline.base import Aggregator, ServerContext
+from fedrec.pipeline.robust.agreement import RowAgreement
+from fedrec.pipeline.robust.coordinated import CoordinatedRows
 from fedrec.pipeline.robust.stacking import is_finite, stack, tables_of
 from fedrec.updates import AggregatedUpdate, ClientUpdate
 
@@ -215,13 +224,18 @@ class FoolsGold(Aggregator):
     name = "foolsgold"
 
     def __init__(self, history: bool = True, norm_bound: str = "median", kappa: float = 1.0,
-                 features: list[str] | tuple[str, ...] = ()) -> None:
+                 features: list[str] | tuple[str, ...] = (), agreement: list[str] | tuple[str, ...] = (),
+                 promotion_guard: list[str] | tuple[str, ...] = (), promotion_threshold: float = 0.5) -> None:
         if norm_bound not in NORM_BOUNDS:
             raise ValueError(f"norm_bound must be one of {NORM_BOUNDS}, not {norm_bound!r}")
         self.history = history
         self.norm_bound = norm_bound
         self.kappa = kappa
         self.features = tuple(features)
+        # after the similarity weights: drop clients whose rows disagree with the trusted (agreement.py)
+        self.agreement = RowAgreement(agreement) if agreement else None
+        # and hold still the rows the trusted push in concert, round after round (coordinated.py)
+        self.guard = CoordinatedRows(promotion_guard, promotion_threshold) if promotion_guard else None
         self.memory: dict[int, ClientUpdate] = {}  # client id -> sum of the parts it is compared on
         self._gram: _Gram | None = None  # derived from memory (rebuilt after a restore)
         self.last_weights: dict[int, float] = {}  # client id -> weight, the last round (diagnostics)
@@ -261,6 +275,9 @@ class FoolsGold(Aggregator):
         if ups:
             # compared as sent, each scaled as a whole (shape kept) to at most the median norm
             alpha[good] = self._weights(bound_norms([self._compared(u) for u in ups], per_tensor=False))
+            if self.agreement is not None:  # the trusted (weight > 0) are the rows' references
+                agree = torch.tensor(self.agreement.kept(ups, reference=alpha[good] > 0), dtype=torch.bool)
+                alpha[good] = torch.where(agree, alpha[good], torch.zeros_like(alpha[good]))
         if self.norm_bound != "none":
             ups = bound_norms(ups, per_tensor=self.norm_bound == "tensor")
         self.last_weights = {u.client: float(a) for u, a in zip(updates, alpha.tolist())}
@@ -269,23 +286,33 @@ class FoolsGold(Aggregator):
         self._zeroed += int((alpha == 0).sum())
         kept = [ClientUpdate(u.client, float(alpha[i]) * float(u.weight), u.dense, u.sparse, u.whole_tables)
                 for i, u in zip(good, ups) if alpha[i] > 0 and float(u.weight) > 0]
+        held = self.guard.held_rows(kept) if self.guard is not None else {}
         if not kept:
             return AggregatedUpdate()  # nothing trusted this round: the model does not move
-        out = AggregatedUpdate.from_clients(kept)
+        out = CoordinatedRows.hold(AggregatedUpdate.from_clients(kept), held)
         out.clients = n
         return out
 
     def state_dict(self) -> dict:
         return {"memory": {c: {"dense": u.dense, "sparse": u.sparse, "whole_tables": u.whole_tables}
                            for c, u in self.memory.items()},
-                "counts": [self._rounds, self._seen, self._zeroed]}
+                "counts": [self._rounds, self._seen, self._zeroed],
+                **({"agreement": self.agreement.state_dict()} if self.agreement is not None else {}),
+                **({"guard": self.guard.state_dict()} if self.guard is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.memory = {int(c): ClientUpdate(int(c), 1.0, dict(m["dense"]), dict(m["sparse"]), bool(m.get("whole_tables")))
                        for c, m in (state.get("memory") or {}).items()}
         self._gram = None
         self._rounds, self._seen, self._zeroed = state.get("counts", [0, 0, 0])
+        if self.agreement is not None:
+            self.agreement.load_state_dict(state.get("agreement", {}))
+        if self.guard is not None:
+            self.guard.load_state_dict(state.get("guard", {}))
 
     def report(self) -> dict:
         """Share of the uploads given weight 0 over the run."""
-        return {"foolsgold": {"rounds": self._rounds, "zero_weight_share": self._zeroed / self._seen if self._seen else 0.0}}
+        out = {"foolsgold": {"rounds": self._rounds, "zero_weight_share": self._zeroed / self._seen if self._seen else 0.0}}
+        for part in (self.agreement, self.guard):
+            out.update(part.report() if part is not None else {})
+        return out
