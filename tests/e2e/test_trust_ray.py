@@ -96,6 +96,7 @@ def test_robust_config_reports_its_attack(pool, data, ml100k_path, tmp_path):
     assert a["kind"] == "alie" and a["fraction"] == 0.2
     assert a["attackers"] == choose_attackers(943, 0.2, cfg.seed).tolist()
     assert 0.3 < d["final_auc"] < 1 and "epsilon" not in d
+    assert {"foolsgold", "agreement", "promotion_guard"} <= set(d["pipeline"])  # the chosen rule, both options on
 
 
 def test_bench_quick_modes(pool, tmp_path):
