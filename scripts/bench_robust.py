@@ -67,11 +67,11 @@ AGGREGATORS = {
     "foolsgold": {"name": "foolsgold"},
     "foolsgold item": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor"},
     "foolsgold item, round only": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "history": False},
-    # The row-agreement gate (fedrec/pipeline/robust/agreement.py) in front of FoolsGold on item
-    # rows: it drops clients whose item rows disagree with the other touchers'.
+    # FoolsGold on item rows with its row-agreement test (fedrec/pipeline/robust/agreement.py): it
+    # then drops clients whose item rows disagree with the trusted other touchers'.
     "foolsgold item, agreement": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "agreement": ["item"]},
-    # ... and the coordinated-row guard (fedrec/pipeline/robust/coordinated.py) behind the gate: a row
-    # whose touchers push it in concert round after round is held still (item promotion).
+    # ... and its coordinated-row guard too (fedrec/pipeline/robust/coordinated.py): a row the
+    # trusted push in concert round after round is held still (item promotion).
     **{f"foolsgold item, agreement, guard {t}": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor",
                                                  "agreement": ["item"], "promotion_guard": ["item"], "promotion_threshold": t}
        for t in (0.4, 0.5, 0.6)},

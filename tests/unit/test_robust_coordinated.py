@@ -34,12 +34,12 @@ def test_row_coordination_by_hand():
     ups = [upd(0, {1: [1.0, 0.0], 2: [1.0, 0.0], 3: [0.0, 0.0]}), upd(1, {1: [3.0, 0.0], 2: [0.0, 1.0], 3: [1.0, 0.0]}),
            upd(2, {1: [0.0, 2.0], 3: [0.0, 1.0]})]
     r = stack(ups).rows[T]
-    mean_cos, scored = row_coordination(r.values, r.touched, min_touchers=3)
+    mean_cos, scored = row_coordination(r, min_touchers=3)
     # row 1: units e1, e1, e2: pairs 1, 0, 0 -> 1/3. Row 2: two touchers. Row 3: client 0's zero row
     # is no toucher, so two remain.
     assert scored.tolist() == [True, False, False]
     assert mean_cos[0].item() == pytest.approx(1 / 3)
-    mean_cos, scored = row_coordination(r.values, r.touched, min_touchers=2)
+    mean_cos, scored = row_coordination(r, min_touchers=2)
     assert scored.tolist() == [True, True, True] and mean_cos.tolist() == pytest.approx([1 / 3, 0.0, 0.0])
 
 

@@ -1,8 +1,9 @@
 """Byzantine-robust aggregators: coordinate-wise median and trimmed mean, Krum and Multi-Krum,
 centered clipping, bucketing around any of them, FoolsGold (weights clients by how unlike the
 others their updates are; optionally it then drops clients whose embedding rows disagree with the
-trusted other touchers', and holds still the rows the trusted push in concert: item promotion). Each needs the individual updates (the
-pipeline's per-client path); ``stack`` says how each treats embedding rows a client did not touch."""
+trusted other touchers', and holds still the rows the trusted push in concert: item promotion).
+Each needs the individual updates (the pipeline's per-client path); ``stack`` says how each treats
+embedding rows a client did not touch."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ _LAZY = exports_of({
     "coordinated": ("CoordinatedRows", "row_coordination"),
     "foolsgold": ("FoolsGold", "bound_norms", "foolsgold_weights", "similarity_weights"),
     "coordinate": ("CoordinateMedian", "TrimmedMean", "median", "trimmed_mean"),
-    "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "is_finite", "stack", "tables_of", "to_aggregate"),
+    "krum": ("Krum", "MultiKrum", "krum_scores"), "stacking": ("Stacked", "is_finite", "stack", "stack_tables", "tables_of", "to_aggregate"),
 })
 __getattr__ = lazy_exports(__name__, _LAZY)
 __all__ = sorted([*_LAZY, "make_aggregator"])

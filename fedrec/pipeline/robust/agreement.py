@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from fedrec.pipeline.robust.stacking import stack, tables_of
+from fedrec.pipeline.robust.stacking import stack_tables, tables_of
 from fedrec.updates import ClientUpdate
 
 
@@ -55,11 +55,8 @@ def row_agreement(updates: list[ClientUpdate], tables: list[str],
     if n < 2:
         return sums, counts
     trusted = torch.ones(n, dtype=torch.float64) if reference is None else reference.to(torch.float64)
-    stacked = stack([ClientUpdate(u.client, u.weight, {}, {k: u.sparse[k] for k in tables}) for u in updates])
-    for rows in stacked.rows.values():
-        x = rows.values.to(torch.float64)  # [n, r, dim], zero where untouched
-        norm = x.norm(dim=-1)
-        unit = x / norm.clamp_min(1e-300).unsqueeze(-1)
+    for rows in stack_tables(updates, tables).values():
+        unit, norm = rows.unit_rows()  # [n, r, dim], zero where untouched
         voice = unit * trusted[:, None, None]
         others = voice.sum(0, keepdim=True) - voice
         other_norm = others.norm(dim=-1)

@@ -38,18 +38,15 @@ from __future__ import annotations
 
 import torch
 
-from fedrec.pipeline.robust.stacking import stack, tables_of
+from fedrec.pipeline.robust.stacking import StackedRows, stack_tables, tables_of
 from fedrec.updates import AggregatedUpdate, ClientUpdate, SparseRows
 
 
-def row_coordination(values: torch.Tensor, touched: torch.Tensor, min_touchers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``values [n, r, dim]`` (``touched [n, r]``): the mean pairwise cosine of its
-    touchers' nonzero updates and whether it was scored (at least ``min_touchers`` of them)."""
-    x = values.to(torch.float64)
-    norm = x.norm(dim=-1)
-    live = touched & (norm > 0)
-    unit = torch.where(live.unsqueeze(-1), x / norm.clamp_min(1e-300).unsqueeze(-1), torch.zeros_like(x))
-    k = live.sum(0).to(torch.float64)
+def row_coordination(rows: StackedRows, min_touchers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``rows``: the mean pairwise cosine of its touchers' nonzero updates and whether it
+    was scored (at least ``min_touchers`` of them)."""
+    unit, norm = rows.unit_rows()
+    k = (rows.touched & (norm > 0)).sum(0).to(torch.float64)
     total = unit.sum(0)
     scored = k >= max(min_touchers, 2)
     mean_cos = (total.pow(2).sum(-1) - k) / (k * (k - 1)).clamp_min(1.0)
@@ -75,10 +72,9 @@ class CoordinatedRows:
         if not updates:
             return {}
         tables = tables_of(self.features, updates[0].sparse, "promotion guard")
-        rows = stack([ClientUpdate(u.client, u.weight, {}, {k: u.sparse[k] for k in tables}) for u in updates]).rows
         held = {}
-        for name, r in rows.items():
-            mean_cos, scored = row_coordination(r.values, r.touched, self.min_touchers)
+        for name, r in stack_tables(updates, tables).items():
+            mean_cos, scored = row_coordination(r, self.min_touchers)
             record = self.record.setdefault(name, {})
             for i, c in zip(r.ids[scored].tolist(), mean_cos[scored].tolist()):
                 s = record.setdefault(int(i), [0.0, 0.0])

@@ -37,6 +37,13 @@ class StackedRows:
         """Values with NaN where a client did not touch the row (for per-row statistics)."""
         return self.values.masked_fill(~self.touched.unsqueeze(-1), float("nan"))
 
+    def unit_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each client's row update as a float64 unit vector (zero where it did not touch the row
+        or sent zeros) and its norm ``[n, r]`` (for per-row direction statistics)."""
+        x = self.values.to(torch.float64)
+        norm = x.norm(dim=-1)
+        return x / norm.clamp_min(1e-300).unsqueeze(-1), norm
+
 
 @dataclass
 class Stacked:
@@ -75,6 +82,11 @@ def stack(updates: list[ClientUpdate]) -> Stacked:
         rows[name] = StackedRows(ids, values, touched)
     weights = torch.tensor([float(u.weight) for u in updates], dtype=torch.float64)
     return Stacked([u.client for u in updates], weights, dense, rows)
+
+
+def stack_tables(updates: list[ClientUpdate], tables: list[str]) -> dict[str, StackedRows]:
+    """``stack``'s rows of ``tables`` only (no dense tensors, no other table)."""
+    return stack([ClientUpdate(u.client, u.weight, {}, {k: u.sparse[k] for k in tables}) for u in updates]).rows
 
 
 def to_aggregate(dense: dict[str, torch.Tensor], rows: dict[str, tuple[torch.Tensor, torch.Tensor]],
