@@ -272,6 +272,11 @@ class FederatedConfig(StrictModel):
         unknown = [f for f in self.model.private if f not in features]
         if unknown:
             raise ConfigError("model.private", f"{unknown} are not model features {list(features)}")
+        for field in ("features", "agreement", "promotion_guard"):  # the aggregator's rows, by feature
+            unknown = [f for f in getattr(self.aggregator, field) if f not in features and not f.endswith(".weight")]
+            if unknown:
+                raise ConfigError(f"aggregator.{field}", f"{unknown} are not model features {list(features)} "
+                                  "(or embedding table parameter names)")
         if self.model.private and self.mode in ("fel", "gossip"):
             why = {"fel": "FEL's server-side over-arch cannot read private tables",
                    "gossip": "gossip nodes exchange whole models, private tables included"}[self.mode]

@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from data_pipeline.errors import ConfigError
+from fedrec.config import config_from_dict
 from fedrec.pipeline import ServerContext
 from fedrec.pipeline.robust import AggregatorConfig, FoolsGold, RowAgreement, make_aggregator, row_agreement
 from tests.factories import toy_update
@@ -113,6 +115,12 @@ def test_config_builds_the_option_and_checkpoints_it():
     assert make_aggregator(AggregatorConfig(name="foolsgold")).agreement is None
     with pytest.raises(ValueError, match="only for foolsgold"):
         AggregatorConfig(name="median", agreement=["item"])
+    # a feature the model does not have is refused when the run config loads, not mid-run
+    for field in ("features", "agreement", "promotion_guard"):
+        with pytest.raises(ConfigError, match=f"aggregator.{field}.*'genre'"):
+            config_from_dict({"data": {"features": ["item"]}, "aggregator": {"name": "foolsgold", field: ["genre"]}})
+    config_from_dict({"data": {"features": ["item"]}, "aggregator": {"name": "foolsgold", "agreement": ["item"],
+                                                                       "promotion_guard": ["item"]}})
     src = FoolsGold(history=False, features=[T], agreement=[T])
     src.aggregate([_honest(0, [1.0, 0.0]), _honest(1, [-1.0, 0.0])], CTX)
     dst = FoolsGold(history=False, features=[T], agreement=[T])
