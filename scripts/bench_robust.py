@@ -75,6 +75,23 @@ AGGREGATORS = {
     **{f"foolsgold item, agreement, guard {t}": {"name": "foolsgold", "features": ["item"], "norm_bound": "tensor",
                                                  "agreement": ["item"], "promotion_guard": ["item"], "promotion_threshold": t}
        for t in (0.4, 0.5, 0.6)},
+    # ... with the norm bound's median taken over the clients FoolsGold trusts only: IPM's colluders
+    # upload every row that moves (2.8 times the honest clients' rows together), so over every
+    # upload the median row norm is one of theirs
+    **{f"foolsgold item, agreement, guard {t}, trusted bound": {
+        "name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "agreement": ["item"],
+        "promotion_guard": ["item"], "promotion_threshold": t, "bound_among": "trusted"} for t in (0.4, 0.5, 0.6)},
+    # ... with the agreement test scored again (twice, three times) with only the clients that passed
+    # as references: label flippers, trusted by FoolsGold, otherwise serve as references too
+    **{f"foolsgold item, agreement x{p}, guard 0.5{', trusted bound' if among == 'trusted' else ''}": {
+        "name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "agreement": ["item"], "agreement_passes": p,
+        "promotion_guard": ["item"], "promotion_threshold": 0.5, "bound_among": among}
+       for p, among in ((2, "all"), (2, "trusted"), (3, "trusted"))},
+    # ... with each row's bound the median over the clients of their median row norms: a client
+    # that uploads more rows (IPM's colluders: every row that moves) has no more say in it
+    **{f"foolsgold item, agreement{' x2' if p == 2 else ''}, guard 0.5, client row bound": {
+        "name": "foolsgold", "features": ["item"], "norm_bound": "tensor", "agreement": ["item"], "agreement_passes": p,
+        "promotion_guard": ["item"], "promotion_threshold": 0.5, "row_median": "clients"} for p in (1, 2)},
 }
 # Attack strengths: the defaults of fedrec.attacks.config, except ALIE's z (see the README: the
 # paper's z_max ~ 0.47 moves plain FedYogi's AUC by under 0.01 here, so it is strengthened).
@@ -315,16 +332,18 @@ def plot(path: Path, cells: list[dict], attacks: list[str], aggregators: list[st
     plt = pyplot()
     sel = [c for c in cells if c["fraction"] == 0.2 and c["seed"] == 0]
     at = {(c["attack"], c["aggregator"]): c for c in sel}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    # one panel above the other, the rules' long names along the bottom of each
+    fig, axes = plt.subplots(2, 1, figsize=(max(12, 0.62 * len(aggregators)), 13))
     for ax, key, title, cmap in ((axes[0], "test_auc", "test AUC", "viridis"), (axes[1], "exposure", "target exposure (HR@10)", "magma")):
         grid = np.array([[at.get((a, g), {}).get(key, np.nan) for g in aggregators] for a in attacks])
         im = ax.imshow(grid, cmap=cmap, aspect="auto")
-        ax.set_xticks(range(len(aggregators)), aggregators, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(aggregators)), aggregators, rotation=35, ha="right", rotation_mode="anchor", fontsize=7)
         ax.set_yticks(range(len(attacks)), attacks, fontsize=8)
         for i in range(len(attacks)):
             for j in range(len(aggregators)):
                 if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
+                            color="k" if im.norm(grid[i, j]) > 0.6 else "w")  # dark on the bright cells
         ax.set_title(f"{title}, 20% attackers, seed 0", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.04)
     save(fig, path)

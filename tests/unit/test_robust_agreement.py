@@ -71,6 +71,38 @@ def test_the_record_runs_over_every_round_and_survives_a_checkpoint():
         RowAgreement([])
 
 
+def test_a_second_pass_takes_the_clients_that_failed_the_first_out_of_the_reference():
+    # round 1 gives flippers 5, 6, 7 a record of -1: each sends -e1 on a row of its own (7, 8, 9)
+    # that three honest clients move by e1
+    e1, m1, e2 = [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]
+    r1 = [upd(c, {7: e1, 8: e1, 9: e1}) for c in (10, 11, 12)] + [upd(c, {c + 2: m1}) for c in (5, 6, 7)]
+    # round 2: A (0) and B (1) send e1 on row 1 beside the three flippers' -e1; B and C (2) agree on
+    # row 2. One pass: A's others on row 1 sum to -e1 (cosine -1: dropped), B scores -1 and +1
+    # (mean 0: kept), C +1; the flippers' others sum to 0 on row 1 (not scored), their record -1.
+    # Second pass, with only B and C as references: A sees B's e1 (+1) and is kept; B has no other
+    # reference on row 1 and scores +1 on row 2; each flipper sees B's e1 (-1).
+    r2 = [upd(0, {1: e1}), upd(1, {1: e1, 2: e2}), upd(2, {2: e2})] + [upd(c, {1: m1}) for c in (5, 6, 7)]
+    results = {}
+    for passes in (1, 2):
+        record = RowAgreement([T], passes=passes)
+        record.kept(r1)
+        results[passes] = record.kept(r2), record
+    assert results[1][0] == [False, True, True, False, False, False]
+    assert results[2][0] == [True, True, True, False, False, False]
+    # the record keeps the last pass's scores: A +1 over one row, B +1 over one, a flipper -2 over 2
+    assert results[1][1].score[0] == pytest.approx([-1.0, 1.0]) and results[2][1].score[0] == pytest.approx([1.0, 1.0])
+    assert results[2][1].score[1] == pytest.approx([1.0, 1.0]) and results[2][1].score[5] == pytest.approx([-2.0, 2.0])
+    # every client fails the first pass (two against two on row 9: each sees the other side's two
+    # and its own side's one, a sum pointing away): no reference is left, the first pass's scores stand
+    r3 = [upd(c, {9: e1}) for c in (20, 21)] + [upd(c, {9: m1}) for c in (22, 23)]
+    record = RowAgreement([T], passes=2)
+    assert record.kept(r3) == [False] * 4 and record.score[20] == pytest.approx([-1.0, 1.0])
+    with pytest.raises(ValueError, match="passes"):
+        RowAgreement([T], passes=0)
+    fg = make_aggregator(AggregatorConfig(name="foolsgold", features=[T], agreement=[T], agreement_passes=2))
+    assert fg.agreement.passes == 2
+
+
 def _honest(client, shared):
     """A client FoolsGold trusts: one shared row and a large row of its own (unlike everyone)."""
     return upd(client, {1: shared, 10 + client: [3.0, 3.0]})

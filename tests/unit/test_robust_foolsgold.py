@@ -95,6 +95,21 @@ def test_norm_bound_per_tensor_bounds_each_row_not_a_clients_table():
     assert per[0].sparse[T][1].flatten().tolist() == [1.0, -1.0, 1.0] and per[2].sparse[T][1].flatten().tolist() == [1.0]
 
 
+def test_row_median_over_clients_gives_a_client_with_many_rows_one_say():
+    # client 0 uploads five rows of norm 10, clients 1 and 2 one row each (norms 1 and 2): over the
+    # rows the median is 10 and nothing is bounded; over the clients' medians (10, 1, 2) it is 2
+    ups = [upd(0, [0.0], {i: [10.0] for i in range(5)}), upd(1, [0.0], {7: [1.0]}), upd(2, [0.0], {8: [-2.0]})]
+    rows = bound_norms(ups, per_tensor=True)
+    assert rows[0].sparse[T][1].flatten().tolist() == [10.0] * 5
+    clients = bound_norms(ups, per_tensor=True, row_median="clients")
+    assert clients[0].sparse[T][1].flatten().tolist() == pytest.approx([2.0] * 5)
+    assert [u.sparse[T][1].item() for u in clients[1:]] == [1.0, -2.0]
+    assert FoolsGold(row_median="clients").row_median == "clients"
+    with pytest.raises(ValueError, match="row_median"):
+        FoolsGold(row_median="items")
+    assert make_aggregator(AggregatorConfig(name="foolsgold", row_median="clients")).row_median == "clients"
+
+
 def test_norm_bound_per_tensor():
     # dense norms 0.1, 0.1, 0.1 (no change); row norms 5, 1, 100 -> median 5: client 2's row to norm 5
     ups = [upd(0, [0.1], {1: [3.0, 4.0]}), upd(1, [0.1], {2: [0.6, 0.8]}), upd(2, [-0.1], {3: [60.0, 80.0]})]
@@ -107,6 +122,21 @@ def test_norm_bound_per_tensor():
     assert whole[2].dense["w"].item() == pytest.approx(-0.1 * s) and whole[1].sparse[T][1].tolist() == [pytest.approx([0.6, 0.8])]
     agg = FoolsGold(history=False, norm_bound="tensor").aggregate(ups, CTX).mean()
     assert rows_of(agg)[3] == pytest.approx([3.0, 4.0])
+
+
+def test_bound_among_trusted_takes_the_median_over_the_trusted_uploads_only():
+    # sybils 2 and 3 upload ten rows of norm 10 each (as IPM's colluders upload every row that
+    # moves): over every upload the median row norm is 10 and no honest row is bounded; over the
+    # trusted (the sybils get weight 0) the row norms are 1, 3, 2 -> median 2: client 0's row 2 -> 2
+    sybil = {i: [-10.0] for i in range(1, 11)}
+    ups = [upd(0, [0.0], {1: [1.0], 2: [3.0]}), upd(1, [0.0], {1: [-2.0]}), upd(2, [0.0], sybil), upd(3, [0.0], sybil)]
+    for among, row2 in (("all", 3.0), ("trusted", 2.0)):
+        fg = FoolsGold(history=False, norm_bound="tensor", features=[T], bound_among=among)
+        mean = fg.aggregate(ups, CTX).mean()
+        assert fg.last_weights == {0: 1.0, 1: 1.0, 2: 0.0, 3: 0.0}
+        assert rows_of(mean) == {1: pytest.approx([-0.5]), 2: pytest.approx([row2])}
+    with pytest.raises(ValueError, match="bound_among"):
+        FoolsGold(bound_among="benign")
 
 
 def test_rows_over_trusted_touchers_and_a_row_only_sybils_touched_does_not_move():
@@ -268,3 +298,6 @@ def test_config_builds_foolsgold_and_validates():
         AggregatorConfig(name="foolsgold", kappa=0.0)
     with pytest.raises(ValueError, match="only for foolsgold"):
         AggregatorConfig(name="krum", features=["item"])
+    assert make_aggregator(AggregatorConfig(name="foolsgold", bound_among="trusted")).bound_among == "trusted"
+    with pytest.raises(ValueError):
+        AggregatorConfig(name="foolsgold", bound_among="benign")

@@ -24,11 +24,20 @@ class AggregatorConfig(StrictModel):
     inner: Robust = "centered_clipping"  # bucketing: the robust rule applied to the bucket means
     history: bool = True  # foolsgold: compare sums of uploads so far, over every client seen (False: this round)
     norm_bound: Literal["median", "tensor", "none"] = "median"  # foolsgold: uploads (each tensor) to <= the median norm
+    # foolsgold: the median norm the bound takes is over every upload of the round, or over the clients
+    # it trusts (weight > 0) only, so that attackers cannot move it
+    bound_among: Literal["all", "trusted"] = "all"
+    # foolsgold, norm_bound tensor: a row's bound is the median over every uploaded row, or over the
+    # clients of each one's median row norm (a client that uploads more rows has no more say)
+    row_median: Literal["rows", "clients"] = "rows"
     kappa: float = Field(1.0, gt=0)  # foolsgold: the logit's confidence
     features: list[str] = []  # foolsgold: compare only these features' embedding rows (empty: whole uploads)
     # foolsgold: then drop the clients whose rows of these features disagree, over their rounds so far,
     # with the trusted other touchers' (``agreement.py``; empty: no test).
     agreement: list[str] = []
+    # foolsgold: score the agreement again this many times in all, each time with only the clients
+    # that passed the last one as references (1: the trusted are the references once)
+    agreement_passes: int = Field(1, ge=1)
     # foolsgold: hold still the rows of these features that the trusted push in concert, round after
     # round (mean pairwise cosine, averaged over rounds, above promotion_threshold; ``coordinated.py``).
     promotion_guard: list[str] = []
