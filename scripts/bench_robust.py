@@ -19,7 +19,7 @@ Each cell (share, seed, attack, rule) is cached on its own under ``<out>/cells``
 do not depend on the arms trained beside it), so a rule added to the grid trains only its own
 arms; the one-file-per-group caches of earlier versions are read as a source of cells.
 
-    .venv/bin/python scripts/bench_robust.py            # ~2-3 h on 2 shared cores
+    .venv/bin/python scripts/bench_robust.py            # ~80 min from an empty cache on 2 cores
     .venv/bin/python scripts/bench_robust.py --quick    # 2 rounds, a few arms
 """
 
