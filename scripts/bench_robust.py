@@ -8,7 +8,8 @@ Stages (all arms of a stage that share the same training data run in lockstep on
    chosen on validation AUC only: among the rules that hold item promotion's exposure to within
    2x of the clean run's, the one whose worst validation AUC over the clean run and the untargeted
    attacks is highest.
-2. ``report``: the other seeds for plain mean and the chosen rule at 20%, and all seeds at 10%.
+2. ``report``: the other seeds (1-4 by default) for plain mean and the chosen rule at 20%, and all
+   seeds at 10%.
    Test AUC is reported once, as mean and spread over the seeds.
 
 Centered clipping's radius (0.03, 0.1, 0.3) and FoolsGold's variants are chosen the same way, as
@@ -19,7 +20,7 @@ Each cell (share, seed, attack, rule) is cached on its own under ``<out>/cells``
 do not depend on the arms trained beside it), so a rule added to the grid trains only its own
 arms; the one-file-per-group caches of earlier versions are read as a source of cells.
 
-    .venv/bin/python scripts/bench_robust.py            # ~80 min from an empty cache on 2 cores
+    .venv/bin/python scripts/bench_robust.py            # ~100 min from an empty cache on 2 cores
     .venv/bin/python scripts/bench_robust.py --quick    # 2 rounds, a few arms
 """
 
@@ -352,7 +353,7 @@ def plot(path: Path, cells: list[dict], attacks: list[str], aggregators: list[st
 def main(argv: list[str] | None = None, pool: ClientPool | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO_ROOT / "configs" / "ml100k_fedyogi_tuned.yaml"))
-    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2")
+    ap.add_argument("--seeds", type=comma_list(int), default="0,1,2,3,4")
     ap.add_argument("--fractions", type=comma_list(float), default="0.2,0.1")
     ap.add_argument("--best", default=None, help="skip selection and use this aggregator")
     ap.add_argument("--quick", action="store_true")
