@@ -107,7 +107,8 @@ def test_row_median_over_clients_gives_a_client_with_many_rows_one_say():
     assert FoolsGold(row_median="clients").row_median == "clients"
     with pytest.raises(ValueError, match="row_median"):
         FoolsGold(row_median="items")
-    assert make_aggregator(AggregatorConfig(name="foolsgold", row_median="clients")).row_median == "clients"
+    cfg = AggregatorConfig(name="foolsgold", norm_bound="tensor", row_median="clients")
+    assert make_aggregator(cfg).row_median == "clients"
 
 
 def test_norm_bound_per_tensor():
@@ -301,3 +302,12 @@ def test_config_builds_foolsgold_and_validates():
     assert make_aggregator(AggregatorConfig(name="foolsgold", bound_among="trusted")).bound_among == "trusted"
     with pytest.raises(ValueError):
         AggregatorConfig(name="foolsgold", bound_among="benign")
+    # options that would do nothing are refused
+    with pytest.raises(ValueError, match="only for foolsgold"):
+        AggregatorConfig(name="median", row_median="clients")
+    with pytest.raises(ValueError, match="row_median applies to norm_bound: tensor"):
+        AggregatorConfig(name="foolsgold", row_median="clients")
+    with pytest.raises(ValueError, match="bound_among needs a norm_bound"):
+        AggregatorConfig(name="foolsgold", bound_among="trusted", norm_bound="none")
+    with pytest.raises(ValueError, match="agreement_passes needs agreement"):
+        AggregatorConfig(name="foolsgold", agreement_passes=2)

@@ -45,8 +45,20 @@ class AggregatorConfig(StrictModel):
 
     @model_validator(mode="after")
     def _foolsgold_fields_only_for_foolsgold(self):
-        if self.name != "foolsgold" and (self.features or self.agreement or self.promotion_guard):
-            raise ValueError("features, agreement and promotion_guard are only for foolsgold")
+        if self.name != "foolsgold" and (self.features or self.agreement or self.promotion_guard
+                                         or self.bound_among != "all" or self.row_median != "rows"):
+            raise ValueError("features, agreement, promotion_guard, bound_among and row_median are only for foolsgold")
+        return self
+
+    @model_validator(mode="after")
+    def _options_need_what_they_modify(self):
+        # an option that would silently do nothing is refused
+        if self.agreement_passes > 1 and not self.agreement:
+            raise ValueError("agreement_passes needs agreement (the features whose rows are scored)")
+        if self.row_median != "rows" and self.norm_bound != "tensor":
+            raise ValueError("row_median applies to norm_bound: tensor (each embedding row bounded)")
+        if self.bound_among != "all" and self.norm_bound == "none":
+            raise ValueError("bound_among needs a norm_bound (median or tensor)")
         return self
 
     @model_validator(mode="after")
