@@ -98,7 +98,7 @@ class RowAgreement:
         ref = torch.ones(len(updates), dtype=torch.bool) if reference is None else reference.to(torch.bool)
         for p in range(self.passes):
             sums, counts = row_agreement(updates, tables, ref)
-            out = [self._passes(u.client, s, c) for u, s, c in zip(updates, sums.tolist(), counts.tolist())]
+            out = [self._would_pass(u.client, s, c) for u, s, c in zip(updates, sums.tolist(), counts.tolist())]
             narrowed = ref & torch.tensor(out, dtype=torch.bool)
             if p + 1 == self.passes or not narrowed.any():  # no one passed: this pass's scores stand
                 break
@@ -111,7 +111,7 @@ class RowAgreement:
         self.dropped += out.count(False)
         return out
 
-    def _passes(self, client: int, s: float, c: float) -> bool:
+    def _would_pass(self, client: int, s: float, c: float) -> bool:
         """Whether ``client``'s record with this round's ``s`` (sum of row cosines) over ``c`` rows
         added is not below 0 (a client with no scored row passes)."""
         old_s, old_c = self.score.get(client, (0.0, 0.0))

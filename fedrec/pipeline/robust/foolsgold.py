@@ -134,12 +134,16 @@ def _sq(t: torch.Tensor) -> float:
     return float((t.to(torch.float64) ** 2).sum())
 
 
+def _scale_to(bound: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """Per norm, the factor that scales it down to at most ``bound``."""
+    return torch.where(norms > bound, bound / norms.clamp_min(1e-300), torch.ones_like(norms))
+
+
 def _median_bound(norms: torch.Tensor) -> torch.Tensor:
     """Per norm, the factor that scales it down to at most the median of ``norms``."""
     if norms.numel() == 0:
         return norms
-    bound = torch.quantile(norms, 0.5)
-    return torch.where(norms > bound, bound / norms.clamp_min(1e-300), torch.ones_like(norms))
+    return _scale_to(torch.quantile(norms, 0.5), norms)
 
 
 def bound_norms(updates: list[ClientUpdate], per_tensor: bool, row_median: str = "rows") -> list[ClientUpdate]:
@@ -162,12 +166,9 @@ def bound_norms(updates: list[ClientUpdate], per_tensor: bool, row_median: str =
     for k in updates[0].sparse:
         vals = [u.sparse[k][1] for u in updates]
         norms = [v.to(torch.float64).norm(dim=1) for v in vals]
-        if row_median == "clients":
-            bound = torch.quantile(torch.stack([n.quantile(0.5) for n in norms if n.numel()]), 0.5) if any(
-                n.numel() for n in norms) else torch.tensor(0.0, dtype=torch.float64)
-            f = torch.cat([torch.where(n > bound, bound / n.clamp_min(1e-300), torch.ones_like(n)) for n in norms])
-        else:
-            f = _median_bound(torch.cat(norms))
+        medians = [n.quantile(0.5) for n in norms if n.numel()] if row_median == "clients" else []
+        flat = torch.cat(norms)
+        f = _scale_to(torch.quantile(torch.stack(medians), 0.5), flat) if medians else _median_bound(flat)
         rows[k] = [v * part.to(v.dtype).unsqueeze(1) for v, part in zip(vals, f.split([len(v) for v in vals]))]
     return [ClientUpdate(u.client, u.weight, {k: dense[k][i] for k in dense},
                          {k: (u.sparse[k][0], rows[k][i]) for k in rows}, u.whole_tables) for i, u in enumerate(updates)]
@@ -251,13 +252,11 @@ class FoolsGold(Aggregator):
                  features: list[str] | tuple[str, ...] = (), agreement: list[str] | tuple[str, ...] = (),
                  promotion_guard: list[str] | tuple[str, ...] = (), promotion_threshold: float = 0.5, bound_among: str = "all",
                  agreement_passes: int = 1, row_median: str = "rows") -> None:
-        if norm_bound not in NORM_BOUNDS:
-            raise ValueError(f"norm_bound must be one of {NORM_BOUNDS}, not {norm_bound!r}")
-        if bound_among not in BOUND_AMONG:
-            raise ValueError(f"bound_among must be one of {BOUND_AMONG}, not {bound_among!r}")
+        for field, value, allowed in (("norm_bound", norm_bound, NORM_BOUNDS), ("bound_among", bound_among, BOUND_AMONG),
+                                      ("row_median", row_median, ROW_MEDIANS)):
+            if value not in allowed:
+                raise ValueError(f"{field} must be one of {allowed}, not {value!r}")
         self.bound_among = bound_among
-        if row_median not in ROW_MEDIANS:
-            raise ValueError(f"row_median must be one of {ROW_MEDIANS}, not {row_median!r}")
         self.row_median = row_median
         self.history = history
         self.norm_bound = norm_bound
