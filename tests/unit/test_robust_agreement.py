@@ -103,6 +103,60 @@ def test_a_second_pass_takes_the_clients_that_failed_the_first_out_of_the_refere
     assert fg.agreement.passes == 2
 
 
+def test_reference_weighting_counts_a_row_by_its_reference_length():
+    ups = [
+        upd(0, {1: [1.0, 0.0], 2: [5.0, 5.0], 4: [0.0, 0.0]}),
+        upd(1, {1: [2.0, 0.0], 3: [0.0, 1.0], 4: [1.0, 0.0]}),
+        upd(2, {1: [0.0, -1.0], 3: [0.0, 3.0]}),
+    ]
+    sums, counts = row_agreement(ups, [T], weighting="reference")
+    # the rows of test_row_agreement_by_hand, each cosine times its reference's length: row 1's
+    # references (1, -1) for 0 and 1 (length sqrt2, cosine 1/sqrt2: 1 each) and (2, 0) for 2
+    # (length 2, cosine 0); row 3's e2 for 1 and 2 (length 1, cosine 1)
+    assert sums.tolist() == pytest.approx([1.0, 2.0, 1.0])
+    assert counts.tolist() == pytest.approx([math.sqrt(2), math.sqrt(2) + 1.0, 3.0])
+    # client 0 goes against four agreeing others on row 1 and agrees with a lone other on rows 2, 3:
+    # counted once per row it is kept ((-1 + 1 + 1) / 3), weighted by reference it is dropped
+    # ((-4 + 1 + 1) / 6)
+    e1, m1 = [1.0, 0.0], [-1.0, 0.0]
+    r = [upd(0, {1: m1, 2: e1, 3: e1}), upd(1, {1: e1, 2: e1}), upd(2, {1: e1, 3: e1})] + [upd(c, {1: e1}) for c in (3, 4)]
+    assert RowAgreement([T]).kept(r)[0] and not RowAgreement([T], weighting="reference").kept(r)[0]
+    with pytest.raises(ValueError, match="weighting"):
+        RowAgreement([T], weighting="pairs")
+
+
+def test_memory_scores_a_lone_toucher_against_the_directions_kept_before():
+    e1, m1 = [1.0, 0.0], [-1.0, 0.0]
+    record = RowAgreement([T], memory=0.5)
+    # round 1: 0 and 1 agree on row 5; 2 agrees with them and passes, but FoolsGold gave it weight 0
+    # (a colluder): nothing of it is remembered, on row 5 or on its own row 6
+    assert record.kept([upd(0, {5: e1}), upd(1, {5: e1}), upd(2, {5: e1, 6: e1})],
+                       reference=torch.tensor([True, True, False])) == [True, True, True]
+    assert record.remembered[T][5].tolist() == [2.0, 0.0] and record.remembered[T][6].tolist() == [0.0, 0.0]
+    restored = RowAgreement([T], memory=0.5)
+    buf = io.BytesIO()
+    torch.save(record.state_dict(), buf)
+    buf.seek(0)
+    restored.load_state_dict(torch.load(buf, weights_only=False))
+    # round 2: client 3 is alone on row 5 and goes against what was kept there (cosine -1 to 2 e1):
+    # dropped, where without memory its row has no reference and it would be kept
+    for r in (record, restored):
+        assert r.kept([upd(3, {5: m1})]) == [False]
+        assert r.score[3] == pytest.approx([-1.0, 1.0])
+        # the row was touched: its memory is discounted by 0.5, and 3 (dropped) adds nothing
+        assert r.remembered[T][5].tolist() == [1.0, 0.0]
+    assert RowAgreement([T]).kept([upd(3, {5: m1})]) == [True]
+    # a row id past the memory's end grows it
+    record.kept([upd(4, {40: e1})])
+    assert record.remembered[T][40].tolist() == [1.0, 0.0] and record.remembered[T][5].tolist() == [1.0, 0.0]
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="memory"):
+            RowAgreement([T], memory=bad)
+    fg = make_aggregator(AggregatorConfig(name="foolsgold", features=[T], agreement=[T], agreement_weighting="reference",
+                                          agreement_memory=0.8))
+    assert fg.agreement.weighting == "reference" and fg.agreement.decay == 0.8
+
+
 def _honest(client, shared):
     """A client FoolsGold trusts: one shared row and a large row of its own (unlike everyone)."""
     return upd(client, {1: shared, 10 + client: [3.0, 3.0]})

@@ -309,5 +309,8 @@ def test_config_builds_foolsgold_and_validates():
         AggregatorConfig(name="foolsgold", row_median="clients")
     with pytest.raises(ValueError, match="bound_among needs a norm_bound"):
         AggregatorConfig(name="foolsgold", bound_among="trusted", norm_bound="none")
-    with pytest.raises(ValueError, match="agreement_passes needs agreement"):
-        AggregatorConfig(name="foolsgold", agreement_passes=2)
+    for option in ({"agreement_passes": 2}, {"agreement_weighting": "reference"}, {"agreement_memory": 0.5}):
+        with pytest.raises(ValueError, match="need agreement"):
+            AggregatorConfig(name="foolsgold", **option)
+    with pytest.raises(ValueError):
+        AggregatorConfig(name="foolsgold", agreement=["item"], agreement_memory=1.0)

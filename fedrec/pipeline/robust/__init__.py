@@ -46,5 +46,6 @@ def make_aggregator(cfg, name: str | None = None):
         return CenteredClipping(cfg.clip_radius, cfg.clip_iterations)
     if name == "foolsgold":
         return FoolsGold(cfg.history, cfg.norm_bound, cfg.kappa, cfg.features, cfg.agreement, cfg.promotion_guard,
-                         cfg.promotion_threshold, cfg.bound_among, cfg.agreement_passes, cfg.row_median)
+                         cfg.promotion_threshold, cfg.bound_among, cfg.agreement_passes, cfg.row_median,
+                         cfg.agreement_weighting, cfg.agreement_memory)
     return Bucketing(make_aggregator(cfg, cfg.inner), cfg.bucket_size)

@@ -38,6 +38,12 @@ class AggregatorConfig(StrictModel):
     # foolsgold: score the agreement again this many times in all, each time with only the clients
     # that passed the last one as references (1: the trusted are the references once)
     agreement_passes: int = Field(1, ge=1)
+    # foolsgold: each row's cosine counts once (rows) or in proportion to its reference's length
+    # (reference: a row many trusted touchers agree on says more than one with a single other toucher)
+    agreement_weighting: Literal["rows", "reference"] = "rows"
+    # foolsgold: a row's reference also holds the directions kept on it in earlier rounds, their sum
+    # discounted by this at each round the row is touched (None: this round's touchers only)
+    agreement_memory: float | None = Field(None, ge=0, lt=1)
     # foolsgold: hold still the rows of these features that the trusted push in concert, round after
     # round (mean pairwise cosine, averaged over rounds, above promotion_threshold; ``coordinated.py``).
     promotion_guard: list[str] = []
@@ -53,8 +59,10 @@ class AggregatorConfig(StrictModel):
     @model_validator(mode="after")
     def _options_need_what_they_modify(self):
         # an option that would silently do nothing is refused
-        if self.agreement_passes > 1 and not self.agreement:
-            raise ValueError("agreement_passes needs agreement (the features whose rows are scored)")
+        if not self.agreement and (self.agreement_passes > 1 or self.agreement_weighting != "rows"
+                                   or self.agreement_memory is not None):
+            raise ValueError("agreement_passes, agreement_weighting and agreement_memory need agreement "
+                             "(the features whose rows are scored)")
         if self.row_median != "rows" and self.norm_bound != "tensor":
             raise ValueError("row_median applies to norm_bound: tensor (each embedding row bounded)")
         if self.bound_among != "all" and self.norm_bound == "none":

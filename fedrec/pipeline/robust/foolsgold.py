@@ -251,7 +251,8 @@ class FoolsGold(Aggregator):
     def __init__(self, history: bool = True, norm_bound: str = "median", kappa: float = 1.0,
                  features: list[str] | tuple[str, ...] = (), agreement: list[str] | tuple[str, ...] = (),
                  promotion_guard: list[str] | tuple[str, ...] = (), promotion_threshold: float = 0.5, bound_among: str = "all",
-                 agreement_passes: int = 1, row_median: str = "rows") -> None:
+                 agreement_passes: int = 1, row_median: str = "rows", agreement_weighting: str = "rows",
+                 agreement_memory: float | None = None) -> None:
         for field, value, allowed in (("norm_bound", norm_bound, NORM_BOUNDS), ("bound_among", bound_among, BOUND_AMONG),
                                       ("row_median", row_median, ROW_MEDIANS)):
             if value not in allowed:
@@ -263,7 +264,8 @@ class FoolsGold(Aggregator):
         self.kappa = kappa
         self.features = tuple(features)
         # after the similarity weights: drop clients whose rows disagree with the trusted (agreement.py)
-        self.agreement = RowAgreement(agreement, agreement_passes) if agreement else None
+        self.agreement = (RowAgreement(agreement, agreement_passes, agreement_weighting, agreement_memory)
+                          if agreement else None)
         # and hold still the rows the trusted push in concert, round after round (coordinated.py)
         self.guard = CoordinatedRows(promotion_guard, promotion_threshold) if promotion_guard else None
         self.memory: dict[int, ClientUpdate] = {}  # client id -> sum of the parts it is compared on
