@@ -105,6 +105,10 @@ def test_bench_quick_modes(pool, tmp_path):
     assert set(cells) == {(a, g) for a in ("none", "sign_flip", "item_promotion") for g in ("mean", "median")}
     assert cells[("item_promotion", "mean")]["exposure"] > cells[("none", "mean")]["exposure"]
     assert (tmp_path / "r" / "robust.png").stat().st_size > 0
+    # the fresh seed (1 in quick mode) is reported on its own and pooled with seed 0
+    assert rob["check"]["fresh"]["seeds"] == [1] and rob["check"]["all"]["seeds"] == [0, 1]
+    assert rob["check"]["all"]["summary"]["0.2/none/mean"]["seeds"] == [0, 1]
+    assert set(rob["check"]["fresh"]["targets"]["best_within_0.01"]) == {"sign_flip"}
     priv = load_script("bench_privacy").main(["--quick", "--out", str(tmp_path / "p")], pool=pool)
     for name in ("ml100k", "synthetic"):
         rows = priv["results"][name]["rows"]

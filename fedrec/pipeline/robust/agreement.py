@@ -39,10 +39,11 @@ stand), and the record takes the last pass's scores. Seed 2, 20% label flippers 
 with two, and honest clients dropped in 17% and 12% of theirs.
 
 ``weighting="reference"``: a row's cosine counts in proportion to the length of its reference (the
-sum of the other trusted touchers' unit vectors), so the record is the mean over (row, other trusted
-toucher) pairs of the cosines, near enough, instead of the mean over rows. A row where one other
-client is the reference is a noisy test (two honest users of one item can disagree), a row where
-twenty agree is a sharp one; counting each row once gives both the same say.
+sum of the other trusted touchers' unit vectors). The row then adds the sum of the client's cosines
+to each other trusted toucher (its unit vector dotted with that sum) to the record, over the
+reference's length, instead of one cosine over one row. A row where one other client is the
+reference is a noisy test (two honest users of one item can disagree), a row where twenty agree is
+a sharp one; counting each row once gives both the same say.
 
 ``memory=beta``: the reference of a row also holds the unit row updates the test kept on that row in
 earlier rounds (trusted and passed), their sum discounted by ``beta`` at each round the row is
