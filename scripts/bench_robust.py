@@ -460,7 +460,8 @@ def main(argv: list[str] | None = None, pool: ClientPool | None = None) -> dict:
             print(f"{name} {c['seeds']}, {first:.0%}: {best} under {a}: {t['auc_gap']:+.4f} below clean -> "
                   f"{'met' if t['met'] else 'MISSED'}")
     record = {"config": args.config, "rounds": base.rounds, "seeds": seeds, "fractions": fractions, "best": best,
-              "selection": crit, "finalists": finalists, "margin": args.margin, "aggregators": aggregators, "attack_settings": ATTACK_SETTINGS, "cells": cells,
+              "selection": crit, "finalists": finalists, "margin": args.margin, "aggregators": aggregators,
+              "attack_settings": ATTACK_SETTINGS, "cells": cells,
               "summary": rows, "targets": goal, "check": check, "seconds": time.perf_counter() - t0, "machine": machine()}
     write_json(out / "bench_robust.json", record)
     plot(out / "robust.png", cells, attacks, names)

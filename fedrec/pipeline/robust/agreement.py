@@ -80,7 +80,7 @@ def row_agreement(updates: list[ClientUpdate], tables: list[str], reference: tor
     float64. ``weighting="reference"``: each row's cosine and count weighted by the reference's
     length."""
     ref = torch.ones(len(updates), dtype=torch.bool) if reference is None else reference
-    return agreement_scores(stack_tables(updates, tables) if len(updates) > 1 else {}, len(updates), ref, weighting)
+    return agreement_scores(stack_tables(updates, tables) if updates else {}, len(updates), ref, weighting)
 
 
 def agreement_scores(stacked: dict[str, StackedRows], n: int, reference: torch.Tensor, weighting: str = "rows",
@@ -135,7 +135,7 @@ class RowAgreement:
             return []
         tables = tables_of(self.features, updates[0].sparse, "agreement")
         trusted = torch.ones(len(updates), dtype=torch.bool) if reference is None else reference.to(torch.bool)
-        stacked = stack_tables(updates, tables) if len(updates) > 1 or self.decay is not None else {}
+        stacked = stack_tables(updates, tables)  # a lone client has no other toucher: scored only against memory
         memory = None if self.decay is None else {k: self._recalled(k, r) for k, r in stacked.items()}
         ref = trusted
         for p in range(self.passes):
@@ -155,13 +155,16 @@ class RowAgreement:
         self.dropped += out.count(False)
         return out
 
+    def _memory_of(self, table: str, dim: int) -> torch.Tensor:
+        """The table's remembered directions ``[rows, dim]`` (empty before any round)."""
+        return self.remembered.get(table, torch.zeros(0, dim, dtype=torch.float64))
+
     def _recalled(self, table: str, rows: StackedRows) -> torch.Tensor:
         """The remembered directions of ``rows.ids`` (zero for a row never kept), ``[r, dim]``."""
-        mem = self.remembered.get(table)
-        out = torch.zeros(len(rows.ids), rows.values.shape[-1], dtype=torch.float64)
-        if mem is not None:
-            inside = rows.ids < len(mem)
-            out[inside] = mem[rows.ids[inside]]
+        mem = self._memory_of(table, rows.values.shape[-1])
+        out = torch.zeros(len(rows.ids), mem.shape[1], dtype=torch.float64)
+        inside = rows.ids < len(mem)
+        out[inside] = mem[rows.ids[inside]]
         return out
 
     def _remember(self, stacked: dict[str, StackedRows], kept: torch.Tensor) -> None:
@@ -169,14 +172,14 @@ class RowAgreement:
         for name, rows in stacked.items():
             unit, _ = rows.unit_rows()
             added = (unit * kept.to(torch.float64)[:, None, None]).sum(0)  # [r, dim]
-            mem = self.remembered.get(name)
+            mem = self._memory_of(name, unit.shape[-1])
             size = int(rows.ids.max()) + 1 if len(rows.ids) else 0
-            if mem is None or len(mem) < size:  # grow to the largest row id seen
-                grown = torch.zeros(max(size, 2 * len(mem) if mem is not None else size), unit.shape[-1], dtype=torch.float64)
-                if mem is not None:
-                    grown[:len(mem)] = mem
-                mem = self.remembered[name] = grown
+            if len(mem) < size:  # grow to the largest row id seen (at least doubling)
+                grown = torch.zeros(max(size, 2 * len(mem)), mem.shape[1], dtype=torch.float64)
+                grown[:len(mem)] = mem
+                mem = grown
             mem[rows.ids] = self.decay * mem[rows.ids] + added
+            self.remembered[name] = mem
 
     def _would_pass(self, client: int, s: float, c: float) -> bool:
         """Whether ``client``'s record with this round's ``s`` (sum of row cosines) over ``c`` rows
