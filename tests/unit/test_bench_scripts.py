@@ -260,3 +260,29 @@ def test_comma_lists_parse_or_stop_with_a_usage_error_naming_the_option(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "--seeds" in err and "'0,x'" in err and "ints" in err
+
+
+def test_bench_distill_rank_reference_is_puresvd_as_a_fraction_of_full_data():
+    """On data made of 4 disjoint user/item blocks (each user holds out one item of its own block),
+    rank 4 spans every block and ranks each user's own block first; rank 1 spans one block only."""
+    import scipy.sparse as sp
+
+    bench = load_script("bench_distill")
+    rng = np.random.default_rng(0)
+    blocks, users, items = 4, 12, 10
+    x = np.zeros((blocks * users, blocks * items))
+    held = np.zeros_like(x)
+    for b in range(blocks):
+        x[b * users:(b + 1) * users, b * items:(b + 1) * items] = rng.random((users, items)) < 0.5
+    for u in range(blocks * users):
+        out = rng.choice(np.flatnonzero(x[u]))
+        held[u, out], x[u, out] = 1.0, 0.0
+    inputs, targets = sp.csr_matrix(x), sp.csr_matrix(held)
+    full = {"infinity-ae": {"val": 0.5, "test": 0.25}}
+    r4 = bench.rank_reference(4, inputs, targets, inputs, targets, full)
+    r1 = bench.rank_reference(1, inputs, targets, inputs, targets, full)
+    assert r4["test"] == pytest.approx(2 * r4["val"])  # each split over its own full-data score
+    # rank 4 ranks the unseen items of the user's block (about 6) above the other blocks' 30, so the
+    # held-out item sits about 6th at worst: mean nDCG@10 at least 1/log2(7)
+    assert r4["val"] * 0.5 >= 1 / np.log2(7) and r4["val"] > r1["val"] + 0.3
+    assert bench.rank_reference(40, inputs, targets, inputs, targets, full) is None  # m >= users

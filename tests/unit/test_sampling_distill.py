@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
 from sampling.distill import (
@@ -13,6 +14,7 @@ from sampling.distill import (
     _gumbel_sum,
     _GumbelSum,
     _holdout,
+    _nmf_logits,
     _validation_ndcg,
     krr_predict,
     ntk_relu_torch,
@@ -51,7 +53,7 @@ def test_torch_kernel_and_krr_match_infinity_ae():
 
 
 def test_summary_learns_and_is_written_with_fractional_weights(data):
-    distiller = DistillCF(budget=8, steps=60, eval_every=15, lr=0.3, gumbel_tau=5.0, reg=0.1, seed=1).fit(data)
+    distiller = DistillCF(budget=8, steps=60, eval_every=15, lr=0.3, gumbel_tau=5.0, reg=0.1, seed=1, init="users").fit(data)
     summary = distiller.summary_
     assert summary.shape == (8, data.num_items) and summary.min() >= 0 and summary.max() <= 1
     assert ((summary > 0) & (summary < 1)).any()  # fractional, not a 0/1 sample
@@ -99,6 +101,38 @@ def test_same_seed_same_summary(data):
 
 
 def test_without_validation_it_trains_for_all_steps_and_keeps_the_last_summary(data):
-    d = DistillCF(budget=4, steps=12, eval_every=5, patience=5, validation_fraction=0.0, seed=2).fit(data)
+    d = DistillCF(budget=4, steps=12, eval_every=5, patience=5, validation_fraction=0.0, seed=2, init="nmf").fit(data)
     assert d.best_step_ == 12 and d.history_ == [] and np.isnan(d.val_ndcg_)
     assert d.summary_.shape == (4, data.num_items) and d.summary_.max() <= 1
+
+
+def _blocks(n_blocks=4, users=30, items=25, seed=0):
+    """Users in ``n_blocks`` groups, each consuming only its own block of items."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n_blocks * users, n_blocks * items), dtype=np.float32)
+    for b in range(n_blocks):
+        x[b * users:(b + 1) * users, b * items:(b + 1) * items] = rng.random((users, items)) < 0.5
+    return sp.csr_matrix(x)
+
+
+def test_nmf_start_gives_each_block_its_own_row():
+    x = _blocks()
+    logits = _nmf_logits(x, 4, 5.0, seed=0)
+    draws = _gumbel_sum(logits, 5.0, 12, seed=1).numpy()  # one Gumbel sum, as learning draws it
+    mass = draws.reshape(4, 4, 25).sum(axis=2)  # rows x blocks
+    owner = mass.argmax(axis=0)
+    assert sorted(owner) == [0, 1, 2, 3]  # every block is some row's, and each row owns one block
+    assert (mass.max(axis=0) / mass.sum(axis=0) > 0.8).all()  # ... with most of that block's mass
+
+
+def test_the_start_is_scored_before_learning(data):
+    d = DistillCF(budget=5, steps=20, eval_every=10, seed=4, init="nmf").fit(data)
+    assert [h["step"] for h in d.history_] == [0, 10, 20]
+    assert d.val_ndcg_ == max(h["val_ndcg@10"] for h in d.history_)
+    with pytest.raises(ValueError, match="init"):
+        DistillCF(init="kmeans")
+
+
+def test_zero_steps_keep_the_start(data):
+    d = DistillCF(budget=4, steps=0, validation_fraction=0.0, seed=2, init="nmf").fit(data)
+    assert d.best_step_ == 0 and d.summary_.shape == (4, data.num_items)
