@@ -133,6 +133,7 @@ def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
     for budget in budgets:
         m = DistillCF(budget=budget).summary_users(data.num_users)
         cell = {s: {name: [] for name in MODELS} for s in SOURCES}
+        val_cell = {s: {name: [] for name in MODELS} for s in SOURCES}  # the same on validation
         seconds, steps = [], []
         for seed in seeds:
             start = time.perf_counter()
@@ -152,6 +153,7 @@ def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
                 for name in MODELS:
                     score = tuned_score(name, fit_rows, test_rows, fit, val, train, test)
                     cell[source][name].append(score["test"] / full[name]["test"])
+                    val_cell[source][name].append(score["val"] / full[name]["val"])
             if progress:
                 print(f"budget {budget:g} ({m} users) seed {seed}: distill {seconds[-1]:.0f} s", file=sys.stderr)
         out["budgets"][f"{budget:g}"] = {
@@ -159,6 +161,8 @@ def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
             "rank_reference": rank_reference(m, fit, val, train, test, full),
             "fraction": {s: {n: {"mean": float(np.mean(v)), "std": float(np.std(v)), "seeds": v} for n, v in c.items()}
                          for s, c in cell.items()},
+            "val_fraction": {s: {n: {"mean": float(np.mean(v)), "seeds": v} for n, v in c.items()}
+                             for s, c in val_cell.items()},
         }  # fmt: skip
     return out
 
