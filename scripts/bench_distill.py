@@ -15,8 +15,7 @@ the same model fitted on the whole training split. Each model's regularisation i
 training set on a validation split (10% of each user's training interactions, random), the test
 split is scored once. Distill-CF is treated the same way: the summary learned from the fit part
 (with its own early stopping) is scored on validation; for the test split a summary is learned
-from the whole training split for the start (``init``) and number of steps chosen there. Mean and
-std over seeds.
+from the whole training split for the number of steps chosen there. Mean and std over seeds.
 
 A reference row per budget, not a summary: PureSVD of rank ``m`` (the training matrix projected on
 its top ``m`` right singular vectors), the best rank-``m`` linear reconstruction in squared error.
@@ -86,20 +85,31 @@ def matrices(data, seed: int = 0):
     return train, fit, val, test
 
 
-def ndcg(model, inputs, targets, users) -> float:
-    scores = model.predict(inputs[users])
+def scores_ndcg(scores, inputs, targets, users) -> float:
+    """Mean nDCG@10 of ``scores`` (rows of ``users``), the inputs' items excluded."""
     return mean_metrics([user_metrics(scores, inputs[users], targets[users], np.ones(inputs.shape[1]))])["ndcg@10"]
+
+
+def ndcg(model, inputs, targets, users) -> float:
+    return scores_ndcg(model.predict(inputs[users]), inputs, targets, users)
+
+
+def validated(name: str, fit_rows, fit, val) -> tuple[float, float]:
+    """The model's regularisation chosen on validation (learned from ``fit_rows``) and its score."""
+    param, grid = MODELS[name]
+    val_users = np.flatnonzero(np.diff(val.indptr))
+    val_scores = {g: ndcg(make_model(name, **{param: g}).fit(fit_rows), fit, val, val_users) for g in grid}
+    best = max(val_scores, key=val_scores.get)
+    return best, val_scores[best]
 
 
 def tuned_score(name: str, fit_rows, test_rows, fit, val, train, test) -> dict:
     """Choose the model's regularisation on validation (learned from ``fit_rows``), then score the
     test split with the model learned from ``test_rows`` (inputs: full training histories)."""
-    param, grid = MODELS[name]
-    val_users = np.flatnonzero(np.diff(val.indptr))
+    best, val_score = validated(name, fit_rows, fit, val)
     test_users = np.flatnonzero(np.diff(test.indptr))
-    val_scores = {g: ndcg(make_model(name, **{param: g}).fit(fit_rows), fit, val, val_users) for g in grid}
-    best = max(val_scores, key=val_scores.get)
-    return {"param": best, "val": val_scores[best], "test": ndcg(make_model(name, **{param: best}).fit(test_rows), train, test, test_users)}
+    model = make_model(name, **{MODELS[name][0]: best}).fit(test_rows)
+    return {"param": best, "val": val_score, "test": ndcg(model, train, test, test_users)}
 
 
 def _nmf_start(m: int, seed: int, distill_params: dict, x):
@@ -176,9 +186,7 @@ def rank_reference(m: int, fit, val, train, test, full: dict) -> dict | None:
         users = np.flatnonzero(np.diff(targets.indptr))
         dense = inputs.toarray().astype(np.float64)
         basis = np.linalg.svd(dense, full_matrices=False)[2][:m].T
-        scores = dense[users] @ basis @ basis.T
-        score = mean_metrics([user_metrics(scores, inputs[users], targets[users], np.ones(inputs.shape[1]))])["ndcg@10"]
-        out[split] = score / full["infinity-ae"][split]
+        out[split] = scores_ndcg(dense[users] @ basis @ basis.T, inputs, targets, users) / full["infinity-ae"][split]
     return out
 
 
@@ -188,14 +196,14 @@ def tune(data, budget: float, seeds=TUNE_SEEDS) -> dict:
     and scored on the validation split, as a fraction of infinity-AE fitted on the whole fit part;
     the mean over ``seeds`` decides. Distill-CF's own early-stopping score is recorded beside it."""
     _, fit, val, _ = matrices(data)
-    full = tuned_score("infinity-ae", fit, fit, fit, val, fit, val)["val"]
+    full = validated("infinity-ae", fit, fit, val)[1]
     results = []
     for values in itertools.product(*TUNE_GRID.values()):
         params = dict(zip(TUNE_GRID, values))
         runs = []
         for seed in seeds:
             d = DistillCF(budget=budget, seed=seed, **params).fit(fit)
-            score = tuned_score("infinity-ae", d.summary_, d.summary_, fit, val, fit, val)["val"]
+            score = validated("infinity-ae", d.summary_, fit, val)[1]
             runs.append({"seed": seed, "val_fraction": score / full, "own_val_ndcg@10": d.val_ndcg_, "best_step": d.best_step_})
         mean = float(np.mean([r["val_fraction"] for r in runs]))
         results.append({**params, "val_fraction": mean, "seeds": runs})
