@@ -12,10 +12,11 @@ training set from the training split (per user, the latest 20% of interactions h
 infinity-AE and EASE are fitted on each and serve *every* real user from their full training
 history (what a model learned from a summary is for); nDCG@10 on the test split, as a fraction of
 the same model fitted on the whole training split. Each model's regularisation is chosen per
-training set on a validation split (10% of each user's training interactions, random), the test
-split is scored once. Distill-CF is treated the same way: the summary learned from the fit part
-(with its own early stopping) is scored on validation; for the test split a summary is learned
-from the whole training split for the number of steps chosen there. Mean and std over seeds.
+training set on a validation split (each user's latest 10% of training interactions, as the test
+split holds out each user's latest), the test split is scored once. Distill-CF is treated the
+same way: the summary learned from the fit part (with its own early stopping, and its start when
+``init="best"``) is scored on validation; for the test split a summary is learned from the whole
+training split from the start and for the number of steps chosen there. Mean and std over seeds.
 
 A reference row per budget, not a summary: PureSVD of rank ``m`` (the training matrix projected on
 its top ``m`` right singular vectors), the best rank-``m`` linear reconstruction in squared error.
@@ -37,8 +38,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 from _fedbench import comma_list  # noqa: E402
 
 from data_pipeline.atomic import AtomicOutputs  # noqa: E402
-from sampling.distill import DistillCF, _holdout  # noqa: E402
+from data_pipeline.schema import InteractionData  # noqa: E402
+from sampling.distill import DistillCF  # noqa: E402
 from sampling.harness import user_split  # noqa: E402
 from sampling.metrics import mean_metrics, user_metrics  # noqa: E402
 from sampling.models import make_model  # noqa: E402
@@ -56,8 +60,10 @@ from sampling.samplers import make_sampler  # noqa: E402
 BUDGETS = (0.001, 0.01, 0.1)
 MODELS = {"infinity-ae": ("reg", (0.01, 0.1, 1.0, 10.0)), "ease": ("l2", (1.0, 10.0, 100.0, 500.0))}
 SOURCES = ("distill-cf", "nmf start", "svp-cf", "random users")
-TUNE_GRID = {"init": ("users", "nmf"), "gumbel_tau": (5.0,), "lr": (0.3,), "reg": (0.01, 0.03, 0.1)}
+TUNE_GRID = {"init": ("users", "nmf", "best"), "gumbel_tau": (5.0,), "lr": (0.3,), "reg": (0.01, 0.03, 0.1)}
 TUNE_SEEDS = (0, 1, 2)
+TUNE_BUDGETS = (0.01, 0.1)  # the whole grid at the first, the finalists at every one
+TUNE_MARGIN = 0.002  # a finalist scores within this of the best at the first budget
 
 
 def load(quick: bool):
@@ -71,18 +77,32 @@ def load(quick: bool):
     return load_interactions(dataset_path("ml-100k"), "movielens")
 
 
-def matrices(data, seed: int = 0):
-    """Training split (full), its fit/validation parts, and the test split, as users x items."""
-    parts = user_split(data, 0.2)
+class Splits(NamedTuple):
+    """users x items matrices of the splits, and the logs Distill-CF learns from (it reads their times)."""
 
-    def matrix(rows):
-        part = data.take(rows)
+    train: sp.csr_matrix
+    fit: sp.csr_matrix
+    val: sp.csr_matrix
+    test: sp.csr_matrix
+    train_log: InteractionData
+    fit_log: InteractionData
+
+
+def matrices(data) -> Splits:
+    """Training split (full), its fit/validation parts, and the test split. Validation is split from
+    the training split the way test is split from the data: each user's latest interactions (random
+    ones for a log without times), so it imitates the test split."""
+    parts = user_split(data, 0.2)
+    train_log = data.take(parts.train)
+    inner = user_split(train_log, 0.1)
+    fit_log = train_log.take(inner.train)
+
+    def matrix(part):
         return binary(interaction_matrix(part.column("user") - 1, part.column("item") - 1, part.column("rating"),
                                          data.num_users, data.num_items))  # fmt: skip
 
-    train, test = matrix(parts.train), matrix(parts.test)
-    fit, val = _holdout(train, 0.1, seed)
-    return train, fit, val, test
+    return Splits(matrix(train_log), matrix(fit_log), matrix(train_log.take(inner.test)), matrix(data.take(parts.test)),
+                  train_log, fit_log)  # fmt: skip
 
 
 def scores_ndcg(scores, inputs, targets, users) -> float:
@@ -136,7 +156,7 @@ def _frame(coo):
 
 
 def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
-    train, fit, val, test = matrices(data)
+    train, fit, val, test, train_log, fit_log = matrices(data)
     out = {"dataset": data.name, "users": data.num_users, "budgets": {}, "distill_params": distill_params}
     full = {name: tuned_score(name, fit, train, fit, val, train, test) for name in MODELS}
     out["full"] = full
@@ -144,17 +164,18 @@ def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
         m = DistillCF(budget=budget).summary_users(data.num_users)
         cell = {s: {name: [] for name in MODELS} for s in SOURCES}
         val_cell = {s: {name: [] for name in MODELS} for s in SOURCES}  # the same on validation
-        seconds, steps = [], []
+        seconds, steps, starts = [], [], []
         for seed in seeds:
             start = time.perf_counter()
-            chosen = DistillCF(budget=m, seed=seed, **distill_params).fit(fit)
+            chosen = DistillCF(budget=m, seed=seed, **distill_params).fit(fit_log)
             # Like every other training set: the validation-time summary learns from the fit part,
             # the test-time one from the whole training split, for the step count chosen on
             # validation (early stopping) and with no part of it held out.
-            refit = {**distill_params, "steps": chosen.best_step_, "validation_fraction": 0.0}
-            summary = DistillCF(budget=m, seed=seed, **refit).fit(train).summary_
+            refit = {**distill_params, "steps": chosen.best_step_, "validation_fraction": 0.0, "init": chosen.init_}
+            summary = DistillCF(budget=m, seed=seed, **refit).fit(train_log).summary_
             seconds.append(time.perf_counter() - start)
             steps.append(chosen.best_step_)
+            starts.append(chosen.init_)
             sets = {"distill-cf": (chosen.summary_, summary),
                     "nmf start": tuple(_nmf_start(m, seed, distill_params, x) for x in (fit, train)),
                     "svp-cf": user_rows("svp-cf", seed, fit, train, m),
@@ -167,7 +188,7 @@ def run(data, budgets, seeds, distill_params: dict, progress=True) -> dict:
             if progress:
                 print(f"budget {budget:g} ({m} users) seed {seed}: distill {seconds[-1]:.0f} s", file=sys.stderr)
         out["budgets"][f"{budget:g}"] = {
-            "users": m, "distill_seconds": float(np.mean(seconds)), "distill_steps": steps,
+            "users": m, "distill_seconds": float(np.mean(seconds)), "distill_steps": steps, "distill_starts": starts,
             "rank_reference": rank_reference(m, fit, val, train, test, full),
             "fraction": {s: {n: {"mean": float(np.mean(v)), "std": float(np.std(v)), "seeds": v} for n, v in c.items()}
                          for s, c in cell.items()},
@@ -190,26 +211,64 @@ def rank_reference(m: int, fit, val, train, test, full: dict) -> dict | None:
     return out
 
 
-def tune(data, budget: float, seeds=TUNE_SEEDS) -> dict:
+def tune(data, budgets=TUNE_BUDGETS, seeds=TUNE_SEEDS, margin: float = TUNE_MARGIN) -> dict:
     """Distill-CF's hyper-parameters on validation (no test data involved): each setting's summary
     is learned from the fit part, infinity-AE is fitted on it (its regularisation chosen there too)
-    and scored on the validation split, as a fraction of infinity-AE fitted on the whole fit part;
-    the mean over ``seeds`` decides. Distill-CF's own early-stopping score is recorded beside it."""
-    _, fit, val, _ = matrices(data)
+    and scored on the validation split, as a fraction of infinity-AE fitted on the whole fit part,
+    averaged over ``seeds``. Two stages: the whole grid at ``budgets[0]`` (the target's 1%); the
+    settings within ``margin`` of the best there (the finalists) are scored at the other budgets too,
+    and their mean over budgets decides (one default serves every budget). Distill-CF's own
+    early-stopping score is recorded beside each.
+
+    ``init="best"`` is not learned a third time: it keeps whichever of the same setting's users and
+    nmf runs (same seed) scores best on Distill-CF's own validation, the rule ``DistillCF`` applies
+    (``tests/unit/test_sampling_distill.py`` checks that rule)."""
+    _, fit, val, _, _, fit_log = matrices(data)
     full = validated("infinity-ae", fit, fit, val)[1]
+    fits: dict[tuple, DistillCF] = {}
+
+    def fitted(budget: float, params: dict, seed: int) -> DistillCF:
+        if params["init"] == "best":
+            alone = [fitted(budget, {**params, "init": start}, seed) for start in ("users", "nmf")]
+            return max(alone, key=lambda d: d.val_ndcg_)  # a tie keeps the users start, as DistillCF does
+        key = (budget, seed, tuple(sorted(params.items())))
+        if key not in fits:
+            fits[key] = DistillCF(budget=budget, seed=seed, **params).fit(fit_log)
+        return fits[key]
+
+    def scored(budget: float, params: dict) -> dict:
+        runs = []
+        for seed in seeds:
+            d = fitted(budget, params, seed)
+            score = validated("infinity-ae", d.summary_, fit, val)[1]
+            runs.append({"seed": seed, "val_fraction": score / full, "own_val_ndcg@10": d.val_ndcg_,
+                         "best_step": d.best_step_, "start": d.init_})  # fmt: skip
+        mean = float(np.mean([r["val_fraction"] for r in runs]))
+        per_seed = ", ".join(f"{r['val_fraction']:.1%}" for r in runs)
+        print(f"budget {budget:g}", params, f"validation {mean:.1%} of full-data infinity-AE (seeds: {per_seed})",
+              file=sys.stderr)  # fmt: skip
+        return {"val_fraction": mean, "seeds": runs}
+
+    first = f"{budgets[0]:g}"
     results = []
     for values in itertools.product(*TUNE_GRID.values()):
         params = dict(zip(TUNE_GRID, values))
-        runs = []
-        for seed in seeds:
-            d = DistillCF(budget=budget, seed=seed, **params).fit(fit)
-            score = validated("infinity-ae", d.summary_, fit, val)[1]
-            runs.append({"seed": seed, "val_fraction": score / full, "own_val_ndcg@10": d.val_ndcg_, "best_step": d.best_step_})
-        mean = float(np.mean([r["val_fraction"] for r in runs]))
-        results.append({**params, "val_fraction": mean, "seeds": runs})
-        per_seed = ", ".join(f"{r['val_fraction']:.1%}" for r in runs)
-        print(params, f"validation {mean:.1%} of full-data infinity-AE (seeds: {per_seed})", file=sys.stderr)
-    return {"grid": results, "seeds": list(seeds), "best": max(results, key=lambda r: r["val_fraction"])}
+        results.append({**params, "budgets": {first: scored(budgets[0], params)}})
+    top = max(r["budgets"][first]["val_fraction"] for r in results)
+    finalists = [r for r in results if r["budgets"][first]["val_fraction"] >= top - margin]
+    for r in finalists:
+        params = {k: r[k] for k in TUNE_GRID}
+        r["budgets"].update({f"{b:g}": scored(b, params) for b in budgets[1:]})
+        r["val_fraction"] = float(np.mean([b["val_fraction"] for b in r["budgets"].values()]))
+    return {"grid": results, "seeds": list(seeds), "budgets": list(budgets), "margin": margin,
+            "finalists": len(finalists), "best": max(finalists, key=_tune_rank)}  # fmt: skip
+
+
+def _tune_rank(result: dict) -> tuple:
+    """Validation first. Settings that tie exactly (they kept the same summaries, e.g. an NMF start
+    no setting's learning beat) go to ``init="best"``, which can still learn where learning helps
+    (other budgets), then to the larger regularisation."""
+    return round(result["val_fraction"], 6), result["init"] == "best", result["reg"]
 
 
 def format_table(report: dict) -> str:
@@ -262,16 +321,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="generated data, budgets 1%% and 10%%, one seed, 40 steps")
     parser.add_argument("--seeds", type=comma_list(int), default="0,1,2")
     parser.add_argument("--tune", action="store_true",
-                        help="run Distill-CF's hyper-parameter grid at 1%% on validation (seeds 0-2)")
+                        help="Distill-CF's hyper-parameter grid on validation (seeds 0-2): all of it at 1%%, "
+                             "the finalists at 10%% too")
     parser.add_argument("--out", default=str(ROOT / "results" / "sampling"))
     args = parser.parse_args(argv)
     data = load(args.quick)
     out = Path(args.out)
     if args.tune:
-        result = tune(data, 0.01)
+        result = tune(data, (0.01, 0.1) if args.quick else TUNE_BUDGETS, [0] if args.quick else TUNE_SEEDS)
         with AtomicOutputs({"--out": (out / "distill_tune.json", (".json",))}) as tmp:
             tmp["--out"].write_text(json.dumps(result, indent=1))
-        print(f"best on validation: {result['best']}")
+        best = result["best"]
+        per_budget = ", ".join(f"{float(b):.1%}: {v['val_fraction']:.1%}" for b, v in best["budgets"].items())
+        print(f"best on validation ({result['finalists']} finalists): " + ", ".join(f"{k}={best[k]}" for k in TUNE_GRID)
+              + f"; mean {best['val_fraction']:.1%} ({per_budget})")  # fmt: skip
         return 0
     budgets = (0.01, 0.1) if args.quick else BUDGETS
     seeds = [0] if args.quick else args.seeds

@@ -286,3 +286,36 @@ def test_bench_distill_rank_reference_is_puresvd_as_a_fraction_of_full_data():
     # held-out item sits about 6th at worst: mean nDCG@10 at least 1/log2(7)
     assert r4["val"] * 0.5 >= 1 / np.log2(7) and r4["val"] > r1["val"] + 0.3
     assert bench.rank_reference(40, inputs, targets, inputs, targets, full) is None  # m >= users
+
+
+def test_bench_distill_tune_scores_finalists_at_every_budget_and_learns_each_start_once(monkeypatch):
+    """A stand-in Distill-CF whose validation scores are set by hand: the whole grid runs at the
+    first budget, only settings within the margin of its best run at the second, the mean over
+    budgets decides, and ``best`` reuses the users and nmf runs (keeping the higher own score)."""
+    bench = load_script("bench_distill")
+    # validation fraction of each (init, reg) per budget; own early-stopping score decides "best"
+    val = {(0.01, "users", 1): 0.80, (0.01, "nmf", 1): 0.85, (0.01, "users", 2): 0.70, (0.01, "nmf", 2): 0.849,
+           (0.1, "users", 1): 0.95, (0.1, "nmf", 1): 0.90, (0.1, "nmf", 2): 0.99}  # fmt: skip
+    own = {"users": 0.2, "nmf": 0.1}  # users wins Distill-CF's own validation: "best" keeps it
+    fits = []
+
+    class FakeDistill:
+        def __init__(self, budget, seed, init, reg):
+            self.key, self.init_ = (budget, init, reg), init
+
+        def fit(self, log):
+            fits.append(self.key)
+            self.summary_, self.val_ndcg_, self.best_step_ = self.key, own[self.init_], 0
+            return self
+
+    monkeypatch.setattr(bench, "TUNE_GRID", {"init": ("users", "nmf", "best"), "reg": (1, 2)})
+    monkeypatch.setattr(bench, "DistillCF", FakeDistill)
+    monkeypatch.setattr(bench, "matrices", lambda data: (None, "fit", None, None, None, "log"))
+    monkeypatch.setattr(bench, "validated", lambda name, rows, fit, v: (None, 1.0 if rows == "fit" else val[rows]))
+    result = bench.tune(None, budgets=(0.01, 0.1), seeds=(0,), margin=0.002)
+    first = {(r["init"], r["reg"]): r["budgets"]["0.01"]["val_fraction"] for r in result["grid"]}
+    assert first[("best", 1)] == 0.80 and first[("best", 2)] == 0.70  # the users run, its own score higher
+    finalists = {(r["init"], r["reg"]) for r in result["grid"] if "0.1" in r["budgets"]}
+    assert finalists == {("nmf", 1), ("nmf", 2)} and result["finalists"] == 2  # 0.85 and 0.849 (margin 0.002)
+    assert (result["best"]["init"], result["best"]["reg"]) == ("nmf", 2)  # mean (0.849 + 0.99) / 2 beats 0.875
+    assert sorted(set(fits)) == sorted(fits)  # every (budget, start, reg) learned once, "best" included

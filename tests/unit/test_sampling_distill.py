@@ -53,7 +53,8 @@ def test_torch_kernel_and_krr_match_infinity_ae():
 
 
 def test_summary_learns_and_is_written_with_fractional_weights(data):
-    distiller = DistillCF(budget=8, steps=60, eval_every=15, lr=0.3, gumbel_tau=5.0, reg=0.1, seed=1, init="users").fit(data)
+    distiller = DistillCF(budget=8, steps=60, eval_every=15, lr=0.3, gumbel_tau=5.0, reg=0.1, seed=1, init="users",
+                          validation="random").fit(data)  # fmt: skip
     summary = distiller.summary_
     assert summary.shape == (8, data.num_items) and summary.min() >= 0 and summary.max() <= 1
     assert ((summary > 0) & (summary < 1)).any()  # fractional, not a 0/1 sample
@@ -136,3 +137,39 @@ def test_the_start_is_scored_before_learning(data):
 def test_zero_steps_keep_the_start(data):
     d = DistillCF(budget=4, steps=0, validation_fraction=0.0, seed=2, init="nmf").fit(data)
     assert d.best_step_ == 0 and d.summary_.shape == (4, data.num_items)
+
+
+def _timed_log(times: dict[int, list[int]]):
+    """User u consumed items 0, 1, 2, ... at ``times[u]`` (item k at the k-th time)."""
+    from data_pipeline.schema import build_interactions
+
+    rows = [(f"u{u}", f"i{k}", 1.0, t) for u, ts in times.items() for k, t in enumerate(ts)]
+    return build_interactions("timed", pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]))
+
+
+def test_validation_holds_out_each_users_latest_interactions_when_the_log_has_times():
+    # u0's latest are items 3 and 0 (times 90 and 80); u1's latest is item 1 (time 50).
+    log = _timed_log({0: [80, 10, 20, 90, 30, 40, 50, 60, 70, 5], 1: [10, 50, 20, 30, 40]})
+    d = DistillCF(budget=1, validation_fraction=0.2)
+    fit_part, val = d._split(log, d._matrix(log))
+    item = {v: k for k, v in enumerate(log.vocabs["item"].decode(np.arange(1, 11)))}
+    user = {v: k for k, v in enumerate(log.vocabs["user"].decode(np.arange(1, 3)))}
+    held = {(u, i) for u, i in zip(*val.nonzero())}
+    assert held == {(user["u0"], item["i3"]), (user["u0"], item["i0"]), (user["u1"], item["i1"])}
+    assert fit_part.nnz == 15 - 3 and fit_part.multiply(val).nnz == 0
+    # the same log read as a bare matrix (no times) gets a random part instead; "latest" refuses it
+    assert DistillCF(budget=1, validation_fraction=0.2)._split(fit_part + val, fit_part + val)[1].nnz == 3
+    with pytest.raises(ValueError, match="timestamps, got a matrix"):
+        DistillCF(budget=1, validation="latest")._split(fit_part + val, fit_part + val)
+    with pytest.raises(ValueError, match="validation"):
+        DistillCF(validation="oldest")
+
+
+def test_best_start_keeps_the_start_that_scores_best_on_validation(data):
+    best = DistillCF(budget=4, steps=20, eval_every=10, seed=5, init="best").fit(data)
+    alone = {s: DistillCF(budget=4, steps=20, eval_every=10, seed=5, init=s).fit(data) for s in ("users", "nmf")}
+    assert best.start_val_ndcg_ == {s: d.val_ndcg_ for s, d in alone.items()}  # each start learned as alone
+    assert best.init_ == max(alone, key=lambda s: alone[s].val_ndcg_)
+    assert np.array_equal(best.summary_, alone[best.init_].summary_) and best.best_step_ == alone[best.init_].best_step_
+    with pytest.raises(ValueError, match="validation_fraction"):
+        DistillCF(init="best", validation_fraction=0.0)
