@@ -39,9 +39,18 @@ def test_leave_one_real_out_on_a_known_table():
     assert result["real_datasets"] == 4  # synthetic datasets train, never judge
     assert result["mean_regret"]["knn-1"] == 0.0 and result["mean_regret"]["mean"] > 0.2
     assert result["chosen"] == "knn-1" and result["wins_over_mean"] >= 2 and result["nested_regret"] == 0.0
+    assert result["shipped"] == "knn-1"  # its nested regret (0) beats the mean's
     tie = evaluate_candidates([r for r in records if r["method"] == "user"], {"mean": {"estimator": "mean"},
                               "knn-1": {"estimator": "knn", "n_neighbors": 1}})  # fmt: skip
     assert tie["chosen"] == "mean"  # one sampler: every estimator ties, and a tie keeps the mean
+
+
+def test_a_learned_estimator_ships_only_when_its_nested_regret_beats_the_mean():
+    from sampling.train_genie import shipped_candidate
+
+    assert shipped_candidate("knn-1", 0.150, 0.165) == "knn-1"
+    assert shipped_candidate("knn-1", 0.196, 0.165) == "mean"  # best leave-one-out, worse once nested
+    assert shipped_candidate("knn-1", 0.165, 0.165) == "mean"  # a tie keeps the mean
 
 
 def _run(*args, timeout=600):
@@ -61,7 +70,9 @@ def test_sweep_and_training_quick(tmp_path):
     proc = _run("-m", "sampling.train_genie", "--quick", "--records", records, "--out", model,
                 "--report", tmp_path / "lodo.json", "--png", tmp_path / "lodo.png")  # fmt: skip
     genie = DataGenie.load(model)
-    assert genie.estimator in ("mean", "knn") and f"chosen: {genie.info_['evaluation']['chosen']}" in proc.stdout
+    evaluation = genie.info_["evaluation"]
+    assert f"chosen: {evaluation['chosen']}" in proc.stdout and f"shipped: {evaluation['shipped']}" in proc.stdout
+    assert genie.estimator == {"mean": "mean", "knn-1": "knn"}[evaluation["shipped"]]
     assert set(genie.table_) == names and (tmp_path / "lodo.png").stat().st_size > 0
 
 
