@@ -9,8 +9,9 @@ popularity skew, temporal dynamics, graph statistics) plus the sampler and the r
 * ``mean``: the same over all training datasets, i.e. the feature-blind baseline;
 * ``gbr`` / ``forest``: scikit-learn tree ensembles over (meta-features, one-hot sampler, rate).
 
-``sampling.train_genie`` compares them leave-one-dataset-out and ships the best as
-``genie_model.json``: plain JSON (the tau table, and tree arrays for the tree ensembles), so
+``sampling.train_genie`` compares them leave-one-real-dataset-out and ships the best as
+``genie_model.json`` when it beats ``mean`` once its own choice is nested (today it does not, so
+the shipped model is ``mean`` over the real-data sweep): plain JSON (the tau table, and tree arrays for the tree ensembles), so
 prediction needs numpy only and never unpickles.
 """
 
