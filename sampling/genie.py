@@ -5,13 +5,16 @@ Inputs are hand-made meta-features (counts, density, degree distributions and th
 popularity skew, temporal dynamics, graph statistics) plus the sampler and the rate. Estimators:
 
 * ``knn``: the tau curves (tau against rate, per sampler) of the ``n_neighbors`` training datasets
-  nearest in standardised meta-feature space, averaged with inverse-distance weights;
+  nearest in standardised meta-feature space, averaged with inverse-distance weights; with
+  ``prior_weight`` p, that average gets weight 1 - p and the ``mean`` (every training dataset
+  equally) weight p, a shrinkage toward the dataset-blind answer: one neighbour's curves are one
+  noisy experiment, and the mean is what an unseen dataset resembles on average;
 * ``mean``: the same over all training datasets, i.e. the feature-blind baseline;
 * ``gbr`` / ``forest``: scikit-learn tree ensembles over (meta-features, one-hot sampler, rate).
 
 ``sampling.train_genie`` compares them leave-one-real-dataset-out and ships the best as
-``genie_model.json`` when it beats ``mean`` once its own choice is nested (today it does not, so
-the shipped model is ``mean`` over the real-data sweep): plain JSON (the tau table, and tree arrays for the tree ensembles), so
+``genie_model.json`` when it beats ``mean`` once its own choice is nested (today 1-NN with prior
+0.25, fitted on the real-data sweep): plain JSON (the tau table, and tree arrays for the tree ensembles), so
 prediction needs numpy only and never unpickles.
 """
 
@@ -107,8 +110,10 @@ class DataGenie:
         max_depth: int = 3,
         learning_rate: float = 0.05,
         random_state: int = 0,
+        prior_weight: float = 0.0,
     ) -> None:
         self.estimator = estimator
+        self.prior_weight = prior_weight
         self.n_neighbors = n_neighbors
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -119,6 +124,8 @@ class DataGenie:
     def fit(self, records: list[dict]) -> DataGenie:
         """``records``: dicts with ``dataset``, ``features`` (meta-features), ``method``, ``rate``, ``tau``."""
         check_choice(self.estimator, ESTIMATORS, "estimator")
+        if not 0.0 <= self.prior_weight <= 1.0:
+            raise ConfigError("prior_weight", f"must be in [0, 1], got {self.prior_weight}")
         if not records:
             raise ValueError("DataGenie.fit needs at least one record")
         self.methods_ = sorted({r["method"] for r in records}, key=list(SAMPLER_NAMES).index)
@@ -181,7 +188,8 @@ class DataGenie:
 
     def _dataset_weights(self, features: dict) -> dict[str, float]:
         """Training datasets and their weights: all equal (``mean``) or the nearest ``n_neighbors``
-        by inverse distance in meta-feature space, standardised over the training datasets."""
+        by inverse distance in meta-feature space, standardised over the training datasets, mixed
+        with the equal weights by ``prior_weight``."""
         names = list(self.table_)
         if self.estimator == "mean" or len(names) <= 1:
             return dict.fromkeys(names, 1.0 / len(names))
@@ -192,7 +200,10 @@ class DataGenie:
         dist = np.sqrt((((f - mu) / sd - q) ** 2).mean(axis=1))
         near = np.argsort(dist, kind="stable")[: max(1, self.n_neighbors)]
         w = 1.0 / (dist[near] + 1e-3)
-        return {names[i]: float(x) for i, x in zip(near, w / w.sum())}
+        weights = dict.fromkeys(names, self.prior_weight / len(names))
+        for i, x in zip(near, w / w.sum()):
+            weights[names[i]] += (1.0 - self.prior_weight) * float(x)
+        return {name: x for name, x in weights.items() if x > 0}
 
     def choose(self, features: dict, rate: float, methods=None) -> tuple[str, float]:
         """The sampler with the highest predicted tau at ``rate``, and that tau."""

@@ -133,6 +133,14 @@ def test_genie_estimators_on_a_known_table():
         assert genie.choose(near, 0.6)[0] == "user"
     with pytest.raises(ConfigError, match="estimator"):
         DataGenie(estimator="svm").fit(records)
+    # shrunk toward the mean: 1 - p on the nearest dataset's tau, p on the mean of all (0.2 and -0.2)
+    shrunk = DataGenie(estimator="knn", n_neighbors=1, prior_weight=0.25).fit(records)
+    assert shrunk.predict(near, "random", 0.2) == pytest.approx(0.75 * 0.2 + 0.25 * 0.0)
+    assert shrunk.predict(far, "user", 0.6) == pytest.approx(0.75 * 0.1 + 0.25 * 0.3)  # far: -0.2 + 0.3
+    assert DataGenie(estimator="knn", n_neighbors=1, prior_weight=1.0).fit(records).predict(near, "user", 0.2) == (
+        pytest.approx(DataGenie(estimator="mean").fit(records).predict(near, "user", 0.2)))  # fmt: skip
+    with pytest.raises(ConfigError, match="prior_weight"):
+        DataGenie(prior_weight=1.5).fit(records)
 
 
 def test_keep_whole_users_caps_rows_and_keeps_a_timeless_log_timeless(data):
