@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _fedbench import comma_list  # noqa: E402
 
 from data_pipeline.datasets import dataset_path  # noqa: E402
 from data_pipeline.errors import DatasetNotFoundError  # noqa: E402
@@ -73,11 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "sampling" / "genie_records.json"))
     parser.add_argument("--cache", default=str(ROOT / "results" / "sampling" / "cache"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--seeds", type=comma_list(int), default=None,
+                        help="sampler and model seeds (default: the bounds' one seed, 0); another seed is a "
+                             "replicate of the sweep")  # fmt: skip
     args = parser.parse_args(argv)
     plan = SweepPlan()
     if args.quick:
         plan = SweepPlan(methods=["random", "user", "temporal"], rates=[0.2, 0.6], models=["popularity", "item-knn", "ease"],
                          bounds=SweepBounds(max_eval_users=200))  # fmt: skip
+    if args.seeds:
+        plan = replace(plan, bounds=replace(plan.bounds, seeds=tuple(args.seeds)))
     only = {s.strip() for s in args.only.split(",")} if args.only else None
     datasets = corpus(args.quick, only, args.require_all, plan.bounds.max_rows)
     records = sweep(datasets, plan, args.cache, args.out, progress=not args.quiet)
