@@ -13,8 +13,8 @@ popularity skew, temporal dynamics, graph statistics) plus the sampler and the r
 * ``gbr`` / ``forest``: scikit-learn tree ensembles over (meta-features, one-hot sampler, rate).
 
 ``sampling.train_genie`` compares them leave-one-real-dataset-out and ships the best as
-``genie_model.json`` when it beats ``mean`` once its own choice is nested (today 1-NN with prior
-0.25, fitted on the real-data sweep): plain JSON (the tau table, and tree arrays for the tree ensembles), so
+``genie_model.json`` when it beats ``mean`` once its own choice is nested (today none does, so the
+shipped model is ``mean`` over the real-data sweep): plain JSON (the tau table, and tree arrays for the tree ensembles), so
 prediction needs numpy only and never unpickles.
 """
 

@@ -77,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(ROOT / "results" / "sampling" / "cache"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--seeds", type=comma_list(int), default=None,
-                        help="sampler and model seeds (default: the bounds' one seed, 0); another seed is a "
-                             "replicate of the sweep")  # fmt: skip
+                        help="sampler and model seeds (default: the bounds' seeds, 0 and 1); one other seed "
+                             "alone is a replicate of the sweep")  # fmt: skip
     args = parser.parse_args(argv)
     plan = SweepPlan()
     if args.quick:
         plan = SweepPlan(methods=["random", "user", "temporal"], rates=[0.2, 0.6], models=["popularity", "item-knn", "ease"],
-                         bounds=SweepBounds(max_eval_users=200))  # fmt: skip
+                         bounds=SweepBounds(max_eval_users=200, seeds=(0,)))  # fmt: skip
     if args.seeds:
         plan = replace(plan, bounds=replace(plan.bounds, seeds=tuple(args.seeds)))
     only = {s.strip() for s in args.only.split(",")} if args.only else None
