@@ -23,8 +23,8 @@ history (nDCG@10 of infinity-AE fitted on it); the best summary seen is kept (ea
 validation it never trains on. When the log has times the validation part is each user's latest
 interactions (``validation="auto"``), as a temporal test split holds out: a random part rewards
 summaries that reconstruct the history and stops on them (measured in ``scripts/bench_distill.py``).
-``init="best"`` learns from both starts and keeps the one that scores best on validation. With ``validation_fraction=0`` it learns from every interaction
-for exactly ``steps`` steps (how the benchmark refits on the whole training split with the step
+``init="best"`` learns from both starts and keeps the one that scores best on validation. With
+``validation_fraction=0`` it learns from every interaction for exactly ``steps`` steps (how the benchmark refits on the whole training split with the step
 count chosen on validation).
 
 The Gumbel sum's gradient is written out (``_GumbelSum``) rather than left to autograd: autograd
@@ -47,9 +47,8 @@ from data_pipeline.splits import temporal_user_split
 from sampling._validate import check_fitted, check_interactions, check_rate
 from sampling.harness import has_times
 from sampling.metrics import mean_metrics, user_metrics
-from sampling.models.base import binary, interaction_matrix
+from sampling.models.base import binary, log_matrix
 from sampling.models.neural import Adam, one_thread
-from sampling.samplers.base import zero_based
 
 SUMMARY_USER_PREFIX = "distill-"
 MIN_WEIGHT = 1e-3  # summary weights below this are dropped when the summary is written out
@@ -136,7 +135,8 @@ class DistillCF:
             raise ValueError("validation='latest' needs an interaction log with timestamps, got "
                              + ("a log without times" if isinstance(data, InteractionData) else "a matrix"))  # fmt: skip
         split = temporal_user_split(self.data_, 0.0, self.validation_fraction)
-        fit_part, val_part = _pattern(self.data_.take(split.train)), _pattern(self.data_.take(split.validation))
+        fit_part = binary(log_matrix(self.data_.take(split.train)))
+        val_part = binary(log_matrix(self.data_.take(split.validation)))
         val_part = (val_part - val_part.multiply(fit_part)).tocsr()  # a repeated pair stays in the fit part
         val_part.eliminate_zeros()
         return fit_part, val_part
@@ -204,7 +204,7 @@ class DistillCF:
     def _matrix(self, data) -> sp.csr_matrix:
         if isinstance(data, InteractionData):
             self.data_ = check_interactions(data)
-            return _pattern(self.data_)
+            return binary(log_matrix(self.data_))
         return binary(sp.csr_matrix(data))
 
     # ---- output ---------------------------------------------------------------------------
@@ -304,11 +304,6 @@ def _nmf_logits(x: sp.csr_matrix, m: int, tau: float, seed: int) -> torch.Tensor
     q = h / h.sum(axis=1, keepdims=True)
     q = np.maximum(q, NMF_FLOOR * q.max(axis=1, keepdims=True))
     return torch.from_numpy((tau * np.log(q)).astype(np.float32))
-
-
-def _pattern(data: InteractionData) -> sp.csr_matrix:
-    user, item = zero_based(data)
-    return binary(interaction_matrix(user, item, data.column("rating"), data.num_users, data.num_items))
 
 
 def _holdout(x: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:

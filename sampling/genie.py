@@ -14,8 +14,8 @@ popularity skew, temporal dynamics, graph statistics) plus the sampler and the r
 
 ``sampling.train_genie`` compares them leave-one-real-dataset-out and ships the best as
 ``genie_model.json`` when it beats ``mean`` once its own choice is nested (today none does, so the
-shipped model is ``mean`` over the real-data sweep): plain JSON (the tau table, and tree arrays for the tree ensembles), so
-prediction needs numpy only and never unpickles.
+shipped model is ``mean`` over the real-data sweep): plain JSON (the tau table, and tree arrays for
+the tree ensembles), so prediction needs numpy only and never unpickles.
 """
 
 from __future__ import annotations

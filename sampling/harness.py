@@ -33,7 +33,7 @@ from data_pipeline.schema import InteractionData
 from data_pipeline.splits import Split, temporal_user_split
 from sampling._validate import check_choice, check_choices, check_interactions, check_rates, check_seeds
 from sampling.metrics import METRICS, kendall_tau, mean_metrics, user_metrics
-from sampling.models import MODEL_NAMES, interaction_matrix, make_model
+from sampling.models import MODEL_NAMES, log_matrix, make_model
 from sampling.names import DEFAULT_MODELS, DEFAULT_RATES, SPLITS
 from sampling.results import EvaluationResult
 from sampling.samplers import SAMPLER_NAMES, make_sampler
@@ -112,10 +112,10 @@ class Harness:
         self.model_params = dict(model_params or {})
         parts = user_split(data, test_fraction, split, split_seed)
         self.train = data.take(parts.train)
-        self.test = self._matrix(data.take(parts.test))
+        self.test = log_matrix(data.take(parts.test))
         # Candidates are the same for every sample: all items but the user's *full* training history
         # (an item a sample dropped is still one the user has consumed, not a negative).
-        self.full_train = self._matrix(self.train)
+        self.full_train = log_matrix(self.train)
         self.item_weight = inverse_propensity(
             np.bincount(self.full_train.indices, minlength=data.num_items), self.full_train.nnz
         )
@@ -135,11 +135,6 @@ class Harness:
     def model(self, name: str, seed: int):
         return make_model(name, seed=seed, **self.model_params.get(name, {}))
 
-    def _matrix(self, part: InteractionData):
-        return interaction_matrix(
-            part.column("user") - 1, part.column("item") - 1, part.column("rating"), self.data.num_users, self.data.num_items
-        )
-
     def run(self, train: InteractionData, model: str, seed: int, key: tuple) -> dict:
         """Metrics of ``model`` trained on ``train`` (cached under ``key``)."""
         recommender = self.model(model, seed)
@@ -148,7 +143,7 @@ class Harness:
         if hit is not None:
             return hit
         start = time.perf_counter()
-        ratings = self._matrix(train)
+        ratings = log_matrix(train)
         recommender.fit(ratings)
         seen = np.diff(ratings.indptr)[self.eval_users] > 0
         users = self.eval_users[seen]

@@ -54,7 +54,7 @@ from sampling.distill import DistillCF  # noqa: E402
 from sampling.harness import user_split  # noqa: E402
 from sampling.metrics import mean_metrics, user_metrics  # noqa: E402
 from sampling.models import make_model  # noqa: E402
-from sampling.models.base import binary, interaction_matrix  # noqa: E402
+from sampling.models.base import binary, log_matrix  # noqa: E402
 from sampling.samplers import make_sampler  # noqa: E402
 
 BUDGETS = (0.001, 0.01, 0.1)
@@ -98,8 +98,7 @@ def matrices(data) -> Splits:
     fit_log = train_log.take(inner.train)
 
     def matrix(part):
-        return binary(interaction_matrix(part.column("user") - 1, part.column("item") - 1, part.column("rating"),
-                                         data.num_users, data.num_items))  # fmt: skip
+        return binary(log_matrix(part))
 
     return Splits(matrix(train_log), matrix(fit_log), matrix(train_log.take(inner.test)), matrix(data.take(parts.test)),
                   train_log, fit_log)  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sampling._validate import check_choice
-from sampling.models.base import Recommender, interaction_matrix
+from sampling.models.base import Recommender, interaction_matrix, log_matrix
 from sampling.models.closed_form import EASE, InfinityAE, ItemKNN
 from sampling.models.neural import DLRM, MF, NeuMF
 from sampling.models.simple import BiasOnly, Popularity
@@ -20,5 +20,5 @@ def make_model(name: str, seed: int = 0, **params) -> Recommender:
 
 __all__ = [
     "DLRM", "EASE", "MF", "MODEL_NAMES", "ZOO", "BiasOnly", "InfinityAE", "ItemKNN", "NeuMF", "Popularity",
-    "Recommender", "interaction_matrix", "make_model",
+    "Recommender", "interaction_matrix", "log_matrix", "make_model",
 ]  # fmt: skip

@@ -7,12 +7,15 @@ the same users and items as one trained on everything.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from sampling._validate import check_fitted
+
+if TYPE_CHECKING:
+    from data_pipeline.schema import InteractionData
 
 
 class Recommender:
@@ -95,3 +98,11 @@ def interaction_matrix(
     count.sum_duplicates()
     total.data = (total.data / count.data).astype(np.float32)
     return total
+
+
+def log_matrix(data: InteractionData) -> sp.csr_matrix:
+    """An interaction log as a users x items matrix of ratings (encoded ids start at 1). The shape
+    comes from the log's vocabularies, which a part taken from a log keeps, so every part of one
+    log gives matrices of the same shape."""
+    return interaction_matrix(data.column("user") - 1, data.column("item") - 1, data.column("rating"),
+                              data.num_users, data.num_items)  # fmt: skip
