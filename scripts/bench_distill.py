@@ -1,6 +1,6 @@
 """Benchmark: Distill-CF data summaries vs SVP-CF and random users at the same user budget.
 
-For each budget (a fraction of the users: 0.1%, 1%, 10%) and seed, three ways to build a small
+For each budget (a fraction of the users: 0.1%, 1%, 10%) and seed, four ways to build a small
 training set from the training split (per user, the latest 20% of interactions held out for test):
 
 * Distill-CF: that many fake users with fractional weights (``sampling.distill``);
